@@ -1,0 +1,3 @@
+//! Bot clients.
+
+fn main() {}

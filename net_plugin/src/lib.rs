@@ -1,0 +1,1 @@
+//! The networking plugin (see issue 3).

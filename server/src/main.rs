@@ -1,0 +1,3 @@
+//! The headless game server binary.
+
+fn main() {}

@@ -1,0 +1,111 @@
+//! How the course's names become Rust names.
+//!
+//! | definition file | Rust |
+//! |---|---|
+//! | packet `C_Move` | struct `C_Move` (kept as is: it is the wire name and says the direction) |
+//! | field `posX`, `playerId`, `isSelf` | `pos_x`, `player_id`, `is_self` (snake_case) |
+//! | `<list name="player">` in `S_PlayerList` | field `players: Vec<s_player_list::Player>` (the course's `List<Player> players`) |
+//! | a name that is a Rust keyword (`type`) | a raw identifier (`r#type`) |
+
+/// Whether `name` can be an identifier: an ASCII letter or `_`, then letters, digits or `_`.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `posX` → `pos_x`, `HTTPCode` → `http_code`, `S_PlayerList` → `s_player_list`.
+pub fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            let next = chars.get(i + 1).copied();
+            let starts_word = match prev {
+                None | Some('_') => false,
+                Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
+                // An acronym ends where a capital is followed by a lowercase letter: `HTTPCode`.
+                Some(p) if p.is_ascii_uppercase() => next.is_some_and(|n| n.is_ascii_lowercase()),
+                Some(_) => false,
+            };
+            if starts_word {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `player` → `Player`, `skill_info` → `SkillInfo`: the type of a list's elements.
+pub fn upper_camel_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper_next = true;
+    for c in name.chars() {
+        if c == '_' {
+            upper_next = true;
+        } else if upper_next {
+            out.push(c.to_ascii_uppercase());
+            upper_next = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The field that holds a list: the course's convention, the list's name plus `s`.
+pub fn list_field_name(list_name: &str) -> String {
+    format!("{}s", snake_case(list_name))
+}
+
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+];
+
+/// Makes a name safe to use as an identifier: `type` → `r#type`.
+pub fn escape_keyword(name: &str) -> String {
+    if KEYWORDS.contains(&name) {
+        // `crate`, `self`, `super` and `Self` cannot be raw identifiers; a trailing `_` is the
+        // usual escape for them.
+        if matches!(name, "crate" | "self" | "super" | "Self") {
+            format!("{name}_")
+        } else {
+            format!("r#{name}")
+        }
+    } else {
+        name.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_follows_the_course_names() {
+        assert_eq!(snake_case("posX"), "pos_x");
+        assert_eq!(snake_case("playerId"), "player_id");
+        assert_eq!(snake_case("isSelf"), "is_self");
+        assert_eq!(snake_case("chat"), "chat");
+        assert_eq!(snake_case("HTTPCode"), "http_code");
+        assert_eq!(snake_case("S_PlayerList"), "s_player_list");
+        assert_eq!(snake_case("C_PlayerInfoReq"), "c_player_info_req");
+        assert_eq!(snake_case("pos2D"), "pos2_d");
+    }
+
+    #[test]
+    fn list_names() {
+        assert_eq!(upper_camel_case("player"), "Player");
+        assert_eq!(upper_camel_case("skill_info"), "SkillInfo");
+        assert_eq!(list_field_name("player"), "players");
+        assert_eq!(list_field_name("attribute"), "attributes");
+    }
+}
