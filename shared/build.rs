@@ -36,7 +36,8 @@ fn generate(input: &Path, output: &Path, root: &str) -> Result<(), String> {
         .map(|rel| rel.display().to_string())
         .unwrap_or_else(|_| input.display().to_string());
     let label = label.strip_prefix("../").map(str::to_string).unwrap_or_else(|| format!("shared/{label}"));
-    let xml = std::fs::read_to_string(input).map_err(|e| format!("{label}: cannot read the packet definitions: {e}"))?;
+    let xml =
+        std::fs::read_to_string(input).map_err(|e| format!("{label}: cannot read the packet definitions: {e}"))?;
     let source = pdl::generate(&label, &xml, root).map_err(|e| e.to_string())?;
     std::fs::write(output, source).map_err(|e| format!("{}: cannot write: {e}", output.display()))
 }

@@ -250,25 +250,35 @@ fn emit_struct(
     wl(o, format!("{indent}    #[inline]"));
     let buf = if fields.is_empty() { "_buf" } else { "buf" };
     wl(o, format!("{indent}    fn encode_fields<B: {root}::bytes::BufMut>(&self, {buf}: &mut B) {{"));
+    // Runs of fixed-size fields are assembled on the stack and written with one `put_slice`:
+    // several times faster than a `put_*` call per field.
+    let mut run: Vec<(&Field, Scalar)> = Vec::new();
     for f in fields {
-        let name = rust_field_name(f);
-        let line = match &f.kind {
-            FieldKind::Scalar(Scalar::Bool) => format!("buf.put_u8(u8::from(self.{name}));"),
-            FieldKind::Scalar(Scalar::Byte) => format!("buf.put_u8(self.{name});"),
-            FieldKind::Scalar(Scalar::SByte) => format!("buf.put_i8(self.{name});"),
-            FieldKind::Scalar(s) => format!("buf.put_{}_le(self.{name});", s.rust_type()),
-            FieldKind::String => format!("{root}::put_string(buf, &self.{name});"),
-            FieldKind::List(_) => format!("{root}::put_list(buf, &self.{name});"),
-        };
-        wl(o, format!("{indent}        {line}"));
+        match &f.kind {
+            FieldKind::Scalar(s) => run.push((f, *s)),
+            FieldKind::String => {
+                emit_scalar_run(o, &mut run, indent);
+                wl(o, format!("{indent}        {root}::put_string(buf, &self.{});", rust_field_name(f)));
+            }
+            FieldKind::List(_) => {
+                emit_scalar_run(o, &mut run, indent);
+                wl(o, format!("{indent}        {root}::put_list(buf, &self.{});", rust_field_name(f)));
+            }
+        }
     }
+    emit_scalar_run(o, &mut run, indent);
     wl(o, format!("{indent}    }}"));
     wl(o, "");
 
     // decode_fields
     wl(o, format!("{indent}    #[inline]"));
     let reader = if fields.is_empty() { "_r" } else { "r" };
-    wl(o, format!("{indent}    fn decode_fields({reader}: &mut {root}::Reader<'_>) -> Result<Self, {root}::DecodeError> {{"));
+    wl(
+        o,
+        format!(
+            "{indent}    fn decode_fields({reader}: &mut {root}::Reader<'_>) -> Result<Self, {root}::DecodeError> {{"
+        ),
+    );
     if fields.is_empty() {
         wl(o, format!("{indent}        Ok(Self)"));
     } else {
@@ -287,6 +297,27 @@ fn emit_struct(
     wl(o, format!("{indent}    }}"));
     wl(o, format!("{indent}}}"));
     wl(o, "");
+}
+
+/// Writes the scalar fields collected in `run` with one `put_slice`, and empties `run`.
+fn emit_scalar_run(o: &mut String, run: &mut Vec<(&Field, Scalar)>, indent: &str) {
+    if run.is_empty() {
+        return;
+    }
+    let total: usize = run.iter().map(|(_, s)| s.size()).sum();
+    wl(o, format!("{indent}        let mut run = [0u8; {total}];"));
+    let mut at = 0;
+    for (f, s) in run.iter() {
+        let name = rust_field_name(f);
+        let value = match s {
+            Scalar::Bool => format!("u8::from(self.{name})"),
+            _ => format!("self.{name}"),
+        };
+        wl(o, format!("{indent}        run[{at}..{}].copy_from_slice(&{value}.to_le_bytes());", at + s.size()));
+        at += s.size();
+    }
+    wl(o, format!("{indent}        buf.put_slice(&run);"));
+    run.clear();
 }
 
 /// `ClientPacket` or `ServerPacket`: one enum per direction, to decode into and dispatch on.
@@ -364,7 +395,10 @@ fn emit_set(o: &mut String, defs: &Definitions, root: &str, direction: Direction
     }
     wl(o, "    }");
     wl(o, "");
-    wl(o, format!("    fn encode<B: {root}::bytes::BufMut>(&self, buf: &mut B) -> Result<usize, {root}::EncodeError> {{"));
+    wl(
+        o,
+        format!("    fn encode<B: {root}::bytes::BufMut>(&self, buf: &mut B) -> Result<usize, {root}::EncodeError> {{"),
+    );
     if members.is_empty() {
         wl(o, "        let _ = buf;");
         wl(o, "        match *self {}");

@@ -63,11 +63,10 @@ pub fn list_field_name(list_name: &str) -> String {
 }
 
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
-    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
-    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
-    "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern", "false", "fn",
+    "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self",
+    "Self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where", "while", "abstract",
+    "become", "box", "do", "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
 ];
 
 /// Makes a name safe to use as an identifier: `type` → `r#type`.
@@ -75,11 +74,7 @@ pub fn escape_keyword(name: &str) -> String {
     if KEYWORDS.contains(&name) {
         // `crate`, `self`, `super` and `Self` cannot be raw identifiers; a trailing `_` is the
         // usual escape for them.
-        if matches!(name, "crate" | "self" | "super" | "Self") {
-            format!("{name}_")
-        } else {
-            format!("r#{name}")
-        }
+        if matches!(name, "crate" | "self" | "super" | "Self") { format!("{name}_") } else { format!("r#{name}") }
     } else {
         name.to_string()
     }

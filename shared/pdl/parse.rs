@@ -107,7 +107,12 @@ pub fn parse(file: &str, text: &str) -> Result<Definitions, PdlError> {
             return Err(cx.error(node, None, None, "a packet without a `name` attribute"));
         };
         if !names::is_identifier(name) {
-            return Err(cx.error(node, Some(name), None, "the packet name is not an identifier (letters, digits, `_`)"));
+            return Err(cx.error(
+                node,
+                Some(name),
+                None,
+                "the packet name is not an identifier (letters, digits, `_`)",
+            ));
         }
         let direction = if name.starts_with("C_") {
             Direction::ClientToServer
@@ -183,7 +188,12 @@ fn parse_fields(
         };
         let full = format!("{path}{name}");
         if !names::is_identifier(name) {
-            return Err(cx.error(node, Some(packet), Some(&full), "the field name is not an identifier (letters, digits, `_`)"));
+            return Err(cx.error(
+                node,
+                Some(packet),
+                Some(&full),
+                "the field name is not an identifier (letters, digits, `_`)",
+            ));
         }
         let kind = match type_name {
             "string" => FieldKind::String,
@@ -202,8 +212,13 @@ fn parse_fields(
                 }
             },
         };
-        if type_name != "list" && element_children(cx, node, Some(packet), Some(&full))?.first().is_some() {
-            return Err(cx.error(node, Some(packet), Some(&full), format!("a `{type_name}` field cannot hold other fields")));
+        if type_name != "list" && !element_children(cx, node, Some(packet), Some(&full))?.is_empty() {
+            return Err(cx.error(
+                node,
+                Some(packet),
+                Some(&full),
+                format!("a `{type_name}` field cannot hold other fields"),
+            ));
         }
         let rust_name = match kind {
             FieldKind::List(_) => names::list_field_name(name),

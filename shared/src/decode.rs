@@ -200,12 +200,7 @@ impl<'a> Reader<'a> {
                 self.rest = tail;
                 Ok(*head)
             }
-            None => Err(DecodeError::Truncated {
-                packet: self.packet,
-                field,
-                needed: N,
-                remaining: self.rest.len(),
-            }),
+            None => Err(DecodeError::Truncated { packet: self.packet, field, needed: N, remaining: self.rest.len() }),
         }
     }
 
