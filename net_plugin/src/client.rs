@@ -1,0 +1,140 @@
+//! The client side: outgoing connections (the course's Connector), each an entity with the same
+//! messages, sending API and limits as the server's.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::prelude::*;
+use bevy_ecs::system::SystemParam;
+use shared::{PacketSet, ServerPacket};
+use tokio::net::TcpStream;
+
+use crate::connection::{SessionEntry, SessionIndex};
+use crate::events::{self, IoEvent};
+use crate::link::SessionLink;
+use crate::plugin::{Inbox, NetCorePlugin};
+use crate::runtime::{IoRuntime, Spawner};
+use crate::session::{self, SessionContext, configure_socket};
+use crate::stats::IoCounters;
+use crate::{Connecting, NetConfig, SessionId};
+
+/// Opens outgoing connections. `In` is the packet set servers send (by default every `S_`
+/// packet of `assets/PDL.xml`). Connections are opened with [`Connector`].
+pub struct ClientPlugin<In: PacketSet = ServerPacket> {
+    /// Taken by `build`.
+    started: Mutex<Option<(IoRuntime, Inbox<In>, Arc<SessionContext<In>>)>>,
+    outbound_backlog: usize,
+}
+
+impl ClientPlugin {
+    /// Starts the I/O threads, for servers that send the packets of `assets/PDL.xml`. See
+    /// [`NetConfig::client_default`].
+    pub fn new(config: NetConfig) -> Result<Self, crate::BindError> {
+        Self::with_packets(config)
+    }
+}
+
+impl<In: PacketSet> ClientPlugin<In> {
+    /// Starts the I/O threads, for servers that send the packet set `In`.
+    pub fn with_packets(config: NetConfig) -> Result<Self, crate::BindError> {
+        config.validate().map_err(crate::BindError::Config)?;
+        let runtime =
+            IoRuntime::start(config.io_threads, config.shutdown_timeout).map_err(crate::BindError::Runtime)?;
+        let counters = Arc::new(IoCounters::default());
+        let (events, rx) = events::channel(config.inbound_queue, counters.clone());
+        let outbound_backlog = config.outbound_backlog;
+        let cx = Arc::new(SessionContext { config, events, counters: counters.clone() });
+        Ok(Self { started: Mutex::new(Some((runtime, Inbox { rx, counters }, cx))), outbound_backlog })
+    }
+}
+
+impl<In: PacketSet> Plugin for ClientPlugin<In> {
+    fn build(&self, app: &mut App) {
+        let Some((runtime, inbox, cx)) = self.started.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return;
+        };
+        let spawner = runtime.spawner();
+        let handle = runtime.handle().cloned();
+        let open: OpenFn = Box::new(move |id, addr| {
+            if let Some(handle) = &handle {
+                let task = connect::<In>(id, addr, cx.clone(), spawner.clone());
+                spawner.tasks.spawn_on(task, handle);
+            }
+        });
+        app.insert_resource(runtime)
+            .insert_resource(inbox)
+            .insert_resource(ConnectorState { open, next_id: AtomicU64::new(1) })
+            .add_plugins(NetCorePlugin::<In> { outbound_backlog: self.outbound_backlog, _in: PhantomData });
+    }
+}
+
+/// Starts a connect task for a session id and address; type-erases the packet set so
+/// [`Connector`] needs no type parameter.
+type OpenFn = Box<dyn Fn(SessionId, SocketAddr) + Send + Sync>;
+
+#[derive(Resource)]
+pub(crate) struct ConnectorState {
+    open: OpenFn,
+    next_id: AtomicU64,
+}
+
+/// Opens outgoing connections from any system.
+///
+/// ```no_run
+/// # use bevy_ecs::prelude::*;
+/// # use net_plugin::Connector;
+/// fn connect_one(mut connector: Connector) {
+///     let entity = connector.connect("127.0.0.1:7777".parse().unwrap());
+///     // `Connected { entity, .. }` or `ConnectFailed { entity, .. }` follows.
+/// }
+/// ```
+#[derive(SystemParam)]
+pub struct Connector<'w, 's> {
+    commands: Commands<'w, 's>,
+    index: ResMut<'w, SessionIndex>,
+    state: Res<'w, ConnectorState>,
+}
+
+impl Connector<'_, '_> {
+    /// Starts connecting to `addr`; returns the connection's entity, which has [`Connecting`]
+    /// until [`Connected`](crate::Connected) (then [`Connection`](crate::Connection)) or
+    /// [`ConnectFailed`](crate::ConnectFailed).
+    pub fn connect(&mut self, addr: SocketAddr) -> Entity {
+        let id = SessionId(self.state.next_id.fetch_add(1, Ordering::Relaxed));
+        let entity = self.commands.spawn(Connecting { addr, since: Instant::now() }).id();
+        self.index.insert(id, SessionEntry { entity, link: None });
+        (self.state.open)(id, addr);
+        entity
+    }
+}
+
+/// Connects, then runs the session like an accepted one.
+async fn connect<In: PacketSet>(id: SessionId, addr: SocketAddr, cx: Arc<SessionContext<In>>, spawner: Spawner) {
+    let attempt = tokio::time::timeout(cx.config.connect_timeout, TcpStream::connect(addr));
+    let result = tokio::select! {
+        biased;
+        () = spawner.shutdown.cancelled() => return,
+        result = attempt => result,
+    };
+    let stream = match result {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return fail(&cx, id, addr, e.to_string()).await,
+        Err(_) => return fail(&cx, id, addr, format!("timed out after {:?}", cx.config.connect_timeout)).await,
+    };
+    if let Err(e) = configure_socket(&stream, &cx.config) {
+        return fail(&cx, id, addr, e.to_string()).await;
+    }
+    let link = Arc::new(SessionLink::new(spawner.shutdown.child_token()));
+    if cx.events.send(IoEvent::Connected { id, peer: addr, link: link.clone() }).await.is_ok() {
+        session::run::<In>(stream, id, addr, link, cx).await;
+    }
+}
+
+async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {
+    tracing::debug!(session = id.0, %addr, %error, "connect failed");
+    let _ = cx.events.send(IoEvent::ConnectFailed { id, error: error.into() }).await;
+}

@@ -1,0 +1,177 @@
+//! Limits and settings of the network layer, with the defaults a game server starts from.
+//!
+//! Every queue the plugin keeps is bounded by one of these, and each bound has a policy when it
+//! is reached (see the field docs). All fields can be set from TOML (`[net]` in the server's
+//! config file); durations are written like `"30s"` or `"250ms"`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of the network layer, shared by the server (listener) and client (connector) sides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetConfig {
+    /// Tokio worker threads for socket I/O. The ECS runs on the main thread, so on a 2-core
+    /// machine one I/O thread leaves each a core. Default: cores − 1, between 1 and 4.
+    pub io_threads: usize,
+
+    /// Open connections accepted at once (server side). Beyond it a newcomer is accepted and
+    /// closed at once, and the refusal logged (at most once a second); sessions already open are
+    /// untouched. Default: 10,000.
+    pub max_connections: usize,
+
+    /// The listen backlog: connections the kernel queues before they are accepted, for bursts of
+    /// joins. Default: 4,096 (the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
+
+    /// The largest packet accepted from a peer, in bytes, header included. A larger `size` closes
+    /// the connection as soon as its two size bytes arrive, so a peer cannot make the server
+    /// buffer more than this. Default: 4,096 on the server (the course's client packets are all
+    /// tiny); 65,535 on clients (a server's player list can be large).
+    pub max_packet_size: usize,
+
+    /// How fast a peer may send packets. Beyond it, the connection is closed with
+    /// [`DisconnectReason::InboundFlood`](crate::DisconnectReason::InboundFlood). `None` turns it
+    /// off (clients trust their server). Default: 100 packets/s with bursts of 200 (the course's
+    /// clients send 4 moves a second).
+    pub inbound_rate: Option<RateLimit>,
+
+    /// Bytes that may wait for one peer that does not read, beyond what the kernel's socket
+    /// buffer holds. When a flush would exceed it, the connection is closed with
+    /// [`DisconnectReason::OutboundBacklog`](crate::DisconnectReason::OutboundBacklog): a client
+    /// that stops reading costs at most this much memory, and never slows the others. Default:
+    /// 1 MiB (about 10 s of a 500-player room's moves).
+    pub outbound_backlog: usize,
+
+    /// Events (packets, connects, disconnects) that may wait between the I/O threads and the
+    /// ECS. When it is full, readers stop reading their sockets until the next frame drains it
+    /// (TCP pushes back on the senders); nothing is dropped. Default: 65,536 on the server,
+    /// 1,048,576 on clients (a load-test process receives whole rooms' broadcasts).
+    pub inbound_queue: usize,
+
+    /// TCP keepalive, so a peer that vanished without closing (power loss, cable) is found and
+    /// its session ended. `None` turns it off. Default: probe after 30 s idle, every 10 s, give
+    /// up after 3 (a dead peer is found within about a minute).
+    pub keepalive: Option<Keepalive>,
+
+    /// Closes a connection that has sent nothing for this long, with
+    /// [`DisconnectReason::IdleTimeout`](crate::DisconnectReason::IdleTimeout). `None` (the
+    /// default) turns it off: the course's clients may legitimately stay quiet.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+
+    /// How long a closing connection may take to write what is queued for it before the socket
+    /// is closed anyway. Default: 1 s.
+    #[serde(with = "humantime_serde")]
+    pub close_linger: Duration,
+
+    /// How long a graceful shutdown waits for every session to flush and close before the I/O
+    /// runtime is stopped regardless. Default: 3 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+
+    /// How long an outgoing connection attempt may take (client side). Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+
+    /// Disables Nagle's algorithm. The plugin already gathers a frame's packets into one write;
+    /// Nagle would only add up to 40 ms of delay to it. Default: on.
+    pub nodelay: bool,
+}
+
+/// A token bucket: `per_second` packets on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Packets per second a peer may send, on average.
+    pub per_second: u32,
+    /// Packets a peer may send at once after being quiet.
+    pub burst: u32,
+}
+
+/// TCP keepalive timings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+    /// Time between probes.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub retries: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self { idle: Duration::from_secs(30), interval: Duration::from_secs(10), retries: 3 }
+    }
+}
+
+/// I/O threads to use when not configured: the ECS keeps one core, I/O takes the rest (1–4).
+pub fn default_io_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).clamp(1, 4)
+}
+
+impl Default for NetConfig {
+    /// The server's defaults.
+    fn default() -> Self {
+        Self {
+            io_threads: default_io_threads(),
+            max_connections: 10_000,
+            listen_backlog: 4096,
+            max_packet_size: 4096,
+            inbound_rate: Some(RateLimit { per_second: 100, burst: 200 }),
+            outbound_backlog: 1 << 20,
+            inbound_queue: 1 << 16,
+            keepalive: Some(Keepalive::default()),
+            idle_timeout: None,
+            close_linger: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(5),
+            nodelay: true,
+        }
+    }
+}
+
+impl NetConfig {
+    /// The defaults for the client side: large packets accepted (player lists), no rate limit on
+    /// the server, a deep inbound queue for load-test processes.
+    pub fn client_default() -> Self {
+        Self { max_packet_size: shared::MAX_PACKET_LEN, inbound_rate: None, inbound_queue: 1 << 20, ..Self::default() }
+    }
+
+    /// Checks values that would make the plugin misbehave; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.io_threads == 0 {
+            return Err("net.io_threads must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("net.max_connections must be at least 1".into());
+        }
+        if !(shared::HEADER_LEN..=shared::MAX_PACKET_LEN).contains(&self.max_packet_size) {
+            return Err(format!(
+                "net.max_packet_size must be between {} and {} bytes",
+                shared::HEADER_LEN,
+                shared::MAX_PACKET_LEN
+            ));
+        }
+        if let Some(rate) = self.inbound_rate
+            && (rate.per_second == 0 || rate.burst == 0)
+        {
+            return Err("net.inbound_rate needs per_second and burst of at least 1".into());
+        }
+        if self.outbound_backlog < shared::MAX_PACKET_LEN {
+            return Err(format!(
+                "net.outbound_backlog must hold at least one packet ({} bytes)",
+                shared::MAX_PACKET_LEN
+            ));
+        }
+        if self.inbound_queue == 0 {
+            return Err("net.inbound_queue must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! Sending: game systems encode packets into each connection's buffer for the frame; one flush
+//! after all game systems hands each buffer to its writer (the course's Send, SendBuffer and
+//! 250 ms flush timer, without locks in game code and without the wait).
+
+use bevy_ecs::component::Component;
+use bevy_ecs::entity::Entity;
+use bevy_ecs::query::With;
+use bevy_ecs::resource::Resource;
+use bevy_ecs::system::{Local, Query, Res, ResMut, SystemParam};
+use bytes::{Bytes, BytesMut};
+use shared::{Direction, EncodeError, Packet};
+use std::sync::Arc;
+
+use crate::link::SessionLink;
+use crate::{Connection, DisconnectReason, NetStats};
+
+/// Bytes queued for one connection during this frame; handed to its writer by the flush.
+#[derive(Component, Debug)]
+pub struct OutboundBuffer {
+    /// This frame's packets, in the order they were sent.
+    bytes: BytesMut,
+    /// Packets in `bytes`, for statistics.
+    packets: u64,
+    /// The size of the last frame's buffer: reserved at the first send of the next, so a busy
+    /// connection grows its buffer once a frame instead of doubling its way up.
+    last_len: usize,
+    link: Arc<SessionLink>,
+}
+
+impl OutboundBuffer {
+    pub(crate) fn new(link: Arc<SessionLink>) -> Self {
+        Self { bytes: BytesMut::new(), packets: 0, last_len: 0, link }
+    }
+
+    /// Bytes queued this frame.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing is queued this frame.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn push(&mut self, encoded: &[u8]) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(self.last_len.max(encoded.len()).max(64));
+        }
+        self.bytes.extend_from_slice(encoded);
+        self.packets += 1;
+    }
+}
+
+/// Which way this application's packets go out: set by the server or client plugin.
+#[derive(Resource, Debug, Clone, Copy)]
+pub(crate) struct OutboundDirection(pub Direction);
+
+/// Why a packet was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The packet cannot be encoded (too large for the wire format).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The packet travels the other way (a server sending a `C_` packet).
+    #[error("{packet} travels {direction}; this side cannot send it")]
+    WrongDirection {
+        /// The packet's name.
+        packet: &'static str,
+        /// Its direction.
+        direction: Direction,
+    },
+}
+
+/// A packet encoded once, to be sent to many connections (or kept and sent again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPacket {
+    bytes: Bytes,
+    direction: Direction,
+    name: &'static str,
+}
+
+impl EncodedPacket {
+    /// Encodes `packet`.
+    pub fn new<P: Packet>(packet: &P) -> Result<Self, EncodeError> {
+        Ok(Self { bytes: shared::encode_to_vec(packet)?.into(), direction: P::DIRECTION, name: P::NAME })
+    }
+
+    /// The bytes on the wire, header included.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Sends packets to connections. Everything sent to a connection during a frame goes out in
+/// one write after the frame's game systems, in the order it was sent.
+///
+/// Sending to an entity that is not (or no longer) a connection, or whose connection is
+/// closing, does nothing: its [`Disconnected`](crate::Disconnected) tells game code it is gone.
+///
+/// ```
+/// # use bevy_ecs::prelude::*;
+/// # use net_plugin::{Outbox, Received};
+/// # use shared::{C_Chat, S_Chat};
+/// fn echo_chat(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox) {
+///     for Received { from, packet } in chats.read() {
+///         let reply = S_Chat { player_id: 0, chat: packet.chat.clone() };
+///         outbox.send(*from, &reply).expect("a chat line fits a packet");
+///     }
+/// }
+/// ```
+#[derive(SystemParam)]
+pub struct Outbox<'w, 's> {
+    buffers: Query<'w, 's, &'static mut OutboundBuffer>,
+    connections: Query<'w, 's, Entity, With<Connection>>,
+    outbound: Res<'w, OutboundDirection>,
+    /// Reused for encoding, so a send allocates nothing once warm.
+    scratch: Local<'s, Vec<u8>>,
+}
+
+impl Outbox<'_, '_> {
+    fn check<P: Packet>(&self) -> Result<(), SendError> {
+        if P::DIRECTION == self.outbound.0 {
+            Ok(())
+        } else {
+            Err(SendError::WrongDirection { packet: P::NAME, direction: P::DIRECTION })
+        }
+    }
+
+    fn encode_scratch<P: Packet>(&mut self, packet: &P) -> Result<(), SendError> {
+        self.check::<P>()?;
+        self.scratch.clear();
+        shared::encode(packet, &mut *self.scratch)?;
+        Ok(())
+    }
+
+    fn push(&mut self, to: Entity, bytes: &[u8]) {
+        if let Ok(mut buffer) = self.buffers.get_mut(to)
+            && !buffer.link.is_closed()
+        {
+            buffer.push(bytes);
+        }
+    }
+
+    /// Sends `packet` to one connection.
+    pub fn send<P: Packet>(&mut self, to: Entity, packet: &P) -> Result<(), SendError> {
+        self.encode_scratch(packet)?;
+        let scratch = std::mem::take(&mut *self.scratch);
+        self.push(to, &scratch);
+        *self.scratch = scratch;
+        Ok(())
+    }
+
+    /// Sends `packet` to each of `to`, encoding it once.
+    pub fn broadcast<P: Packet>(&mut self, to: impl IntoIterator<Item = Entity>, packet: &P) -> Result<(), SendError> {
+        self.encode_scratch(packet)?;
+        let scratch = std::mem::take(&mut *self.scratch);
+        for entity in to {
+            self.push(entity, &scratch);
+        }
+        *self.scratch = scratch;
+        Ok(())
+    }
+
+    /// Sends `packet` to every open connection, encoding it once.
+    pub fn send_all<P: Packet>(&mut self, packet: &P) -> Result<(), SendError> {
+        self.encode_scratch(packet)?;
+        for mut buffer in &mut self.buffers {
+            if !buffer.link.is_closed() {
+                buffer.push(&self.scratch);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a packet encoded earlier to each of `to`.
+    pub fn send_encoded(
+        &mut self,
+        to: impl IntoIterator<Item = Entity>,
+        packet: &EncodedPacket,
+    ) -> Result<(), SendError> {
+        if packet.direction != self.outbound.0 {
+            return Err(SendError::WrongDirection { packet: packet.name, direction: packet.direction });
+        }
+        for entity in to {
+            self.push(entity, &packet.bytes);
+        }
+        Ok(())
+    }
+
+    /// Closes a connection. What was sent to it before, this frame included, is still written
+    /// (within the configured linger time), then the socket is closed; its
+    /// [`Disconnected`](crate::Disconnected) follows in a later frame with this reason.
+    pub fn close(&mut self, entity: Entity, reason: DisconnectReason) {
+        if let Ok(mut buffer) = self.buffers.get_mut(entity) {
+            let buffer = &mut *buffer;
+            // Hand this frame's bytes over first, so the writer's last write includes them.
+            let _ = buffer.link.hand_over(&mut buffer.bytes, usize::MAX);
+            buffer.link.close(reason);
+        }
+    }
+
+    /// Whether `entity` is an open connection (not closing).
+    pub fn is_open(&self, entity: Entity) -> bool {
+        self.buffers.get(entity).is_ok_and(|b| !b.link.is_closed())
+    }
+
+    /// Every connection entity, open or closing.
+    pub fn connections(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.connections.iter()
+    }
+}
+
+/// The per-session cap on bytes waiting for a writer.
+#[derive(Resource, Debug, Clone, Copy)]
+pub(crate) struct BacklogCap(pub usize);
+
+/// Hands each connection's frame buffer to its writer: once per frame, after all game systems.
+pub(crate) fn flush(mut buffers: Query<&mut OutboundBuffer>, cap: Res<BacklogCap>, mut stats: ResMut<NetStats>) {
+    for mut buffer in &mut buffers {
+        if buffer.bytes.is_empty() {
+            continue;
+        }
+        let buffer = &mut *buffer;
+        stats.packets_out += std::mem::take(&mut buffer.packets);
+        buffer.last_len = buffer.bytes.len();
+        if buffer.link.is_closed() {
+            buffer.bytes = BytesMut::new();
+            continue;
+        }
+        match buffer.link.hand_over(&mut buffer.bytes, cap.0) {
+            Ok(()) => stats.flushes += 1,
+            Err(full) => {
+                buffer.bytes = BytesMut::new();
+                buffer.link.close(DisconnectReason::OutboundBacklog { queued: full.queued, limit: cap.0 });
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The ECS half shared by the server and client plugins: messages, the system that turns I/O
+//! events into them, the flush, and cleanup.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bevy_app::{App, AppExit, Last, Plugin, PreUpdate};
+use bevy_ecs::message::MessageReader;
+use bevy_ecs::prelude::*;
+use crossbeam_channel::Receiver;
+use shared::{Packet, PacketSet, PacketTypeVisitor, PacketVisitor};
+
+use crate::connection::{PendingDespawn, SessionEntry, SessionIndex};
+use crate::events::IoEvent;
+use crate::outbox::{BacklogCap, OutboundDirection, flush};
+use crate::runtime::IoRuntime;
+use crate::stats::IoCounters;
+use crate::{
+    ConnectFailed, Connected, Connecting, Connection, DisconnectReason, Disconnected, NetStats, OutboundBuffer,
+    Received,
+};
+
+/// Where the plugin's systems run. Order game systems against these.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NetSystems {
+    /// In `PreUpdate`: drains the I/O threads' events and writes [`Connected`],
+    /// [`Received`] and [`Disconnected`] messages, spawning connection entities. Systems in
+    /// `PreUpdate` that read those messages go `.after(NetSystems::Receive)`; later schedules
+    /// see them anyway.
+    Receive,
+    /// In `Last`: hands every connection's frame buffer to its writer, once. Everything sent
+    /// before it goes out this frame.
+    Send,
+    /// In `Last`, after [`NetSystems::Send`]: despawns the entities of sessions that ended this
+    /// frame, and shuts the network down gracefully on [`AppExit`].
+    Cleanup,
+}
+
+/// The events from the I/O threads, drained once a frame.
+#[derive(Resource)]
+pub(crate) struct Inbox<In> {
+    pub rx: Receiver<IoEvent<In>>,
+    pub counters: Arc<IoCounters>,
+}
+
+/// Adds everything both sides share. Added by [`ServerPlugin`](crate::ServerPlugin) and
+/// [`ClientPlugin`](crate::ClientPlugin); not used directly.
+pub(crate) struct NetCorePlugin<In: PacketSet> {
+    pub outbound_backlog: usize,
+    pub _in: PhantomData<fn() -> In>,
+}
+
+struct RegisterMessages<'a>(&'a mut App);
+
+impl PacketTypeVisitor for RegisterMessages<'_> {
+    fn visit<P: Packet>(&mut self) {
+        self.0.add_message::<Received<P>>();
+    }
+}
+
+impl<In: PacketSet> Plugin for NetCorePlugin<In> {
+    fn build(&self, app: &mut App) {
+        if app.world().contains_resource::<OutboundDirection>() {
+            // A programming error, found at startup: one application is a server or a client.
+            panic!("an application runs either the ServerPlugin or the ClientPlugin, not both");
+        }
+        In::visit_types(&mut RegisterMessages(app));
+        app.add_message::<Connected>()
+            .add_message::<Disconnected>()
+            .add_message::<ConnectFailed>()
+            .add_message::<AppExit>()
+            .insert_resource(OutboundDirection(In::DIRECTION.reverse()))
+            .insert_resource(BacklogCap(self.outbound_backlog))
+            .init_resource::<SessionIndex>()
+            .init_resource::<PendingDespawn>()
+            .init_resource::<NetStats>()
+            .configure_sets(Last, NetSystems::Cleanup.after(NetSystems::Send))
+            .add_systems(PreUpdate, receive::<In>.in_set(NetSystems::Receive))
+            .add_systems(Last, flush.in_set(NetSystems::Send))
+            .add_systems(Last, (despawn_ended, shutdown_on_exit).chain().in_set(NetSystems::Cleanup));
+    }
+}
+
+/// Writes a decoded packet as its own message type.
+struct Deliver<'w> {
+    world: &'w mut World,
+    from: Entity,
+}
+
+impl PacketVisitor for Deliver<'_> {
+    fn visit<P: Packet>(&mut self, packet: P) {
+        self.world.write_message(Received { from: self.from, packet });
+    }
+}
+
+/// Drains the events queued by the I/O threads (as many as were there when it started, so a
+/// flood cannot hold the frame) and turns them into entities and messages.
+fn receive<In: PacketSet>(world: &mut World, mut batch: Local<Vec<IoEvent<In>>>) {
+    let counters = {
+        let inbox = world.resource::<Inbox<In>>();
+        let queued = inbox.rx.len();
+        batch.extend(inbox.rx.try_iter().take(queued));
+        inbox.counters.clone()
+    };
+    world.resource_scope(|world, mut index: Mut<SessionIndex>| {
+        world.resource_scope(|world, mut stats: Mut<NetStats>| {
+            for event in batch.drain(..) {
+                handle_event(world, &mut index, &mut stats, event);
+            }
+            stats.absorb(&counters);
+        });
+    });
+}
+
+fn handle_event<In: PacketSet>(world: &mut World, index: &mut SessionIndex, stats: &mut NetStats, event: IoEvent<In>) {
+    match event {
+        IoEvent::Packet { id, packet } => match index.get(id) {
+            Some(SessionEntry { entity, link: Some(link) }) if !link.is_closed() => {
+                packet.visit(&mut Deliver { world, from: *entity });
+                stats.packets_in += 1;
+            }
+            _ => stats.packets_dropped += 1,
+        },
+        IoEvent::Connected { id, peer, link } => {
+            let components = (Connection::new(id, peer, link.clone()), OutboundBuffer::new(link.clone()));
+            // An outgoing connection already has its entity; an accepted one gets a new one.
+            let existing = index.get(id).map(|e| e.entity);
+            let entity = match existing.and_then(|e| world.get_entity_mut(e).ok()) {
+                Some(mut entity) => {
+                    entity.remove::<Connecting>().insert(components);
+                    entity.id()
+                }
+                None if existing.is_some() => {
+                    // Its entity was despawned while connecting: nobody wants this connection.
+                    link.close(DisconnectReason::ClosedByApp("its entity was despawned".into()));
+                    return;
+                }
+                None => world.spawn(components).id(),
+            };
+            index.insert(id, SessionEntry { entity, link: Some(link) });
+            world.write_message(Connected { entity, peer });
+            stats.sessions += 1;
+            stats.sessions_total += 1;
+        }
+        IoEvent::Disconnected { id, reason } => {
+            if let Some(SessionEntry { entity, .. }) = index.remove(id) {
+                world.write_message(Disconnected { entity, reason: *reason });
+                world.resource_mut::<PendingDespawn>().0.push(entity);
+                stats.sessions = stats.sessions.saturating_sub(1);
+            }
+        }
+        IoEvent::ConnectFailed { id, error } => {
+            if let Some(SessionEntry { entity, .. }) = index.remove(id) {
+                let addr = world.get::<Connecting>(entity).map(|c| c.addr);
+                if let Some(addr) = addr {
+                    world.write_message(ConnectFailed { entity, addr, error: error.into() });
+                }
+                world.resource_mut::<PendingDespawn>().0.push(entity);
+            }
+        }
+    }
+}
+
+/// Despawns the entities of sessions that ended this frame, after every game system saw them.
+fn despawn_ended(world: &mut World) {
+    let ended = std::mem::take(&mut world.resource_mut::<PendingDespawn>().0);
+    for entity in ended {
+        // Game code may have despawned it already.
+        let _ = world.try_despawn(entity);
+    }
+}
+
+/// Shuts the network down gracefully when the application exits: stop accepting, flush,
+/// close, join the I/O threads within the configured timeout.
+fn shutdown_on_exit(mut exits: MessageReader<AppExit>, runtime: Option<ResMut<IoRuntime>>) {
+    if exits.read().next().is_some()
+        && let Some(mut runtime) = runtime
+    {
+        tracing::info!("shutting down the network: flushing and closing every connection");
+        runtime.shutdown();
+    }
+}

@@ -1,0 +1,175 @@
+//! Why a session ended. Every session ends exactly once, with one of these.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use shared::{DecodeError, FrameError};
+
+/// Why a session ended, carried by [`Disconnected`](crate::Disconnected) and counted by kind in
+/// [`NetStats`](crate::NetStats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The peer closed the connection cleanly.
+    ClosedByPeer,
+    /// The socket failed: reset, broken pipe, keepalive gave up…
+    Io(io::ErrorKind),
+    /// The byte stream cannot be split into packets (a `size` below 4 or above the limit).
+    MalformedFrame(FrameError),
+    /// A packet failed to decode.
+    MalformedPacket(DecodeError),
+    /// The peer sent a packet of the other direction (a client sending an `S_` packet).
+    UnexpectedPacket {
+        /// The packet's id.
+        id: u16,
+        /// The packet's name.
+        name: &'static str,
+    },
+    /// The peer sent packets faster than the configured rate.
+    InboundFlood {
+        /// The configured rate, packets per second.
+        per_second: u32,
+    },
+    /// The peer did not read what it was sent, and the backlog reached the configured cap.
+    OutboundBacklog {
+        /// Bytes that would have been waiting.
+        queued: usize,
+        /// The configured cap.
+        limit: usize,
+    },
+    /// The peer sent nothing for the configured idle timeout.
+    IdleTimeout(Duration),
+    /// This side's game code found a packet's contents invalid (a NaN position, say).
+    InvalidInput(Cow<'static, str>),
+    /// This side's game code closed the connection.
+    ClosedByApp(Cow<'static, str>),
+    /// The application is shutting down.
+    Shutdown,
+    /// A bug: the session's task panicked. The server and other sessions carry on.
+    InternalError(String),
+}
+
+/// The kind of a [`DisconnectReason`], without its details: what statistics count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(missing_docs)]
+pub enum DisconnectKind {
+    ClosedByPeer,
+    Io,
+    MalformedFrame,
+    MalformedPacket,
+    UnexpectedPacket,
+    InboundFlood,
+    OutboundBacklog,
+    IdleTimeout,
+    InvalidInput,
+    ClosedByApp,
+    Shutdown,
+    InternalError,
+}
+
+impl DisconnectKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [DisconnectKind; 12] = [
+        DisconnectKind::ClosedByPeer,
+        DisconnectKind::Io,
+        DisconnectKind::MalformedFrame,
+        DisconnectKind::MalformedPacket,
+        DisconnectKind::UnexpectedPacket,
+        DisconnectKind::InboundFlood,
+        DisconnectKind::OutboundBacklog,
+        DisconnectKind::IdleTimeout,
+        DisconnectKind::InvalidInput,
+        DisconnectKind::ClosedByApp,
+        DisconnectKind::Shutdown,
+        DisconnectKind::InternalError,
+    ];
+
+    /// A stable snake_case label, for logs and JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DisconnectKind::ClosedByPeer => "closed_by_peer",
+            DisconnectKind::Io => "io_error",
+            DisconnectKind::MalformedFrame => "malformed_frame",
+            DisconnectKind::MalformedPacket => "malformed_packet",
+            DisconnectKind::UnexpectedPacket => "unexpected_packet",
+            DisconnectKind::InboundFlood => "inbound_flood",
+            DisconnectKind::OutboundBacklog => "outbound_backlog",
+            DisconnectKind::IdleTimeout => "idle_timeout",
+            DisconnectKind::InvalidInput => "invalid_input",
+            DisconnectKind::ClosedByApp => "closed_by_app",
+            DisconnectKind::Shutdown => "shutdown",
+            DisconnectKind::InternalError => "internal_error",
+        }
+    }
+}
+
+impl DisconnectReason {
+    /// The kind, for counting.
+    pub fn kind(&self) -> DisconnectKind {
+        match self {
+            DisconnectReason::ClosedByPeer => DisconnectKind::ClosedByPeer,
+            DisconnectReason::Io(_) => DisconnectKind::Io,
+            DisconnectReason::MalformedFrame(_) => DisconnectKind::MalformedFrame,
+            DisconnectReason::MalformedPacket(_) => DisconnectKind::MalformedPacket,
+            DisconnectReason::UnexpectedPacket { .. } => DisconnectKind::UnexpectedPacket,
+            DisconnectReason::InboundFlood { .. } => DisconnectKind::InboundFlood,
+            DisconnectReason::OutboundBacklog { .. } => DisconnectKind::OutboundBacklog,
+            DisconnectReason::IdleTimeout(_) => DisconnectKind::IdleTimeout,
+            DisconnectReason::InvalidInput(_) => DisconnectKind::InvalidInput,
+            DisconnectReason::ClosedByApp(_) => DisconnectKind::ClosedByApp,
+            DisconnectReason::Shutdown => DisconnectKind::Shutdown,
+            DisconnectReason::InternalError(_) => DisconnectKind::InternalError,
+        }
+    }
+
+    /// Whether what is already queued for the peer is still written before the socket closes.
+    /// Not when the peer is the problem for writing (it does not read) or the socket is broken.
+    pub(crate) fn flushes_before_close(&self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::Io(_) | DisconnectReason::OutboundBacklog { .. } | DisconnectReason::InternalError(_)
+        )
+    }
+
+    /// Whether the peer misbehaved: logged as a warning rather than as information.
+    pub(crate) fn is_peer_fault(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::MalformedFrame(_)
+                | DisconnectReason::MalformedPacket(_)
+                | DisconnectReason::UnexpectedPacket { .. }
+                | DisconnectReason::InboundFlood { .. }
+                | DisconnectReason::OutboundBacklog { .. }
+                | DisconnectReason::InvalidInput(_)
+        )
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::ClosedByPeer => f.write_str("closed by the peer"),
+            DisconnectReason::Io(kind) => write!(f, "socket error: {kind}"),
+            DisconnectReason::MalformedFrame(e) => write!(f, "malformed frame: {e}"),
+            DisconnectReason::MalformedPacket(e) => write!(f, "malformed packet: {e}"),
+            DisconnectReason::UnexpectedPacket { id, name } => {
+                write!(f, "unexpected packet: {name} (id {id}) is not accepted from this side")
+            }
+            DisconnectReason::InboundFlood { per_second } => {
+                write!(f, "inbound flood: more than {per_second} packets/s")
+            }
+            DisconnectReason::OutboundBacklog { queued, limit } => {
+                write!(
+                    f,
+                    "outbound backlog: {queued} bytes waiting, above the {limit}-byte cap (the peer is not reading)"
+                )
+            }
+            DisconnectReason::IdleTimeout(t) => write!(f, "idle timeout: nothing received for {t:?}"),
+            DisconnectReason::InvalidInput(why) => write!(f, "invalid input: {why}"),
+            DisconnectReason::ClosedByApp(why) => write!(f, "closed: {why}"),
+            DisconnectReason::Shutdown => f.write_str("shutting down"),
+            DisconnectReason::InternalError(e) => write!(f, "internal error: {e}"),
+        }
+    }
+}
