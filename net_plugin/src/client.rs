@@ -1,7 +1,6 @@
 //! The client side: outgoing connections (the course's Connector), each an entity with the same
 //! messages, sending API and limits as the server's.
 
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,20 +13,18 @@ use shared::{PacketSet, ServerPacket};
 use tokio::net::TcpStream;
 
 use crate::connection::{SessionEntry, SessionIndex};
-use crate::events::{self, IoEvent};
+use crate::events::IoEvent;
 use crate::link::SessionLink;
-use crate::plugin::{Inbox, NetCorePlugin};
-use crate::runtime::{IoRuntime, Spawner};
+use crate::plugin::IoStart;
+use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
-use crate::stats::IoCounters;
 use crate::{Connecting, NetConfig, SessionId};
 
 /// Opens outgoing connections. `In` is the packet set servers send (by default every `S_`
 /// packet of `assets/PDL.xml`). Connections are opened with [`Connector`].
 pub struct ClientPlugin<In: PacketSet = ServerPacket> {
     /// Taken by `build`.
-    started: Mutex<Option<(IoRuntime, Inbox<In>, Arc<SessionContext<In>>)>>,
-    outbound_backlog: usize,
+    started: Mutex<Option<IoStart<In>>>,
 }
 
 impl ClientPlugin {
@@ -41,34 +38,26 @@ impl ClientPlugin {
 impl<In: PacketSet> ClientPlugin<In> {
     /// Starts the I/O threads, for servers that send the packet set `In`.
     pub fn with_packets(config: NetConfig) -> Result<Self, crate::BindError> {
-        config.validate().map_err(crate::BindError::Config)?;
-        let runtime =
-            IoRuntime::start(config.io_threads, config.shutdown_timeout).map_err(crate::BindError::Runtime)?;
-        let counters = Arc::new(IoCounters::default());
-        let (events, rx) = events::channel(config.inbound_queue, counters.clone());
-        let outbound_backlog = config.outbound_backlog;
-        let cx = Arc::new(SessionContext { config, events, counters: counters.clone() });
-        Ok(Self { started: Mutex::new(Some((runtime, Inbox { rx, counters }, cx))), outbound_backlog })
+        Ok(Self { started: Mutex::new(Some(IoStart::new(config)?)) })
     }
 }
 
 impl<In: PacketSet> Plugin for ClientPlugin<In> {
     fn build(&self, app: &mut App) {
-        let Some((runtime, inbox, cx)) = self.started.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+        let Some(io) = self.started.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
-        let spawner = runtime.spawner();
-        let handle = runtime.handle().cloned();
+        let spawner = io.runtime.spawner();
+        let handle = io.runtime.handle().cloned();
+        let cx = io.cx.clone();
         let open: OpenFn = Box::new(move |id, addr| {
             if let Some(handle) = &handle {
                 let task = connect::<In>(id, addr, cx.clone(), spawner.clone());
                 spawner.tasks.spawn_on(task, handle);
             }
         });
-        app.insert_resource(runtime)
-            .insert_resource(inbox)
-            .insert_resource(ConnectorState { open, next_id: AtomicU64::new(1) })
-            .add_plugins(NetCorePlugin::<In> { outbound_backlog: self.outbound_backlog, _in: PhantomData });
+        app.insert_resource(ConnectorState { open, next_id: AtomicU64::new(1) });
+        io.install(app);
     }
 }
 

@@ -11,10 +11,12 @@ use crossbeam_channel::Receiver;
 use shared::{Packet, PacketSet, PacketTypeVisitor, PacketVisitor};
 
 use crate::connection::{PendingDespawn, SessionEntry, SessionIndex};
-use crate::events::IoEvent;
+use crate::events::{self, IoEvent};
 use crate::outbox::{BacklogCap, OutboundDirection, flush};
 use crate::runtime::IoRuntime;
+use crate::session::SessionContext;
 use crate::stats::IoCounters;
+use crate::{BindError, NetConfig};
 use crate::{
     ConnectFailed, Connected, Connecting, Connection, DisconnectReason, Disconnected, NetStats, OutboundBuffer,
     Received,
@@ -43,11 +45,39 @@ pub(crate) struct Inbox<In> {
     pub counters: Arc<IoCounters>,
 }
 
+/// The I/O side of either plugin, started but not yet installed in an app.
+pub(crate) struct IoStart<In> {
+    pub runtime: IoRuntime,
+    pub inbox: Inbox<In>,
+    pub cx: Arc<SessionContext<In>>,
+}
+
+impl<In: PacketSet> IoStart<In> {
+    /// Checks the configuration and starts the I/O threads and the event channel.
+    pub fn new(config: NetConfig) -> Result<Self, BindError> {
+        config.validate().map_err(BindError::Config)?;
+        let runtime = IoRuntime::start(config.io_threads, config.shutdown_timeout).map_err(BindError::Runtime)?;
+        let counters = Arc::new(IoCounters::default());
+        let (events, rx) = events::channel(config.inbound_queue, counters.clone());
+        let cx = Arc::new(SessionContext { config, events, counters: counters.clone() });
+        Ok(Self { runtime, inbox: Inbox { rx, counters }, cx })
+    }
+
+    /// Hands the runtime and the channel to the app, with the systems and messages both sides
+    /// share.
+    pub fn install(self, app: &mut App) {
+        let outbound_backlog = self.cx.config.outbound_backlog;
+        app.insert_resource(self.runtime)
+            .insert_resource(self.inbox)
+            .add_plugins(NetCorePlugin::<In> { outbound_backlog, _in: PhantomData });
+    }
+}
+
 /// Adds everything both sides share. Added by [`ServerPlugin`](crate::ServerPlugin) and
 /// [`ClientPlugin`](crate::ClientPlugin); not used directly.
-pub(crate) struct NetCorePlugin<In: PacketSet> {
-    pub outbound_backlog: usize,
-    pub _in: PhantomData<fn() -> In>,
+struct NetCorePlugin<In: PacketSet> {
+    outbound_backlog: usize,
+    _in: PhantomData<fn() -> In>,
 }
 
 struct RegisterMessages<'a>(&'a mut App);

@@ -1,7 +1,6 @@
 //! The server side: a listener under a connection limit (the course's Listener).
 
 use std::io;
-use std::marker::PhantomData;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,10 +12,10 @@ use shared::{ClientPacket, PacketSet};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::events::{self, IoEvent};
+use crate::events::IoEvent;
 use crate::link::SessionLink;
-use crate::plugin::{Inbox, NetCorePlugin};
-use crate::runtime::{IoRuntime, Spawner};
+use crate::plugin::IoStart;
+use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
 use crate::stats::IoCounters;
 use crate::throttle::LogThrottle;
@@ -71,14 +70,8 @@ pub struct ServerAddr(pub SocketAddr);
 /// ```
 pub struct ServerPlugin<In: PacketSet = ClientPacket> {
     /// Taken by `build`.
-    started: Mutex<Option<Started<In>>>,
+    started: Mutex<Option<IoStart<In>>>,
     local_addr: SocketAddr,
-    outbound_backlog: usize,
-}
-
-struct Started<In> {
-    runtime: IoRuntime,
-    inbox: Inbox<In>,
 }
 
 impl ServerPlugin {
@@ -107,22 +100,14 @@ impl<In: PacketSet> ServerPlugin<In> {
             listen(resolved, config.listen_backlog).map_err(|source| BindError::Bind { addr: resolved, source })?;
         let local_addr = std_listener.local_addr().map_err(|source| BindError::Bind { addr: resolved, source })?;
 
-        let runtime = IoRuntime::start(config.io_threads, config.shutdown_timeout).map_err(BindError::Runtime)?;
-        let counters = Arc::new(IoCounters::default());
-        let (events, rx) = events::channel(config.inbound_queue, counters.clone());
-        let outbound_backlog = config.outbound_backlog;
-        let cx = Arc::new(SessionContext { config, events, counters: counters.clone() });
+        let io = IoStart::<In>::new(config)?;
         let listener = {
-            let _in_runtime = runtime.handle().map(|h| h.enter());
+            let _in_runtime = io.runtime.handle().map(|h| h.enter());
             TcpListener::from_std(std_listener).map_err(|source| BindError::Bind { addr: resolved, source })?
         };
-        runtime.spawn(accept_loop(listener, cx, runtime.spawner()));
+        io.runtime.spawn(accept_loop(listener, io.cx.clone(), io.runtime.spawner()));
         tracing::info!("listening on {local_addr}");
-        Ok(Self {
-            started: Mutex::new(Some(Started { runtime, inbox: Inbox { rx, counters } })),
-            local_addr,
-            outbound_backlog,
-        })
+        Ok(Self { started: Mutex::new(Some(io)), local_addr })
     }
 
     /// The address listened on.
@@ -134,13 +119,11 @@ impl<In: PacketSet> ServerPlugin<In> {
 impl<In: PacketSet> Plugin for ServerPlugin<In> {
     fn build(&self, app: &mut App) {
         // Bevy refuses to add a plugin twice, so this is always the first build.
-        let Some(started) = self.started.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+        let Some(io) = self.started.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
-        app.insert_resource(ServerAddr(self.local_addr))
-            .insert_resource(started.runtime)
-            .insert_resource(started.inbox)
-            .add_plugins(NetCorePlugin::<In> { outbound_backlog: self.outbound_backlog, _in: PhantomData });
+        app.insert_resource(ServerAddr(self.local_addr));
+        io.install(app);
     }
 }
 

@@ -187,3 +187,28 @@ async fn write_loop<In>(
     let _ = tokio::time::timeout(linger, wr.shutdown()).await;
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sockets_get_nodelay_and_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        configure_socket(&stream, &NetConfig::default()).unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert!(stream.nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), Duration::from_secs(10));
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+
+        let off = NetConfig { keepalive: None, ..NetConfig::default() };
+        let other = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        configure_socket(&other, &off).unwrap();
+        assert!(!socket2::SockRef::from(&other).keepalive().unwrap());
+    }
+}

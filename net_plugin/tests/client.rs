@@ -1,0 +1,88 @@
+//! The client side (the course's Connector): outgoing connections as entities, with the same
+//! typed messages and sending API, against a real server on loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use bevy_app::{App, Update};
+use bevy_ecs::prelude::*;
+use net_plugin::testing::{AppThread, Recorded, record};
+use net_plugin::{ClientPlugin, ConnectFailed, Connected, Connector, Disconnected, NetConfig, Outbox, Received};
+use shared::{C_Chat, C_Move, S_BroadcastMove, S_Chat};
+use support::{WAIT, start_server};
+
+#[derive(Resource)]
+struct Target(std::net::SocketAddr, usize);
+
+fn connect_all(mut connector: Connector, target: Res<Target>, mut done: Local<bool>) {
+    if !*done {
+        for _ in 0..target.1 {
+            connector.connect(target.0);
+        }
+        *done = true;
+    }
+}
+
+fn greet_on_connect(mut connected: MessageReader<Connected>, mut outbox: Outbox) {
+    for c in connected.read() {
+        outbox.send(c.entity, &C_Chat { chat: format!("hi from {}", c.entity) }).unwrap();
+        outbox.send(c.entity, &C_Move { pos_x: 1.0, pos_y: 2.0, pos_z: 3.0 }).unwrap();
+    }
+}
+
+fn client_app(target: std::net::SocketAddr, connections: usize) -> AppThread {
+    AppThread::spawn(move || {
+        let mut app = App::new();
+        app.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap())
+            .insert_resource(Target(target, connections))
+            .add_systems(Update, (connect_all, greet_on_connect));
+        record::<Connected>(&mut app);
+        record::<Disconnected>(&mut app);
+        record::<ConnectFailed>(&mut app);
+        record::<Received<S_Chat>>(&mut app);
+        record::<Received<S_BroadcastMove>>(&mut app);
+        app
+    })
+}
+
+fn count<M: Message + Clone>(app: &AppThread) -> usize {
+    app.run(|app| app.world().resource::<Recorded<M>>().0.len())
+}
+
+#[test]
+fn clients_connect_send_and_receive_typed_packets() {
+    let (server, addr) = start_server();
+    let clients = client_app(addr, 10);
+    assert!(clients.wait_until(WAIT, |app| app.world().resource::<Recorded<Connected>>().0.len() == 10));
+    // Each gets its own chat echoed, and every move broadcast (10 moves to 10 connections).
+    assert!(clients.wait_until(WAIT, |app| app.world().resource::<Recorded<Received<S_Chat>>>().0.len() == 10));
+    assert!(
+        clients
+            .wait_until(WAIT, |app| { app.world().resource::<Recorded<Received<S_BroadcastMove>>>().0.len() == 100 })
+    );
+    let chats = clients.run(|app| app.world().resource::<Recorded<Received<S_Chat>>>().0.clone());
+    for chat in chats {
+        assert_eq!(chat.packet.chat, format!("hi from {}", chat.from), "each echo reaches its own connection");
+    }
+    assert_eq!(count::<ConnectFailed>(&clients), 0);
+    // The server closing ends the client sessions, once each.
+    server.exit();
+    assert!(clients.wait_until(WAIT, |app| app.world().resource::<Recorded<Disconnected>>().0.len() == 10));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count::<Disconnected>(&clients), 10);
+}
+
+#[test]
+fn a_refused_connection_is_a_message_not_a_panic() {
+    // A port nobody listens on.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let clients = client_app(addr, 3);
+    assert!(clients.wait_until(WAIT, |app| app.world().resource::<Recorded<ConnectFailed>>().0.len() == 3));
+    let failed = clients.run(|app| app.world().resource::<Recorded<ConnectFailed>>().0.clone());
+    assert!(failed.iter().all(|f| f.addr == addr && f.error.contains("refused")), "{failed:?}");
+    // Their entities are gone by the next frame.
+    let entities: Vec<Entity> = failed.iter().map(|f| f.entity).collect();
+    assert!(clients.wait_until(WAIT, move |app| entities.iter().all(|e| app.world().get_entity(*e).is_err())));
+    assert_eq!(count::<Connected>(&clients), 0);
+}

@@ -1,0 +1,132 @@
+//! Packets in and out: typed messages per packet, frames split anywhere, order kept, a broadcast
+//! reaching every session exactly once.
+
+mod support;
+
+use std::time::Duration;
+
+use net_plugin::testing::{RawClient, with_outbox};
+use net_plugin::{Connected, NetConfig, NetStats, Received};
+use shared::{C_Chat, C_LeaveGame, C_Move, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
+use support::{QUIET, WAIT, recorded, start_server, start_server_with, stats, wait_recorded};
+
+#[test]
+fn each_packet_type_arrives_as_its_own_message_from_its_sender() {
+    let (server, addr) = start_server();
+    let mut a = RawClient::connect(addr);
+    let mut b = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 2));
+    a.send(&C_Move { pos_x: 1.5, pos_y: 2.0, pos_z: -3.0 });
+    b.send(&C_Chat { chat: "안녕 😀".into() });
+    a.send(&C_LeaveGame);
+    assert!(wait_recorded::<Received<C_LeaveGame>>(&server, 1));
+    assert!(wait_recorded::<Received<C_Chat>>(&server, 1));
+
+    let connected = recorded::<Connected>(&server);
+    let entity_of = |client: &RawClient| {
+        let local = client.stream().local_addr().unwrap();
+        connected.iter().find(|c| c.peer == local).unwrap().entity
+    };
+    let moves = recorded::<Received<C_Move>>(&server);
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].from, entity_of(&a));
+    assert_eq!(moves[0].packet, C_Move { pos_x: 1.5, pos_y: 2.0, pos_z: -3.0 });
+    let chats = recorded::<Received<C_Chat>>(&server);
+    assert_eq!((chats[0].from, chats[0].packet.chat.as_str()), (entity_of(&b), "안녕 😀"));
+    assert_eq!(recorded::<Received<C_LeaveGame>>(&server)[0].from, entity_of(&a));
+    // And the replies come back typed (b also gets a's move, broadcast to everyone).
+    let mut replies = std::iter::from_fn(|| b.recv::<ServerPacket>(QUIET));
+    assert!(replies.any(|p| matches!(p, ServerPacket::Chat(S_Chat { chat, .. }) if chat == "안녕 😀")));
+}
+
+#[test]
+fn a_packet_split_at_every_byte_boundary_arrives_whole() {
+    let (server, addr) = start_server();
+    let mut client = RawClient::connect(addr);
+    let packet = C_Chat { chat: "split me".into() };
+    let bytes = encode_to_vec(&packet).unwrap();
+    for cut in 1..bytes.len() {
+        client.send_bytes(&bytes[..cut]);
+        // Let the first part arrive (and be read) on its own.
+        std::thread::sleep(Duration::from_millis(3));
+        client.send_bytes(&bytes[cut..]);
+    }
+    let n = bytes.len() - 1;
+    assert!(wait_recorded::<Received<C_Chat>>(&server, n));
+    let chats = recorded::<Received<C_Chat>>(&server);
+    assert_eq!(chats.len(), n);
+    assert!(chats.iter().all(|c| c.packet == packet));
+}
+
+#[test]
+fn ten_thousand_packets_keep_their_order_both_ways() {
+    let config = NetConfig { inbound_rate: None, ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(bevy_app::Update, support::broadcast_moves);
+    });
+    let mut client = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    // In: 10,000 moves in a few large writes.
+    let mut bytes = Vec::new();
+    for i in 0..10_000 {
+        bytes.extend(encode_to_vec(&C_Move { pos_x: i as f32, pos_y: 0.0, pos_z: 0.0 }).unwrap());
+    }
+    // The default rate limit (100/s, bursts of 200) would rightly call this a flood.
+    for chunk in bytes.chunks(16 * 1000) {
+        client.send_bytes(chunk);
+    }
+    assert!(wait_recorded::<Received<C_Move>>(&server, 10_000));
+    let xs: Vec<f32> = recorded::<Received<C_Move>>(&server).iter().map(|m| m.packet.pos_x).collect();
+    assert!(xs.iter().enumerate().all(|(i, x)| *x == i as f32), "moves out of order");
+
+    // Out: the server broadcasts each move back; read all 10,000 in order.
+    for i in 0..10_000 {
+        match client.recv::<ServerPacket>(WAIT) {
+            Some(ServerPacket::BroadcastMove(S_BroadcastMove { pos_x, .. })) => assert_eq!(pos_x, i as f32),
+            other => panic!("packet {i}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_broadcast_reaches_each_of_500_sessions_exactly_once() {
+    let (server, addr) = start_server();
+    let mut clients: Vec<RawClient> = (0..500).map(|_| RawClient::connect(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 500));
+    server
+        .run(|app| with_outbox(app.world_mut(), |o| o.send_all(&S_Chat { player_id: 7, chat: "all".into() })))
+        .unwrap();
+    for client in &mut clients {
+        match client.recv::<ServerPacket>(WAIT) {
+            Some(ServerPacket::Chat(c)) => assert_eq!((c.player_id, c.chat.as_str()), (7, "all")),
+            other => panic!("expected the broadcast, got {other:?}"),
+        }
+    }
+    // Exactly once: nothing else follows.
+    for client in clients.iter_mut().take(50) {
+        assert!(client.recv_frame(Duration::from_millis(5)).is_none());
+    }
+    std::thread::sleep(QUIET);
+    let NetStats { packets_out, flushes, .. } = stats(&server);
+    assert_eq!(packets_out, 500);
+    assert_eq!(flushes, 500, "one flush per session");
+}
+
+#[test]
+fn packets_sent_in_one_frame_leave_in_one_write() {
+    let (server, addr) = start_server();
+    let mut client = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    let entity = recorded::<Connected>(&server)[0].entity;
+    server
+        .run(move |app| {
+            with_outbox(app.world_mut(), |o| {
+                (0..100).try_for_each(|i| o.send(entity, &S_Chat { player_id: i, chat: "x".into() }))
+            })
+        })
+        .unwrap();
+    for i in 0..100 {
+        assert!(matches!(client.recv::<ServerPacket>(WAIT), Some(ServerPacket::Chat(c)) if c.player_id == i));
+    }
+    assert_eq!(stats(&server).flushes, 1);
+}

@@ -1,0 +1,204 @@
+//! Each limit closes the offending connection alone, with its own reason, while a healthy
+//! connection next to it carries on.
+
+mod support;
+
+use std::time::Duration;
+
+use bevy_app::Update;
+use bevy_ecs::prelude::*;
+use net_plugin::testing::RawClient;
+use net_plugin::{Connected, DisconnectKind, DisconnectReason, Disconnected, NetConfig, Outbox, RateLimit, Received};
+use shared::{C_Chat, C_Move, DecodeError, FrameError, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
+use support::{QUIET, WAIT, echo_chat, recorded, start_server_with, stats, wait_recorded};
+
+/// The healthy neighbor still gets answers.
+fn assert_healthy(client: &mut RawClient, text: &str) {
+    client.send(&C_Chat { chat: text.into() });
+    let reply = std::iter::from_fn(|| client.recv::<ServerPacket>(WAIT))
+        .find(|p| matches!(p, ServerPacket::Chat(_)))
+        .expect("the healthy client gets its echo");
+    assert!(matches!(reply, ServerPacket::Chat(S_Chat { chat, .. }) if chat == text));
+}
+
+/// Starts a server, connects a healthy client and a bad one; the bad one does `misbehave`.
+/// Returns the reason the bad one was disconnected, after checking it was the only one.
+fn misbehave(config: NetConfig, misbehave: impl FnOnce(&mut RawClient)) -> DisconnectReason {
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, echo_chat);
+    });
+    let mut healthy = RawClient::connect(addr);
+    let mut bad = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 2));
+    assert_healthy(&mut healthy, "before");
+    misbehave(&mut bad);
+    assert!(bad.wait_closed(WAIT), "the bad client is disconnected");
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    assert_healthy(&mut healthy, "after");
+    std::thread::sleep(QUIET);
+    let gone = recorded::<Disconnected>(&server);
+    assert_eq!(gone.len(), 1, "only the bad client is disconnected: {gone:?}");
+    let bad_entity =
+        recorded::<Connected>(&server).iter().find(|c| c.peer == bad.stream().local_addr().unwrap()).unwrap().entity;
+    assert_eq!(gone[0].entity, bad_entity);
+    assert_eq!(stats(&server).disconnects(gone[0].reason.kind()), 1);
+    gone[0].reason.clone()
+}
+
+#[test]
+fn a_size_of_zero() {
+    let reason = misbehave(NetConfig::default(), |bad| bad.send_bytes(&[0x00, 0x00, 0x05, 0x00]));
+    assert_eq!(reason, DisconnectReason::MalformedFrame(FrameError::SizeTooSmall { size: 0 }));
+}
+
+#[test]
+fn a_size_below_the_header() {
+    let reason = misbehave(NetConfig::default(), |bad| bad.send_bytes(&[0x03, 0x00, 0x05]));
+    assert_eq!(reason, DisconnectReason::MalformedFrame(FrameError::SizeTooSmall { size: 3 }));
+}
+
+#[test]
+fn a_size_above_the_limit_is_refused_before_the_body() {
+    // Only the two size bytes: the server does not wait for 5,000 more.
+    let reason = misbehave(NetConfig::default(), |bad| bad.send_bytes(&5000u16.to_le_bytes()));
+    assert_eq!(reason, DisconnectReason::MalformedFrame(FrameError::SizeTooLarge { size: 5000, max: 4096 }));
+}
+
+#[test]
+fn a_malformed_packet() {
+    // C_Chat with an odd string length.
+    let reason =
+        misbehave(NetConfig::default(), |bad| bad.send_bytes(&[0x09, 0x00, 0x07, 0x00, 0x03, 0x00, 0x48, 0x00, 0x69]));
+    assert_eq!(
+        reason,
+        DisconnectReason::MalformedPacket(DecodeError::OddStringLength { packet: "C_Chat", field: "chat", len: 3 })
+    );
+    assert_eq!(reason.kind(), DisconnectKind::MalformedPacket);
+}
+
+#[test]
+fn an_unknown_packet_id() {
+    let reason = misbehave(NetConfig::default(), |bad| bad.send_bytes(&[0x04, 0x00, 0x99, 0x00]));
+    assert_eq!(reason, DisconnectReason::MalformedPacket(DecodeError::UnknownPacketId { id: 0x99 }));
+}
+
+#[test]
+fn a_client_sending_a_server_packet() {
+    let reason = misbehave(NetConfig::default(), |bad| {
+        bad.send(&S_BroadcastMove { player_id: 1, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 })
+    });
+    assert_eq!(reason, DisconnectReason::UnexpectedPacket { id: 6, name: "S_BroadcastMove" });
+}
+
+#[test]
+fn an_inbound_flood() {
+    let config = NetConfig { inbound_rate: Some(RateLimit { per_second: 50, burst: 100 }), ..NetConfig::default() };
+    let reason = misbehave(config, |bad| {
+        let bytes: Vec<u8> =
+            (0..500).flat_map(|_| encode_to_vec(&C_Move { pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 }).unwrap()).collect();
+        bad.send_bytes(&bytes);
+    });
+    assert_eq!(reason, DisconnectReason::InboundFlood { per_second: 50 });
+}
+
+#[test]
+fn a_burst_within_the_rate_is_fine() {
+    let config = NetConfig { inbound_rate: Some(RateLimit { per_second: 50, burst: 100 }), ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |_| {});
+    let mut client = RawClient::connect(addr);
+    let bytes: Vec<u8> =
+        (0..100).flat_map(|_| encode_to_vec(&C_Move { pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 }).unwrap()).collect();
+    client.send_bytes(&bytes);
+    assert!(wait_recorded::<Received<C_Move>>(&server, 100));
+    std::thread::sleep(QUIET);
+    assert!(recorded::<Disconnected>(&server).is_empty());
+}
+
+/// Sends 200 KiB a frame to every connection that asked with a chat line "flood me".
+fn flood_askers(mut chats: MessageReader<Received<C_Chat>>, mut victims: Local<Vec<Entity>>, mut outbox: Outbox) {
+    victims.extend(chats.read().filter(|c| c.packet.chat == "flood me").map(|c| c.from));
+    let big = S_Chat { player_id: 0, chat: "x".repeat(1000) };
+    for _ in 0..100 {
+        outbox.broadcast(victims.iter().copied(), &big).unwrap();
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading() {
+    let config = NetConfig { outbound_backlog: 256 * 1024, ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, (echo_chat, flood_askers));
+    });
+    let mut healthy = RawClient::connect(addr);
+    let mut slow = RawClient::connect(addr);
+    // A small receive window, so the kernel's buffers fill sooner.
+    socket2::SockRef::from(slow.stream()).set_recv_buffer_size(16 * 1024).unwrap();
+    assert!(wait_recorded::<Connected>(&server, 2));
+    slow.send(&C_Chat { chat: "flood me".into() });
+    // The slow client reads nothing; the server's backlog for it reaches the cap.
+    assert!(server.wait_until(WAIT, |app| {
+        app.world().resource::<net_plugin::testing::Recorded<Disconnected>>().0.len() == 1
+    }));
+    let gone = recorded::<Disconnected>(&server);
+    assert!(
+        matches!(gone[0].reason, DisconnectReason::OutboundBacklog { limit, queued } if limit == 256 * 1024 && queued > limit),
+        "{:?}",
+        gone[0].reason
+    );
+    // Meanwhile the healthy client is served.
+    assert_healthy(&mut healthy, "still here");
+    assert_eq!(recorded::<Disconnected>(&server).len(), 1);
+    drop(slow);
+}
+
+#[test]
+fn an_idle_client() {
+    let config = NetConfig { idle_timeout: Some(Duration::from_millis(300)), ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, echo_chat);
+    });
+    let mut active = RawClient::connect(addr);
+    let mut idle = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 2));
+    // The active client talks every 100 ms for a second; the idle one says nothing.
+    for i in 0..10 {
+        assert_healthy(&mut active, &format!("ping {i}"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(idle.wait_closed(WAIT));
+    let gone = recorded::<Disconnected>(&server);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].reason, DisconnectReason::IdleTimeout(Duration::from_millis(300)));
+}
+
+#[test]
+fn the_connection_limit_refuses_newcomers_only() {
+    let config = NetConfig { max_connections: 3, ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, echo_chat);
+    });
+    let mut first: Vec<RawClient> = (0..3).map(|_| RawClient::connect(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 3));
+    let mut refused = RawClient::connect(addr);
+    assert!(refused.wait_closed(WAIT), "the fourth connection is closed at once");
+    assert!(server.wait_until(WAIT, |app| app.world().resource::<net_plugin::NetStats>().refused == 1));
+    for (i, client) in first.iter_mut().enumerate() {
+        assert_healthy(client, &format!("client {i}"));
+    }
+    // A slot frees when a session ends.
+    drop(first.pop());
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    let mut later = RawClient::connect(addr);
+    assert_healthy(&mut later, "got in");
+    assert_eq!(recorded::<Connected>(&server).len(), 4);
+}
+
+#[test]
+fn the_default_limits_are_documented_values() {
+    let c = NetConfig::default();
+    assert_eq!(c.max_packet_size, 4096);
+    assert_eq!(c.inbound_rate, Some(RateLimit { per_second: 100, burst: 200 }));
+    assert_eq!(c.outbound_backlog, 1 << 20);
+    assert!(c.keepalive.is_some());
+    assert_eq!(c.idle_timeout, None);
+}
