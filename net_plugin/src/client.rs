@@ -38,7 +38,7 @@ impl ClientPlugin {
 impl<In: PacketSet> ClientPlugin<In> {
     /// Starts the I/O threads, for servers that send the packet set `In`.
     pub fn with_packets(config: NetConfig) -> Result<Self, crate::BindError> {
-        Ok(Self { started: Mutex::new(Some(IoStart::new(config)?)) })
+        Ok(Self { started: Mutex::new(Some(IoStart::new("net-client-io", config)?)) })
     }
 }
 

@@ -82,7 +82,7 @@ mod throttle;
 pub use client::{ClientPlugin, Connector};
 pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads};
 pub use connection::{ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId};
-pub use outbox::{EncodedPacket, OutboundBuffer, Outbox, SendError};
+pub use outbox::{OutboundBuffer, Outbox, PacketBatch, SendError};
 pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
 pub use server::{BindError, ServerAddr, ServerPlugin};

@@ -7,7 +7,7 @@ use bevy_ecs::entity::Entity;
 use bevy_ecs::query::With;
 use bevy_ecs::resource::Resource;
 use bevy_ecs::system::{Local, Query, Res, ResMut, SystemParam};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use shared::{Direction, EncodeError, Packet};
 use std::sync::Arc;
 
@@ -42,12 +42,12 @@ impl OutboundBuffer {
         self.bytes.is_empty()
     }
 
-    fn push(&mut self, encoded: &[u8]) {
+    fn push(&mut self, encoded: &[u8], packets: u64) {
         if self.bytes.capacity() == 0 {
             self.bytes.reserve(self.last_len.max(encoded.len()).max(64));
         }
         self.bytes.extend_from_slice(encoded);
-        self.packets += 1;
+        self.packets += packets;
     }
 }
 
@@ -71,23 +71,54 @@ pub enum SendError {
     },
 }
 
-/// A packet encoded once, to be sent to many connections (or kept and sent again).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedPacket {
-    bytes: Bytes,
-    direction: Direction,
-    name: &'static str,
+/// Packets encoded once, back to back, to send as one piece to many connections: a room's
+/// moves of one tick, say. Each recipient then costs one copy of the whole batch, instead of
+/// one lookup and one copy per packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacketBatch {
+    bytes: Vec<u8>,
+    packets: u64,
+    /// The direction of every packet in it (set by the first).
+    direction: Option<Direction>,
 }
 
-impl EncodedPacket {
-    /// Encodes `packet`.
-    pub fn new<P: Packet>(packet: &P) -> Result<Self, EncodeError> {
-        Ok(Self { bytes: shared::encode_to_vec(packet)?.into(), direction: P::DIRECTION, name: P::NAME })
+impl PacketBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The bytes on the wire, header included.
+    /// Appends `packet`. Every packet of a batch travels the same way.
+    pub fn push<P: Packet>(&mut self, packet: &P) -> Result<(), SendError> {
+        if self.direction.is_some_and(|d| d != P::DIRECTION) {
+            return Err(SendError::WrongDirection { packet: P::NAME, direction: P::DIRECTION });
+        }
+        shared::encode(packet, &mut self.bytes)?;
+        self.direction = Some(P::DIRECTION);
+        self.packets += 1;
+        Ok(())
+    }
+
+    /// Packets in the batch.
+    pub fn len(&self) -> usize {
+        self.packets as usize
+    }
+
+    /// Whether the batch holds no packet.
+    pub fn is_empty(&self) -> bool {
+        self.packets == 0
+    }
+
+    /// The bytes on the wire.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.packets = 0;
+        self.direction = None;
     }
 }
 
@@ -133,11 +164,11 @@ impl Outbox<'_, '_> {
         Ok(())
     }
 
-    fn push(&mut self, to: Entity, bytes: &[u8]) {
+    fn push(&mut self, to: Entity, bytes: &[u8], packets: u64) {
         if let Ok(mut buffer) = self.buffers.get_mut(to)
             && !buffer.link.is_closed()
         {
-            buffer.push(bytes);
+            buffer.push(bytes, packets);
         }
     }
 
@@ -145,7 +176,7 @@ impl Outbox<'_, '_> {
     pub fn send<P: Packet>(&mut self, to: Entity, packet: &P) -> Result<(), SendError> {
         self.encode_scratch(packet)?;
         let scratch = std::mem::take(&mut *self.scratch);
-        self.push(to, &scratch);
+        self.push(to, &scratch, 1);
         *self.scratch = scratch;
         Ok(())
     }
@@ -155,7 +186,7 @@ impl Outbox<'_, '_> {
         self.encode_scratch(packet)?;
         let scratch = std::mem::take(&mut *self.scratch);
         for entity in to {
-            self.push(entity, &scratch);
+            self.push(entity, &scratch, 1);
         }
         *self.scratch = scratch;
         Ok(())
@@ -166,23 +197,23 @@ impl Outbox<'_, '_> {
         self.encode_scratch(packet)?;
         for mut buffer in &mut self.buffers {
             if !buffer.link.is_closed() {
-                buffer.push(&self.scratch);
+                buffer.push(&self.scratch, 1);
             }
         }
         Ok(())
     }
 
-    /// Sends a packet encoded earlier to each of `to`.
-    pub fn send_encoded(
-        &mut self,
-        to: impl IntoIterator<Item = Entity>,
-        packet: &EncodedPacket,
-    ) -> Result<(), SendError> {
-        if packet.direction != self.outbound.0 {
-            return Err(SendError::WrongDirection { packet: packet.name, direction: packet.direction });
+    /// Sends every packet of `batch`, in order, to each of `to`.
+    pub fn send_batch(&mut self, to: impl IntoIterator<Item = Entity>, batch: &PacketBatch) -> Result<(), SendError> {
+        match batch.direction {
+            None => return Ok(()),
+            Some(direction) if direction != self.outbound.0 => {
+                return Err(SendError::WrongDirection { packet: "a packet batch", direction });
+            }
+            Some(_) => {}
         }
         for entity in to {
-            self.push(entity, &packet.bytes);
+            self.push(entity, &batch.bytes, batch.packets);
         }
         Ok(())
     }

@@ -53,10 +53,12 @@ pub(crate) struct IoStart<In> {
 }
 
 impl<In: PacketSet> IoStart<In> {
-    /// Checks the configuration and starts the I/O threads and the event channel.
-    pub fn new(config: NetConfig) -> Result<Self, BindError> {
+    /// Checks the configuration and starts the I/O threads (named `thread_name`) and the event
+    /// channel.
+    pub fn new(thread_name: &'static str, config: NetConfig) -> Result<Self, BindError> {
         config.validate().map_err(BindError::Config)?;
-        let runtime = IoRuntime::start(config.io_threads, config.shutdown_timeout).map_err(BindError::Runtime)?;
+        let runtime =
+            IoRuntime::start(thread_name, config.io_threads, config.shutdown_timeout).map_err(BindError::Runtime)?;
         let counters = Arc::new(IoCounters::default());
         let (events, rx) = events::channel(config.inbound_queue, counters.clone());
         let cx = Arc::new(SessionContext { config, events, counters: counters.clone() });

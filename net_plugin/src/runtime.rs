@@ -22,11 +22,11 @@ pub(crate) struct IoRuntime {
 }
 
 impl IoRuntime {
-    /// Starts `threads` I/O worker threads.
-    pub fn start(threads: usize, shutdown_timeout: Duration) -> std::io::Result<Self> {
+    /// Starts `threads` I/O worker threads named `name` (`top -H` shows which side is busy).
+    pub fn start(name: &'static str, threads: usize, shutdown_timeout: Duration) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
-            .thread_name("net-io")
+            .thread_name(name)
             .enable_io()
             .enable_time()
             .build()?;

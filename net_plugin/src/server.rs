@@ -100,7 +100,7 @@ impl<In: PacketSet> ServerPlugin<In> {
             listen(resolved, config.listen_backlog).map_err(|source| BindError::Bind { addr: resolved, source })?;
         let local_addr = std_listener.local_addr().map_err(|source| BindError::Bind { addr: resolved, source })?;
 
-        let io = IoStart::<In>::new(config)?;
+        let io = IoStart::<In>::new("net-server-io", config)?;
         let listener = {
             let _in_runtime = io.runtime.handle().map(|h| h.enter());
             TcpListener::from_std(std_listener).map_err(|source| BindError::Bind { addr: resolved, source })?

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
 use shared::{DecodeError, FrameDecoder, PacketSet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 
@@ -89,7 +89,7 @@ async fn drive<In: PacketSet>(mut stream: TcpStream, id: SessionId, link: &Sessi
 /// Reads, frames, rate-limits and decodes until the peer or the link ends the session. Returns
 /// why it ended, or `None` when the link was closed from elsewhere.
 async fn read_loop<In: PacketSet>(
-    mut rd: ReadHalf<'_>,
+    rd: ReadHalf<'_>,
     id: SessionId,
     link: &SessionLink,
     cx: &SessionContext<In>,
@@ -98,22 +98,30 @@ async fn read_loop<In: PacketSet>(
     let mut frames = FrameDecoder::new(config.max_packet_size);
     let mut bucket = config.inbound_rate.map(TokenBucket::new);
     loop {
-        let read = async {
-            let buf = frames.read_buffer(READ_CHUNK);
+        // Wait for data before reserving a buffer: an idle connection holds no read buffer.
+        let readable = async {
             match config.idle_timeout {
-                Some(limit) => tokio::time::timeout(limit, rd.read_buf(buf)).await.ok(),
-                None => Some(rd.read_buf(buf).await),
+                Some(limit) => tokio::time::timeout(limit, rd.readable()).await.ok(),
+                None => Some(rd.readable().await),
             }
         };
-        let n = tokio::select! {
+        tokio::select! {
             biased;
             () = link.closed() => return None,
-            read = read => match read {
+            ready = readable => match ready {
                 None => return config.idle_timeout.map(DisconnectReason::IdleTimeout),
-                Some(Ok(0)) => return Some(DisconnectReason::ClosedByPeer),
-                Some(Ok(n)) => n,
                 Some(Err(e)) => return Some(DisconnectReason::Io(e.kind())),
+                Some(Ok(())) => {}
             },
+        }
+        let n = match rd.try_read_buf(frames.read_buffer(READ_CHUNK)) {
+            Ok(0) => return Some(DisconnectReason::ClosedByPeer),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                frames.shrink_if_idle();
+                continue;
+            }
+            Err(e) => return Some(DisconnectReason::Io(e.kind())),
         };
         IoCounters::add(&cx.counters.bytes_in, n as u64);
         let now = Instant::now();

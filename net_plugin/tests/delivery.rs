@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use net_plugin::testing::{RawClient, with_outbox};
-use net_plugin::{Connected, NetConfig, NetStats, Received};
-use shared::{C_Chat, C_LeaveGame, C_Move, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
+use net_plugin::{Connected, NetConfig, NetStats, PacketBatch, Received, SendError};
+use shared::{C_Chat, C_LeaveGame, C_Move, Direction, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
 use support::{QUIET, WAIT, recorded, start_server, start_server_with, stats, wait_recorded};
 
 #[test]
@@ -129,4 +129,49 @@ fn packets_sent_in_one_frame_leave_in_one_write() {
         assert!(matches!(client.recv::<ServerPacket>(WAIT), Some(ServerPacket::Chat(c)) if c.player_id == i));
     }
     assert_eq!(stats(&server).flushes, 1);
+}
+
+#[test]
+fn a_batch_reaches_each_recipient_in_order() {
+    let (server, addr) = start_server();
+    let mut clients: Vec<RawClient> = (0..3).map(|_| RawClient::connect(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 3));
+    let targets: Vec<_> = recorded::<Connected>(&server).iter().map(|c| c.entity).take(2).collect();
+    server
+        .run(move |app| {
+            let mut batch = PacketBatch::new();
+            for i in 0..10 {
+                batch.push(&S_BroadcastMove { player_id: i, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 })?;
+            }
+            assert_eq!(batch.len(), 10);
+            with_outbox(app.world_mut(), |o| o.send_batch(targets, &batch))
+        })
+        .unwrap();
+    let connected = recorded::<Connected>(&server);
+    for client in &mut clients {
+        let local = client.stream().local_addr().unwrap();
+        let targeted = connected.iter().take(2).any(|c| c.peer == local);
+        if targeted {
+            for i in 0..10 {
+                let got = client.recv::<ServerPacket>(WAIT);
+                assert!(matches!(&got, Some(ServerPacket::BroadcastMove(m)) if m.player_id == i), "{got:?}");
+            }
+        } else {
+            assert!(client.recv_frame(QUIET).is_none());
+        }
+    }
+    assert_eq!(stats(&server).packets_out, 20);
+}
+
+#[test]
+fn a_side_cannot_send_the_other_sides_packets() {
+    let (server, addr) = start_server();
+    let _client = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    let entity = recorded::<Connected>(&server)[0].entity;
+    let error = server.run(move |app| with_outbox(app.world_mut(), |o| o.send(entity, &C_LeaveGame))).unwrap_err();
+    assert_eq!(error, SendError::WrongDirection { packet: "C_LeaveGame", direction: Direction::ClientToServer });
+    let mut batch = PacketBatch::new();
+    batch.push(&S_Chat { player_id: 1, chat: String::new() }).unwrap();
+    assert!(matches!(batch.push(&C_LeaveGame), Err(SendError::WrongDirection { .. })));
 }
