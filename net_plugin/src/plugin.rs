@@ -57,9 +57,9 @@ impl<In: PacketSet> IoStart<In> {
     /// channel.
     pub fn new(thread_name: &'static str, config: NetConfig) -> Result<Self, BindError> {
         config.validate().map_err(BindError::Config)?;
-        let runtime =
-            IoRuntime::start(thread_name, config.io_threads, config.shutdown_timeout).map_err(BindError::Runtime)?;
         let counters = Arc::new(IoCounters::default());
+        let runtime = IoRuntime::start(thread_name, config.io_threads, config.shutdown_timeout, counters.clone())
+            .map_err(BindError::Runtime)?;
         let (events, rx) = events::channel(config.inbound_queue, counters.clone());
         let cx = Arc::new(SessionContext { config, events, counters: counters.clone() });
         Ok(Self { runtime, inbox: Inbox { rx, counters }, cx })
@@ -204,11 +204,13 @@ fn despawn_ended(world: &mut World) {
 
 /// Shuts the network down gracefully when the application exits: stop accepting, flush,
 /// close, join the I/O threads within the configured timeout.
-fn shutdown_on_exit(mut exits: MessageReader<AppExit>, runtime: Option<ResMut<IoRuntime>>) {
+/// [`NetStats`] is refreshed afterwards, so it counts the sessions the shutdown closed.
+fn shutdown_on_exit(mut exits: MessageReader<AppExit>, runtime: Option<ResMut<IoRuntime>>, mut stats: ResMut<NetStats>) {
     if exits.read().next().is_some()
         && let Some(mut runtime) = runtime
     {
         tracing::info!("shutting down the network: flushing and closing every connection");
         runtime.shutdown();
+        stats.absorb(runtime.counters());
     }
 }

@@ -1,12 +1,15 @@
 //! The tokio runtime that runs every socket, on threads of its own, and its graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bevy_ecs::resource::Resource;
 use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::stats::IoCounters;
 
 /// The I/O runtime, held by the ECS as a resource. Dropping it shuts it down gracefully.
 #[derive(Resource)]
@@ -19,11 +22,18 @@ pub(crate) struct IoRuntime {
     tasks: TaskTracker,
     /// How long a shutdown waits for the tasks.
     shutdown_timeout: Duration,
+    /// The I/O threads' counters, read once more after a shutdown.
+    counters: Arc<IoCounters>,
 }
 
 impl IoRuntime {
     /// Starts `threads` I/O worker threads named `name` (`top -H` shows which side is busy).
-    pub fn start(name: &'static str, threads: usize, shutdown_timeout: Duration) -> std::io::Result<Self> {
+    pub fn start(
+        name: &'static str,
+        threads: usize,
+        shutdown_timeout: Duration,
+        counters: Arc<IoCounters>,
+    ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name(name)
@@ -35,7 +45,13 @@ impl IoRuntime {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             shutdown_timeout,
+            counters,
         })
+    }
+
+    /// The I/O threads' counters.
+    pub fn counters(&self) -> &IoCounters {
+        &self.counters
     }
 
     /// The runtime's handle, to register sockets with its reactor.
