@@ -137,7 +137,12 @@ fn run_server() {
 
     let report = report.unwrap_or_default();
     let field = |name: &str| -> f64 {
-        report.split(&format!("\"{name}\":")).nth(1).and_then(|r| r.split([',', '}']).next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        report
+            .split(&format!("\"{name}\":"))
+            .nth(1)
+            .and_then(|r| r.split([',', '}']).next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
     let (moves, delivered, load_secs) = (field("moves"), field("delivered"), field("seconds"));
     let p50 = ticks.get(ticks.len() / 2).copied().unwrap_or(0.0);
@@ -196,7 +201,11 @@ fn on_connected(mut connected: MessageReader<Connected>, mut commands: Commands,
     }
 }
 
-fn on_broadcast(mut moves: MessageReader<Received<S_BroadcastMove>>, mut loads: Query<&mut Load>, mut plan: ResMut<Plan>) {
+fn on_broadcast(
+    mut moves: MessageReader<Received<S_BroadcastMove>>,
+    mut loads: Query<&mut Load>,
+    mut plan: ResMut<Plan>,
+) {
     for m in moves.read() {
         plan.delivered += 1;
         if let Ok(mut load) = loads.get_mut(m.from)

@@ -205,7 +205,11 @@ fn despawn_ended(world: &mut World) {
 /// Shuts the network down gracefully when the application exits: stop accepting, flush,
 /// close, join the I/O threads within the configured timeout.
 /// [`NetStats`] is refreshed afterwards, so it counts the sessions the shutdown closed.
-fn shutdown_on_exit(mut exits: MessageReader<AppExit>, runtime: Option<ResMut<IoRuntime>>, mut stats: ResMut<NetStats>) {
+fn shutdown_on_exit(
+    mut exits: MessageReader<AppExit>,
+    runtime: Option<ResMut<IoRuntime>>,
+    mut stats: ResMut<NetStats>,
+) {
     if exits.read().next().is_some()
         && let Some(mut runtime) = runtime
     {

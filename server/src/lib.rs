@@ -1,1 +1,108 @@
-//! The headless game server.
+//! The headless game server: the course's room, as ordinary Bevy plugins on a fixed tick.
+//!
+//! There are no locks, no job queue and no timers here: the network plugin turns packets into
+//! messages before the frame's game systems run, moves are applied on the fixed tick, and every
+//! packet a frame produces leaves in one write per client after the last game system.
+//!
+//! | plugin | course | what it does |
+//! |---|---|---|
+//! | [`RoomPlugin`] | GameRoom.Enter / Leave | players enter a room on connect (`S_PlayerList`, `S_BroadcastEnterGame`) and leave it on `C_LeaveGame` or disconnect (`S_BroadcastLeaveGame`) |
+//! | [`MovementPlugin`] | C_Move handler, JobTimer flush | moves applied at the next tick, each moved player broadcast once per tick to its room |
+//! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room |
+//! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
+//!
+//! # Adding your own packet and system
+//!
+//! Append the packet to `assets/PDL.xml`, then read it as a message and answer with
+//! [`Outbox`](net_plugin::Outbox) — `examples/ping.rs` does this for `C_Ping`/`S_Pong`:
+//!
+//! ```no_run
+//! use bevy_app::Update;
+//! use bevy_ecs::prelude::*;
+//! use net_plugin::{Outbox, Received, ServerPlugin};
+//! use server::ServerConfig;
+//! use shared::{C_Ping, S_Pong};
+//!
+//! fn answer_pings(mut pings: MessageReader<Received<C_Ping>>, mut outbox: Outbox) {
+//!     for ping in pings.read() {
+//!         let _ = outbox.send(ping.from, &S_Pong { client_time: ping.packet.client_time });
+//!     }
+//! }
+//!
+//! let config = ServerConfig::default();
+//! let net = ServerPlugin::bind(&config.bind, config.net.clone()).expect("port free");
+//! let mut app = server::app(&config, net, None);
+//! app.add_systems(Update, answer_pings);
+//! app.run();
+//! ```
+//!
+//! # System sets
+//!
+//! Order your systems against [`GameSystems`] (game logic) and
+//! [`NetSystems`](net_plugin::NetSystems) (network in and out).
+
+#![forbid(unsafe_code)]
+
+mod chat;
+mod config;
+mod movement;
+mod room;
+mod shutdown;
+mod stats;
+
+use std::path::PathBuf;
+
+use bevy_app::{App, PluginGroup, PluginGroupBuilder, ScheduleRunnerPlugin};
+use bevy_ecs::schedule::SystemSet;
+use bevy_time::{Fixed, Time, TimePlugin};
+use net_plugin::ServerPlugin;
+
+pub use chat::{ChatLimit, ChatPlugin};
+pub use config::{ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, OutOfBounds, RoomConfig, ServerConfig, WorldConfig};
+pub use movement::{MovementPlugin, WorldBounds};
+pub use room::{InRoom, MAX_PLAYERS_PER_LIST, Player, Position, Room, RoomCapacity, RoomPlugin, player_lists};
+pub use shutdown::ShutdownSignalPlugin;
+pub use stats::{ServerStats, ServerStatsPlugin, StatsSystems};
+
+/// Where the game systems run.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GameSystems {
+    /// `PreUpdate`, after [`NetSystems::Receive`](net_plugin::NetSystems::Receive): new
+    /// connections enter rooms; `C_LeaveGame` and disconnects leave them. Everything later in
+    /// the frame sees the room as it now is.
+    Membership,
+    /// `FixedUpdate`: moves received since the last tick are applied.
+    ApplyMoves,
+    /// `FixedUpdate`, after [`GameSystems::ApplyMoves`]: every player who moved this tick is
+    /// broadcast to its room.
+    BroadcastMoves,
+    /// `Update`: chat lines are relayed to rooms.
+    Chat,
+}
+
+/// The game: rooms, movement and chat, configured from [`ServerConfig`].
+pub struct GamePlugins {
+    /// The settings to build from.
+    pub config: ServerConfig,
+}
+
+impl PluginGroup for GamePlugins {
+    fn build(self) -> PluginGroupBuilder {
+        let c = self.config;
+        PluginGroupBuilder::start::<Self>()
+            .add(RoomPlugin { capacity: (c.room.capacity > 0).then_some(c.room.capacity) })
+            .add(MovementPlugin { world: c.world })
+            .add(ChatPlugin { max_chars: c.chat.max_chars })
+    }
+}
+
+/// The server app: time (fixed tick at `tick_hz`), a runner that sleeps between frames, the
+/// bound network plugin, the game, and statistics (written to `stats_json` at exit, if given).
+pub fn app(config: &ServerConfig, net: ServerPlugin, stats_json: Option<PathBuf>) -> App {
+    let mut app = App::new();
+    app.add_plugins((TimePlugin, ScheduleRunnerPlugin::run_loop(config.frame_period()), net))
+        .insert_resource(Time::<Fixed>::from_hz(f64::from(config.tick_hz)))
+        .add_plugins(GamePlugins { config: config.clone() })
+        .add_plugins(ServerStatsPlugin { interval: config.stats_interval, json_path: stats_json });
+    app
+}

@@ -1,3 +1,145 @@
-//! The headless game server binary.
+//! The headless game server binary: `cargo run --release -p server -- --help`.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bevy_app::AppExit;
+use clap::Parser;
+use net_plugin::ServerPlugin;
+use server::{ServerConfig, ShutdownSignalPlugin};
+
+/// A headless game server, wire-compatible with the course's Unity client and DummyClient.
+///
+/// Settings come from the built-in defaults, then `assets/server.toml` (or --config), then
+/// these flags. Logging follows RUST_LOG (default: info).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// A settings file (TOML). Default: assets/server.toml when it exists.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:7777.
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Game ticks per second (moves are applied and broadcast once per tick).
+    #[arg(long, value_name = "N")]
+    tick_hz: Option<u32>,
+    /// Frames per second (0: the tick rate).
+    #[arg(long, value_name = "N")]
+    frame_hz: Option<u32>,
+    /// Connections open at once; beyond it newcomers are refused.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Players per room (0: one room for everyone).
+    #[arg(long, value_name = "N")]
+    room_capacity: Option<usize>,
+    /// Network I/O threads.
+    #[arg(long, value_name = "N")]
+    io_threads: Option<usize>,
+    /// How often a statistics line is logged, e.g. 5s (0s: never).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    stats_interval: Option<Duration>,
+    /// Write a JSON summary of the run here at exit.
+    #[arg(long, value_name = "PATH")]
+    stats_json: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The settings file, then these flags.
+    fn settings(&self) -> Result<(ServerConfig, Option<PathBuf>), server::ConfigError> {
+        let (mut config, file) = ServerConfig::load(self.config.as_deref())?;
+        if let Some(bind) = &self.bind {
+            config.bind.clone_from(bind);
+        }
+        if let Some(n) = self.tick_hz {
+            config.tick_hz = n;
+        }
+        if let Some(n) = self.frame_hz {
+            config.frame_hz = n;
+        }
+        if let Some(n) = self.max_connections {
+            config.net.max_connections = n;
+        }
+        if let Some(n) = self.room_capacity {
+            config.room.capacity = n;
+        }
+        if let Some(n) = self.io_threads {
+            config.net.io_threads = n;
+        }
+        if let Some(d) = self.stats_interval {
+            config.stats_interval = d;
+        }
+        config.validate()?;
+        Ok((config, file))
+    }
+}
+
+/// Exit code for a bad flag or setting.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("error: {line} (see --help)");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let (config, file) = match cli.settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match &file {
+        Some(path) => tracing::info!(config = %path.display(), "settings read"),
+        None => tracing::info!("no settings file; using the built-in defaults"),
+    }
+    // Each connection is a file descriptor; the usual soft limit of 1,024 is far too few.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < config.net.max_connections as u64 + 64 => tracing::warn!(
+            limit,
+            max_connections = config.net.max_connections,
+            "the open-file limit is below the connection limit; raise it (ulimit -n) to accept that many"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+    let net = match ServerPlugin::bind(&config.bind, config.net.clone()) {
+        Ok(net) => net,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        tick_hz = config.tick_hz,
+        frame_period = ?config.frame_period(),
+        room_capacity = config.room.capacity,
+        max_connections = config.net.max_connections,
+        io_threads = config.net.io_threads,
+        "server running; SIGINT or SIGTERM stops it"
+    );
+    let mut app = server::app(&config, net, cli.stats_json);
+    app.add_plugins(ShutdownSignalPlugin);
+    match app.run() {
+        AppExit::Success => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        AppExit::Error(code) => ExitCode::from(code.get()),
+    }
+}

@@ -93,7 +93,8 @@ fn ids_follow_the_course_file_order() {
         assert_eq!(PacketId::try_from(n), Ok(id));
         assert_eq!(id.info().id, n);
     }
-    assert_eq!(PacketId::try_from(9), Err(9));
+    assert_eq!(PacketId::try_from(0), Err(0));
+    assert_eq!(PacketId::try_from(u16::MAX), Err(u16::MAX));
 }
 
 #[test]

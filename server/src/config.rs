@@ -1,0 +1,187 @@
+//! The server's settings: built-in defaults (also written out in `assets/server.toml`), a TOML
+//! file, then command-line flags, each overriding the one before.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use net_plugin::NetConfig;
+use serde::{Deserialize, Serialize};
+
+/// Where the server looks for its settings when `--config` is not given. Running without it is
+/// fine: the built-in defaults are the same values.
+pub const DEFAULT_CONFIG_PATH: &str = "assets/server.toml";
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where to listen. Default: `0.0.0.0:7777`, the course's port on every interface.
+    pub bind: String,
+    /// Game ticks per second: moves received since the last tick are applied, and every moved
+    /// player broadcast, once per tick. Default: 30 (a move is echoed within one tick, ~33 ms).
+    pub tick_hz: u32,
+    /// Frames per second: each frame reads the network, runs the game systems (and as many
+    /// ticks as are due) and flushes. Default: `0`, meaning the tick rate. Above it, enters,
+    /// leaves and chat are answered sooner; moves still wait for the tick.
+    pub frame_hz: u32,
+    /// How often one statistics line is logged. Default: 5 s. `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
+    /// Rooms.
+    pub room: RoomConfig,
+    /// The world's bounds.
+    pub world: WorldConfig,
+    /// Chat.
+    pub chat: ChatConfig,
+    /// The network layer (connection limit, packet size, rate limits, backlogs…).
+    pub net: NetConfig,
+}
+
+/// Rooms: where players see each other.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomConfig {
+    /// Players per room; when every room is full a new one opens. `0` (the default) means one
+    /// room for everyone, as in the course.
+    pub capacity: usize,
+}
+
+/// What a position outside the world's bounds does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutOfBounds {
+    /// The position is clamped to the bounds; the echo tells the client where it really is.
+    Clamp,
+    /// The client is disconnected for invalid input.
+    Disconnect,
+}
+
+/// The world's bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorldConfig {
+    /// The smallest x, y, z a player may stand at. Default: −10,000 each.
+    pub min: [f32; 3],
+    /// The largest x, y, z. Default: 10,000 each.
+    pub max: [f32; 3],
+    /// What a move outside them does. Default: clamp.
+    pub out_of_bounds: OutOfBounds,
+}
+
+/// Chat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// The longest chat line, in characters. A longer one is invalid input: its sender is
+    /// disconnected. Default: 200.
+    pub max_chars: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "0.0.0.0:7777".into(),
+            tick_hz: 30,
+            frame_hz: 0,
+            stats_interval: Duration::from_secs(5),
+            room: RoomConfig::default(),
+            world: WorldConfig::default(),
+            chat: ChatConfig::default(),
+            net: NetConfig::default(),
+        }
+    }
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        Self { min: [-10_000.0; 3], max: [10_000.0; 3], out_of_bounds: OutOfBounds::Clamp }
+    }
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self { max_chars: 200 }
+    }
+}
+
+/// A settings file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given with `--config` cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has a value of the wrong type or an unknown key.
+    #[error("{path}, line {line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the mistake.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of its range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    /// Reads the settings file: `path` if given (it must exist), else [`DEFAULT_CONFIG_PATH`]
+    /// if it exists, else the built-in defaults. Returns the settings and the file used.
+    pub fn load(path: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((Self::parse(&path, &text)?, Some(path))),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok((Self::default(), None)),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Parses settings from TOML text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.span().map_or(1, |span| {
+                text.as_bytes()[..span.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+            }),
+            message: e.message().trim().replace('\n', " "),
+        })
+    }
+
+    /// Checks every range; the message names the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !(1..=1000).contains(&self.tick_hz) {
+            return invalid(format!("tick_hz must be between 1 and 1000, not {}", self.tick_hz));
+        }
+        if self.frame_hz > 1000 {
+            return invalid(format!("frame_hz must be at most 1000 (0 means the tick rate), not {}", self.frame_hz));
+        }
+        for axis in 0..3 {
+            let (min, max) = (self.world.min[axis], self.world.max[axis]);
+            if !(min.is_finite() && max.is_finite() && min <= max) {
+                return invalid(format!(
+                    "world.min must be finite and at most world.max on every axis ({min} > {max})"
+                ));
+            }
+        }
+        if self.chat.max_chars == 0 {
+            return invalid("chat.max_chars must be at least 1".into());
+        }
+        self.net.validate().map_err(ConfigError::Invalid)
+    }
+
+    /// Time between frames.
+    pub fn frame_period(&self) -> Duration {
+        let hz = if self.frame_hz == 0 { self.tick_hz } else { self.frame_hz };
+        Duration::from_secs_f64(1.0 / f64::from(hz.max(1)))
+    }
+}

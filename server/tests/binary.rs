@@ -1,0 +1,198 @@
+//! The `server` binary as an operator runs it: flags, settings errors, the listening line,
+//! signals, the statistics file.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use server::ServerConfig;
+use support::{Msg, WAIT, join};
+
+fn server_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+    // Run from an empty directory, so no assets/server.toml is picked up by accident.
+    command.current_dir(std::env::temp_dir()).env("RUST_LOG", "info");
+    command
+}
+
+/// Runs the binary to completion; returns its exit code and stderr.
+fn run(args: &[&str]) -> (i32, String) {
+    let out = server_command().args(args).output().expect("run the server binary");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A running server and the address it reported.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    stderr: mpsc::Receiver<String>,
+}
+
+fn spawn(args: &[&str]) -> Running {
+    let mut child = server_command()
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the server binary");
+    let (tx, stderr) = mpsc::channel();
+    let pipe = child.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let addr = loop {
+        let line = stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a listening line");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().parse().expect("an address after 'listening on'");
+        }
+    };
+    Running { child, addr, stderr }
+}
+
+impl Running {
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the exit; returns the code and how long it took.
+    fn wait(&mut self) -> (i32, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code().unwrap_or(-1), start.elapsed());
+            }
+            assert!(start.elapsed() < WAIT, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = server_command().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--bind", "--tick-hz", "--config", "--max-connections", "--stats-json", "--room-capacity", "--help"] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+}
+
+#[test]
+fn a_bad_flag_is_one_line_and_exit_code_2() {
+    for args in [&["--frobnicate"][..], &["--tick-hz", "fast"], &["--tick-hz", "0"], &["--stats-interval", "soon"]] {
+        let (code, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line, got {stderr:?}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+}
+
+#[test]
+fn a_bad_settings_file_is_one_line_and_exit_code_2() {
+    let dir = std::env::temp_dir().join(format!("server-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("tick_hz = \"fast\"\n", "line 1: invalid type: string \"fast\", expected u32"),
+        ("bind = \"x\"\n\n[room]\ncapcity = 3\n", "line 4: unknown field `capcity`"),
+        ("[net]\nmax_packet_size = 2\n", "net.max_packet_size must be between 4 and 65535 bytes"),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let (code, stderr) = run(&["--config", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr:?}");
+        assert!(stderr.contains(expected), "{stderr:?} should say {expected:?}");
+    }
+    let (code, stderr) = run(&["--config", "/no/such/file.toml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("error: cannot read /no/such/file.toml"), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error_and_a_non_zero_exit() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = run(&["--bind", &addr]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn sigterm_with_clients_connected_flushes_closes_and_exits_0() {
+    let stats = std::env::temp_dir().join(format!("server-stats-{}.json", std::process::id()));
+    let mut server = spawn(&["--stats-json", stats.to_str().unwrap()]);
+    let mut clients: Vec<_> = (0..3).map(|_| join(server.addr).0).collect();
+    clients[0].send_chat("bye all");
+    for c in &mut clients {
+        c.recv_until(|m| matches!(m, Msg::Chat { .. }));
+    }
+    server.signal("TERM");
+    let (code, took) = server.wait();
+    assert_eq!(code, 0, "{:?}", server.log());
+    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+    for c in &mut clients {
+        assert!(c.closed(), "every connection is closed");
+    }
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    for key in ["frames", "packets_in", "packets_out", "bytes_in", "bytes_out", "sessions_total"] {
+        assert!(json[key].as_u64().is_some(), "{key} in {json}");
+    }
+    for key in ["p50", "p99", "max"] {
+        assert!(json["tick_ms"][key].as_f64().is_some(), "tick_ms.{key} in {json}");
+    }
+    assert_eq!(json["sessions_total"], 3);
+    assert_eq!(json["disconnects"]["shutdown"], 3, "{json}");
+    assert!(json["frames"].as_u64().unwrap() > 0);
+    assert!(json["packets_in"].as_u64().unwrap() >= 1);
+    let _ = std::fs::remove_file(stats);
+}
+
+#[test]
+fn sigint_stops_it_too() {
+    let mut server = spawn(&[]);
+    let (_client, _) = join(server.addr);
+    server.signal("INT");
+    let (code, took) = server.wait();
+    assert_eq!(code, 0);
+    assert!(took < Duration::from_secs(5));
+    assert!(server.log().iter().any(|l| l.contains("stopped")));
+}
+
+#[test]
+fn the_settings_file_holds_the_built_in_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/server.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let parsed = ServerConfig::parse(std::path::Path::new(path), &text).unwrap();
+    assert_eq!(parsed, ServerConfig::default());
+}
+
+#[test]
+fn flags_override_the_settings_file() {
+    let dir = std::env::temp_dir().join(format!("server-flags-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.toml");
+    std::fs::write(&path, "tick_hz = 7\n[room]\ncapacity = 2\n").unwrap();
+    let mut server = spawn(&["--config", path.to_str().unwrap(), "--tick-hz", "20"]);
+    let log = {
+        std::thread::sleep(Duration::from_millis(300));
+        server.log()
+    };
+    assert!(log.iter().any(|l| l.contains("tick_hz=20") && l.contains("room_capacity=2")), "{log:?}");
+    server.signal("TERM");
+    assert_eq!(server.wait().0, 0);
+}

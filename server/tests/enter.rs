@@ -1,0 +1,127 @@
+//! Entering the game, as the course's clients expect it: `S_PlayerList` to the newcomer with
+//! itself marked `isSelf`, then `S_BroadcastEnterGame` to everyone in the room.
+
+mod support;
+
+use std::time::Duration;
+
+use bevy_ecs::prelude::*;
+use server::{InRoom, Player, Position, Room};
+use support::{CourseClient, Listed, Msg, QUIET, WAIT, join, start, test_config};
+
+#[test]
+fn the_first_player_sees_only_itself() {
+    let (_server, addr) = start(test_config());
+    let (me, listed) = join(addr);
+    assert_eq!(listed, vec![(true, 1, 0.0, 0.0, 0.0)]);
+    assert_eq!(me.my_id(), 1, "player ids start at 1");
+}
+
+#[test]
+fn a_second_player_is_announced_to_the_first_and_lists_it() {
+    let (_server, addr) = start(test_config());
+    let (mut a, _) = join(addr);
+    a.send_move(3.0, 0.0, 4.0);
+    assert_eq!(a.recv(WAIT), Some(Msg::Move { id: 1, x: 3.0, y: 0.0, z: 4.0 }));
+    let (b, listed) = join(addr);
+    assert_eq!(listed, vec![(false, 1, 3.0, 0.0, 4.0), (true, 2, 0.0, 0.0, 0.0)]);
+    assert_eq!(a.recv(WAIT), Some(Msg::Enter { id: b.my_id(), x: 0.0, y: 0.0, z: 0.0 }));
+    assert_eq!(a.drain(), vec![]);
+}
+
+/// How many times `other` was announced in a list and in the packets after it.
+fn times_told(list: &[Listed], after: &[Msg], other: i32) -> usize {
+    list.iter().filter(|p| p.1 == other).count()
+        + after.iter().filter(|m| matches!(m, Msg::Enter { id, .. } if *id == other)).count()
+}
+
+#[test]
+fn two_players_joining_in_the_same_frame_are_each_told_about_the_other_once() {
+    let (server, addr) = start(test_config());
+    let (mut watcher, _) = join(addr);
+    // Both connect while the app is paused between frames, so both arrive in one frame.
+    let (mut a, mut b) = server.run(move |_| {
+        let pair = (CourseClient::connect(addr), CourseClient::connect(addr));
+        std::thread::sleep(Duration::from_millis(200));
+        pair
+    });
+    let (a_list, b_list) = (a.enter(), b.enter());
+    let (a_after, b_after) = (a.drain(), b.drain());
+    let (ida, idb) = (a.my_id(), b.my_id());
+    assert_eq!(times_told(&a_list, &a_after, idb), 1, "a: {a_list:?} then {a_after:?}");
+    assert_eq!(times_told(&b_list, &b_after, ida), 1, "b: {b_list:?} then {b_after:?}");
+    let watched = watcher.drain();
+    assert_eq!(times_told(&[], &watched, ida), 1);
+    assert_eq!(times_told(&[], &watched, idb), 1);
+}
+
+#[test]
+fn packets_sent_right_after_connecting_are_not_lost() {
+    let (server, addr) = start(test_config());
+    let mut early = server.run(move |_| {
+        let mut c = CourseClient::connect(addr);
+        c.send_chat("first words");
+        c.send_move(1.0, 0.0, 2.0);
+        std::thread::sleep(Duration::from_millis(200));
+        c
+    });
+    early.enter();
+    let id = early.my_id();
+    let after = early.drain();
+    assert!(after.contains(&Msg::Chat { id, text: "first words".into() }), "{after:?}");
+    assert!(after.contains(&Msg::Move { id, x: 1.0, y: 0.0, z: 2.0 }), "{after:?}");
+}
+
+#[test]
+fn a_connection_that_closes_at_once_leaves_no_ghost() {
+    let (server, addr) = start(test_config());
+    let (mut watcher, _) = join(addr);
+    server.run(move |_| {
+        let c = CourseClient::connect(addr);
+        socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(c);
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    // The watcher may see the ghost enter, but then it must see it leave.
+    let watched = watcher.drain();
+    for m in &watched {
+        if let Msg::Enter { id, .. } = m {
+            assert!(watched.contains(&Msg::Leave { id: *id }), "{watched:?}");
+        }
+    }
+    let (_late, listed) = join(addr);
+    assert_eq!(listed.len(), 2, "only the watcher and the newcomer: {listed:?}");
+}
+
+#[test]
+fn a_list_too_long_for_one_packet_is_split() {
+    let (server, addr) = start(test_config());
+    let (_first, _) = join(addr);
+    // 4,000 more players (server-side characters, so the test needs no 4,000 sockets).
+    server.run(|app| {
+        let world = app.world_mut();
+        let room = world.query::<(Entity, &Room)>().single(world).expect("one room").0;
+        let players: Vec<Entity> = (0..4000)
+            .map(|i| {
+                world.spawn((Player { id: 10_000 + i }, Position { x: i as f32, y: 0.0, z: 0.0 }, InRoom(room))).id()
+            })
+            .collect();
+        let mut room = world.get_mut::<Room>(room).unwrap();
+        players.into_iter().for_each(|p| room.add_member(p));
+    });
+    let mut newcomer = CourseClient::connect(addr);
+    let mut lists = Vec::new();
+    loop {
+        match newcomer.recv(WAIT).expect("the enter sequence") {
+            Msg::List(players) => lists.push(players),
+            Msg::Enter { .. } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(lists.iter().map(Vec::len).collect::<Vec<_>>(), vec![3854, 4002 - 3854]);
+    let all: Vec<_> = lists.concat();
+    assert_eq!(all.iter().filter(|p| p.0).count(), 1);
+    assert_eq!(all.iter().filter(|p| p.1 >= 10_000).count(), 4000);
+    assert_eq!(all[1 + 3999].2, 3999.0, "positions travel with the list");
+    assert!(newcomer.recv(QUIET).is_none());
+}

@@ -1,0 +1,246 @@
+//! What the server's end-to-end tests share: the server on a thread, and a client written
+//! straight from `PROTOCOL.md`'s byte layout, not through `shared`, so that a bug shared by our
+//! encoder and decoder cannot hide.
+
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use net_plugin::ServerPlugin;
+use net_plugin::testing::AppThread;
+use server::ServerConfig;
+
+/// Long enough for anything on loopback, even on a loaded 2-core machine.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long silence must last to count as "nothing more comes".
+pub const QUIET: Duration = Duration::from_millis(400);
+
+/// A test configuration: loopback, port 0, no statistics lines.
+pub fn test_config() -> ServerConfig {
+    ServerConfig { bind: "127.0.0.1:0".into(), stats_interval: Duration::ZERO, ..ServerConfig::default() }
+}
+
+/// The server app, as the binary builds it, on a thread.
+pub fn start(config: ServerConfig) -> (AppThread, SocketAddr) {
+    let net = ServerPlugin::bind(&config.bind, config.net.clone()).expect("bind loopback");
+    let addr = net.local_addr();
+    (AppThread::spawn(move || server::app(&config, net, None)), addr)
+}
+
+/// One `S_PlayerList` entry: (isSelf, playerId, posX, posY, posZ).
+pub type Listed = (bool, i32, f32, f32, f32);
+
+/// A server packet, decoded by hand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    /// id 1
+    Enter { id: i32, x: f32, y: f32, z: f32 },
+    /// id 3
+    Leave { id: i32 },
+    /// id 4: (isSelf, playerId, x, y, z)
+    List(Vec<Listed>),
+    /// id 6
+    Move { id: i32, x: f32, y: f32, z: f32 },
+    /// id 8
+    Chat { id: i32, text: String },
+    /// Anything else: id and body.
+    Other(u16, Vec<u8>),
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn f32_at(b: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+/// Decodes one whole packet by the table in PROTOCOL.md.
+pub fn decode(packet: &[u8]) -> Msg {
+    let size = u16::from_le_bytes([packet[0], packet[1]]) as usize;
+    assert_eq!(size, packet.len(), "size counts the whole packet");
+    let id = u16::from_le_bytes([packet[2], packet[3]]);
+    let b = &packet[4..];
+    match id {
+        1 => {
+            assert_eq!(b.len(), 16);
+            Msg::Enter { id: i32_at(b, 0), x: f32_at(b, 4), y: f32_at(b, 8), z: f32_at(b, 12) }
+        }
+        3 => {
+            assert_eq!(b.len(), 4);
+            Msg::Leave { id: i32_at(b, 0) }
+        }
+        4 => {
+            let count = u16::from_le_bytes([b[0], b[1]]) as usize;
+            assert_eq!(b.len(), 2 + count * 17);
+            Msg::List(
+                (0..count)
+                    .map(|i| {
+                        let e = 2 + i * 17;
+                        (b[e] != 0, i32_at(b, e + 1), f32_at(b, e + 5), f32_at(b, e + 9), f32_at(b, e + 13))
+                    })
+                    .collect(),
+            )
+        }
+        6 => {
+            assert_eq!(b.len(), 16);
+            Msg::Move { id: i32_at(b, 0), x: f32_at(b, 4), y: f32_at(b, 8), z: f32_at(b, 12) }
+        }
+        8 => {
+            let len = u16::from_le_bytes([b[4], b[5]]) as usize;
+            assert_eq!(b.len(), 6 + len);
+            let units: Vec<u16> = b[6..].chunks(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect();
+            Msg::Chat { id: i32_at(b, 0), text: String::from_utf16(&units).expect("valid UTF-16") }
+        }
+        other => Msg::Other(other, b.to_vec()),
+    }
+}
+
+/// `C_Move` by hand: size 16, id 5, three floats.
+pub fn move_bytes(x: f32, y: f32, z: f32) -> Vec<u8> {
+    let mut b = vec![16, 0, 5, 0];
+    for v in [x, y, z] {
+        b.extend(v.to_le_bytes());
+    }
+    b
+}
+
+/// `C_LeaveGame` by hand.
+pub const LEAVE_BYTES: [u8; 4] = [4, 0, 2, 0];
+
+/// `C_Chat` by hand: size, id 7, UTF-16 byte length, UTF-16LE units.
+pub fn chat_bytes(text: &str) -> Vec<u8> {
+    let units: Vec<u16> = text.encode_utf16().collect();
+    let size = 4 + 2 + units.len() * 2;
+    let mut b = Vec::with_capacity(size);
+    b.extend((size as u16).to_le_bytes());
+    b.extend(7u16.to_le_bytes());
+    b.extend(((units.len() * 2) as u16).to_le_bytes());
+    units.iter().for_each(|u| b.extend(u.to_le_bytes()));
+    b
+}
+
+/// The course's client, as bytes on a socket.
+pub struct CourseClient {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    /// This client's player id, once its own enter was seen.
+    pub id: Option<i32>,
+}
+
+impl CourseClient {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Self { stream, buf: Vec::new(), id: None }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    pub fn send_move(&mut self, x: f32, y: f32, z: f32) {
+        self.send(&move_bytes(x, y, z));
+    }
+
+    pub fn send_leave(&mut self) {
+        self.send(&LEAVE_BYTES);
+    }
+
+    pub fn send_chat(&mut self, text: &str) {
+        self.send(&chat_bytes(text));
+    }
+
+    /// The next packet within `timeout`, or `None` (silence or closed).
+    pub fn recv(&mut self, timeout: Duration) -> Option<Msg> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.buf.len() >= 2 {
+                let size = u16::from_le_bytes([self.buf[0], self.buf[1]]) as usize;
+                assert!(size >= 4, "the server sent a packet size of {size}");
+                if self.buf.len() >= size {
+                    let packet: Vec<u8> = self.buf.drain(..size).collect();
+                    return Some(decode(&packet));
+                }
+            }
+            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Everything that arrives until `QUIET` passes without a packet.
+    pub fn drain(&mut self) -> Vec<Msg> {
+        std::iter::from_fn(|| self.recv(QUIET)).collect()
+    }
+
+    /// Reads the enter sequence a newcomer gets: one or more `S_PlayerList`, then its own
+    /// `S_BroadcastEnterGame`. Returns the listed players; sets `id`.
+    pub fn enter(&mut self) -> Vec<Listed> {
+        let mut listed = Vec::new();
+        loop {
+            match self.recv(WAIT).expect("the enter sequence") {
+                Msg::List(players) => listed.extend(players),
+                Msg::Enter { id, x, y, z } => {
+                    let me: Vec<_> = listed.iter().filter(|p| p.0).collect();
+                    assert_eq!(me.len(), 1, "exactly one isSelf in the list");
+                    assert_eq!(me[0].1, id, "the list's isSelf is the player who entered");
+                    assert_eq!((x, y, z), (0.0, 0.0, 0.0), "players enter at the spawn point");
+                    self.id = Some(id);
+                    return listed;
+                }
+                other => panic!("unexpected {other:?} before the enter"),
+            }
+        }
+    }
+
+    /// Reads until a packet matching `want` arrives (or panics after `WAIT`), returning the ones
+    /// skipped on the way.
+    pub fn recv_until(&mut self, want: impl Fn(&Msg) -> bool) -> Vec<Msg> {
+        let mut skipped = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left) {
+                Some(m) if want(&m) => return skipped,
+                Some(m) => skipped.push(m),
+                None => panic!("never received the expected packet; got {skipped:?}"),
+            }
+        }
+    }
+
+    /// Whether the server closes the connection within `WAIT` (whatever arrives meanwhile).
+    pub fn closed(&mut self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            self.stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
+    pub fn my_id(&self) -> i32 {
+        self.id.expect("entered")
+    }
+}
+
+/// Connects and reads the enter sequence.
+pub fn join(addr: SocketAddr) -> (CourseClient, Vec<Listed>) {
+    let mut c = CourseClient::connect(addr);
+    let listed = c.enter();
+    (c, listed)
+}
