@@ -1,3 +1,78 @@
-//! Bot clients.
+//! Bot clients for load tests: `cargo run --release -p client_bot -- --help`.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use client_bot::BotConfig;
+use client_bot::bench::{self, BenchArgs};
+
+/// Opens N bot connections to a server, behaves like the course's DummyClient, checks the
+/// protocol as it goes, and reports. Exit code 1 when a violation, a mismatch, a lost echo, a
+/// failed connection or a dropped bot happened. Logging follows RUST_LOG (default: info).
+#[derive(Parser, Debug)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Mode>,
+    #[command(flatten)]
+    bots: BotConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Run a benchmark scenario (S1–S4 of docs/benchmarks.md) against the release server binary.
+    Bench(BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let line = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("error: {line} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Some(Mode::Bench(args)) => {
+            println!("{}", bench::HEADER);
+            match bench::run(&args) {
+                Ok(results) if results.iter().all(|r| r.bots.clean()) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            if let Err(e) = cli.bots.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+                tracing::warn!(error = %e, "cannot raise the open-file limit");
+            }
+            match client_bot::run(cli.bots) {
+                Ok(report) => {
+                    println!("{report}");
+                    if report.clean() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -14,7 +14,6 @@ use tokio::net::TcpStream;
 
 use crate::connection::{SessionEntry, SessionIndex};
 use crate::events::IoEvent;
-use crate::link::SessionLink;
 use crate::plugin::IoStart;
 use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
@@ -117,10 +116,7 @@ async fn connect<In: PacketSet>(id: SessionId, addr: SocketAddr, cx: Arc<Session
     if let Err(e) = configure_socket(&stream, &cx.config) {
         return fail(&cx, id, addr, e.to_string()).await;
     }
-    let link = Arc::new(SessionLink::new(spawner.shutdown.child_token()));
-    if cx.events.send(IoEvent::Connected { id, peer: addr, link: link.clone() }).await.is_ok() {
-        session::run::<In>(stream, id, addr, link, cx).await;
-    }
+    session::open::<In>(stream, id, addr, cx, &spawner.shutdown).await;
 }
 
 async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use shared::{Direction, EncodeError, Packet};
 use std::sync::Arc;
 
-use crate::link::SessionLink;
+use crate::link::{Flusher, SessionLink};
 use crate::{Connection, DisconnectReason, NetStats};
 
 /// Bytes queued for one connection during this frame; handed to its writer by the flush.
@@ -245,8 +245,19 @@ impl Outbox<'_, '_> {
 #[derive(Resource, Debug, Clone, Copy)]
 pub(crate) struct BacklogCap(pub usize);
 
-/// Hands each connection's frame buffer to its writer: once per frame, after all game systems.
-pub(crate) fn flush(mut buffers: Query<&mut OutboundBuffer>, cap: Res<BacklogCap>, mut stats: ResMut<NetStats>) {
+/// The I/O runtime's flusher, which writes what [`flush`] hands over.
+#[derive(Resource)]
+pub(crate) struct FlushQueue(pub Arc<Flusher>);
+
+/// Hands each connection's frame buffer to the I/O side, once per frame after all game systems,
+/// and wakes the flusher once for all of them.
+pub(crate) fn flush(
+    mut buffers: Query<&mut OutboundBuffer>,
+    cap: Res<BacklogCap>,
+    queue: Res<FlushQueue>,
+    mut stats: ResMut<NetStats>,
+    mut listed: Local<Vec<Arc<SessionLink>>>,
+) {
     for mut buffer in &mut buffers {
         if buffer.bytes.is_empty() {
             continue;
@@ -259,11 +270,17 @@ pub(crate) fn flush(mut buffers: Query<&mut OutboundBuffer>, cap: Res<BacklogCap
             continue;
         }
         match buffer.link.hand_over(&mut buffer.bytes, cap.0) {
-            Ok(()) => stats.flushes += 1,
+            Ok(()) => {
+                stats.flushes += 1;
+                if buffer.link.enqueue() {
+                    listed.push(buffer.link.clone());
+                }
+            }
             Err(full) => {
                 buffer.bytes = BytesMut::new();
                 buffer.link.close(DisconnectReason::OutboundBacklog { queued: full.queued, limit: cap.0 });
             }
         }
     }
+    queue.0.submit(&mut listed);
 }

@@ -12,7 +12,7 @@ use shared::{Packet, PacketSet, PacketTypeVisitor, PacketVisitor};
 
 use crate::connection::{PendingDespawn, SessionEntry, SessionIndex};
 use crate::events::{self, IoEvent};
-use crate::outbox::{BacklogCap, OutboundDirection, flush};
+use crate::outbox::{BacklogCap, FlushQueue, OutboundDirection, flush};
 use crate::runtime::IoRuntime;
 use crate::session::SessionContext;
 use crate::stats::IoCounters;
@@ -61,7 +61,12 @@ impl<In: PacketSet> IoStart<In> {
         let runtime = IoRuntime::start(thread_name, config.io_threads, config.shutdown_timeout, counters.clone())
             .map_err(BindError::Runtime)?;
         let (events, rx) = events::channel(config.inbound_queue, counters.clone());
-        let cx = Arc::new(SessionContext { config, events, counters: counters.clone() });
+        let cx = Arc::new(SessionContext {
+            config,
+            events,
+            counters: counters.clone(),
+            registry: runtime.registry().clone(),
+        });
         Ok(Self { runtime, inbox: Inbox { rx, counters }, cx })
     }
 
@@ -69,7 +74,8 @@ impl<In: PacketSet> IoStart<In> {
     /// share.
     pub fn install(self, app: &mut App) {
         let outbound_backlog = self.cx.config.outbound_backlog;
-        app.insert_resource(self.runtime)
+        app.insert_resource(FlushQueue(self.runtime.flusher().clone()))
+            .insert_resource(self.runtime)
             .insert_resource(self.inbox)
             .add_plugins(NetCorePlugin::<In> { outbound_backlog, _in: PhantomData });
     }

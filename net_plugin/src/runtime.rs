@@ -9,6 +9,9 @@ use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::DisconnectReason;
+use crate::link::Flusher;
+use crate::session::SessionRegistry;
 use crate::stats::IoCounters;
 
 /// The I/O runtime, held by the ECS as a resource. Dropping it shuts it down gracefully.
@@ -24,6 +27,10 @@ pub(crate) struct IoRuntime {
     shutdown_timeout: Duration,
     /// The I/O threads' counters, read once more after a shutdown.
     counters: Arc<IoCounters>,
+    /// Every open session, closed by a shutdown.
+    registry: Arc<SessionRegistry>,
+    /// Writes each frame's flushed bytes.
+    flusher: Arc<Flusher>,
 }
 
 impl IoRuntime {
@@ -40,18 +47,33 @@ impl IoRuntime {
             .enable_io()
             .enable_time()
             .build()?;
+        let flusher = Arc::new(Flusher::default());
+        // Not tracked: it holds no state of its own and stops with the runtime.
+        runtime.spawn(flusher.clone().run(counters.clone()));
         Ok(Self {
             runtime: Some(runtime),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             shutdown_timeout,
             counters,
+            registry: Arc::new(SessionRegistry::default()),
+            flusher,
         })
     }
 
     /// The I/O threads' counters.
     pub fn counters(&self) -> &IoCounters {
         &self.counters
+    }
+
+    /// The open sessions.
+    pub fn registry(&self) -> &Arc<SessionRegistry> {
+        &self.registry
+    }
+
+    /// The flusher, which writes each frame's bytes.
+    pub fn flusher(&self) -> &Arc<Flusher> {
+        &self.flusher
     }
 
     /// The runtime's handle, to register sockets with its reactor.
@@ -76,6 +98,7 @@ impl IoRuntime {
     pub fn shutdown(&mut self) {
         let Some(runtime) = self.runtime.take() else { return };
         self.shutdown.cancel();
+        self.registry.close_all(&DisconnectReason::Shutdown);
         self.tasks.close();
         let tasks = self.tasks.clone();
         let timeout = self.shutdown_timeout;

@@ -12,8 +12,6 @@ use shared::{ClientPacket, PacketSet};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::events::IoEvent;
-use crate::link::SessionLink;
 use crate::plugin::IoStart;
 use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
@@ -177,14 +175,9 @@ async fn accept_loop<In: PacketSet>(listener: TcpListener, cx: Arc<SessionContex
             continue;
         }
         let id = SessionId(next_id.fetch_add(1, Ordering::Relaxed));
-        let link = Arc::new(SessionLink::new(spawner.shutdown.child_token()));
-        if cx.events.send(IoEvent::Connected { id, peer, link: link.clone() }).await.is_err() {
-            return;
-        }
-        tracing::debug!(session = id.0, %peer, "session opened");
-        let cx = cx.clone();
+        let (cx, shutdown) = (cx.clone(), spawner.shutdown.clone());
         spawner.tasks.spawn(async move {
-            session::run::<In>(stream, id, peer, link, cx).await;
+            session::open::<In>(stream, id, peer, cx, &shutdown).await;
             drop(permit);
         });
     }

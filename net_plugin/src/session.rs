@@ -1,21 +1,24 @@
-//! One connection's I/O task (the course's Session, RecvBuffer, SendBuffer and PacketSession):
-//! a reader that frames and decodes off the ECS thread, and a writer that sends each frame's
-//! flush with one write. Both run in one task, so a session costs one task.
+//! One connection's I/O task (the course's Session, RecvBuffer and PacketSession): it reads,
+//! frames and decodes off the ECS thread, writes the session's backlog when the flusher could
+//! not write everything, and ends the session exactly once.
+//!
+//! The task is one event loop woken by the socket's readiness or by its link (closed, or bytes
+//! for it to write): a connection costs one task, and an idle one holds no buffer.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::net::Shutdown;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
 use shared::{DecodeError, FrameDecoder, PacketSet};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 
 use crate::events::{EventSender, IoEvent};
-use crate::link::SessionLink;
+use crate::link::{SessionLink, Writer};
 use crate::rate_limit::TokenBucket;
 use crate::stats::IoCounters;
 use crate::{DisconnectReason, NetConfig, SessionId};
@@ -29,6 +32,35 @@ pub(crate) struct SessionContext<In> {
     pub config: NetConfig,
     pub events: EventSender<In>,
     pub counters: Arc<IoCounters>,
+    /// Every open session, so a shutdown can close them all.
+    pub registry: Arc<SessionRegistry>,
+}
+
+/// The open sessions.
+#[derive(Debug, Default)]
+pub(crate) struct SessionRegistry {
+    links: Mutex<HashMap<SessionId, Arc<SessionLink>>>,
+}
+
+impl SessionRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<SessionLink>>> {
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, link: &Arc<SessionLink>) {
+        self.lock().insert(link.id, link.clone());
+    }
+
+    fn remove(&self, id: SessionId) {
+        self.lock().remove(&id);
+    }
+
+    /// Closes every open session with `reason`.
+    pub fn close_all(&self, reason: &DisconnectReason) {
+        for link in self.lock().values() {
+            link.close(reason.clone());
+        }
+    }
 }
 
 /// Sets the socket options every connection gets: no Nagle delay, keepalive.
@@ -42,16 +74,34 @@ pub(crate) fn configure_socket(stream: &TcpStream, config: &NetConfig) -> std::i
     Ok(())
 }
 
-/// Runs a session to its end, then reports exactly one `Disconnected`. A panic inside is caught
-/// here: it ends this session with [`DisconnectReason::InternalError`] and nothing else.
-pub(crate) async fn run<In: PacketSet>(
+/// Opens a session on a connected socket: announces it to the ECS, then runs it to its end.
+/// Connected, packets and Disconnected are all sent from this one task, so they arrive in order.
+pub(crate) async fn open<In: PacketSet>(
     stream: TcpStream,
     id: SessionId,
-    peer: SocketAddr,
-    link: Arc<SessionLink>,
+    peer: std::net::SocketAddr,
     cx: Arc<SessionContext<In>>,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) {
-    let outcome = AssertUnwindSafe(drive::<In>(stream, id, &link, &cx)).catch_unwind().await;
+    let link = Arc::new(SessionLink::new(id, stream));
+    cx.registry.insert(&link);
+    // A shutdown that began before the registration would not have closed it.
+    if shutdown.is_cancelled() {
+        link.close(DisconnectReason::Shutdown);
+    }
+    if cx.events.send(IoEvent::Connected { id, peer, link: link.clone() }).await.is_err() {
+        cx.registry.remove(id);
+        return;
+    }
+    tracing::debug!(session = id.0, %peer, "session opened");
+    run(link, peer, cx).await;
+}
+
+/// Runs a session to its end, then reports exactly one `Disconnected`. A panic inside is caught
+/// here: it ends this session with [`DisconnectReason::InternalError`] and nothing else.
+async fn run<In: PacketSet>(link: Arc<SessionLink>, peer: std::net::SocketAddr, cx: Arc<SessionContext<In>>) {
+    let id = link.id;
+    let outcome = AssertUnwindSafe(drive::<In>(&link, &cx)).catch_unwind().await;
     if let Err(panic) = outcome {
         let message = panic
             .downcast_ref::<&str>()
@@ -60,6 +110,9 @@ pub(crate) async fn run<In: PacketSet>(
             .unwrap_or_else(|| "a panic".to_string());
         link.close(DisconnectReason::InternalError(message));
     }
+    // The peer sees the end now; the descriptor closes when the last holder drops the link.
+    let _ = socket2::SockRef::from(&link.stream).shutdown(Shutdown::Both);
+    cx.registry.remove(id);
     let reason = link.reason();
     cx.counters.disconnected(reason.kind());
     if reason.is_peer_fault() || matches!(reason, DisconnectReason::InternalError(_)) {
@@ -71,129 +124,186 @@ pub(crate) async fn run<In: PacketSet>(
     let _ = cx.events.send(IoEvent::Disconnected { id, reason: Box::new(reason) }).await;
 }
 
-async fn drive<In: PacketSet>(mut stream: TcpStream, id: SessionId, link: &SessionLink, cx: &SessionContext<In>) {
-    let (rd, wr) = stream.split();
-    let reader = async {
-        if let Some(reason) = read_loop::<In>(rd, id, link, cx).await {
-            link.close(reason);
-        }
-    };
-    let writer = async {
-        if let Some(reason) = write_loop(wr, link, cx).await {
-            link.close(reason);
-        }
-    };
-    tokio::join!(reader, writer);
+async fn drive<In: PacketSet>(link: &SessionLink, cx: &SessionContext<In>) {
+    if let Some(reason) = event_loop::<In>(link, cx).await {
+        link.close(reason);
+    }
+    finish_writes(link, cx).await;
 }
 
-/// Reads, frames, rate-limits and decodes until the peer or the link ends the session. Returns
-/// why it ended, or `None` when the link was closed from elsewhere.
-async fn read_loop<In: PacketSet>(
-    rd: ReadHalf<'_>,
-    id: SessionId,
-    link: &SessionLink,
-    cx: &SessionContext<In>,
-) -> Option<DisconnectReason> {
+/// Why the event loop woke.
+enum Wake {
+    Closed,
+    Readable,
+    Writable,
+    IdleTimeout,
+    Failed(std::io::Error),
+}
+
+/// Reads, frames, rate-limits and decodes; writes the backlog when the socket drains. Returns
+/// why the session ended, or `None` when its link was closed from elsewhere.
+async fn event_loop<In: PacketSet>(link: &SessionLink, cx: &SessionContext<In>) -> Option<DisconnectReason> {
     let config = &cx.config;
     let mut frames = FrameDecoder::new(config.max_packet_size);
     let mut bucket = config.inbound_rate.map(TokenBucket::new);
+    let mut idle = config.idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
     loop {
-        // Wait for data before reserving a buffer: an idle connection holds no read buffer.
-        let readable = async {
-            match config.idle_timeout {
-                Some(limit) => tokio::time::timeout(limit, rd.readable()).await.ok(),
-                None => Some(rd.readable().await),
+        let wake = poll_fn(|task| {
+            link.register(task.waker());
+            if link.is_closed() {
+                return Poll::Ready(Wake::Closed);
             }
-        };
-        tokio::select! {
-            biased;
-            () = link.closed() => return None,
-            ready = readable => match ready {
-                None => return config.idle_timeout.map(DisconnectReason::IdleTimeout),
-                Some(Err(e)) => return Some(DisconnectReason::Io(e.kind())),
-                Some(Ok(())) => {}
-            },
-        }
-        let n = match rd.try_read_buf(frames.read_buffer(READ_CHUNK)) {
-            Ok(0) => return Some(DisconnectReason::ClosedByPeer),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                frames.shrink_if_idle();
-                continue;
+            if link.outgoing().writer == Writer::Session {
+                match link.stream.poll_write_ready(task) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(Wake::Writable),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
+                    Poll::Pending => {}
+                }
             }
-            Err(e) => return Some(DisconnectReason::Io(e.kind())),
-        };
-        IoCounters::add(&cx.counters.bytes_in, n as u64);
-        let now = Instant::now();
-        loop {
-            let packet = match frames.next_frame() {
-                Ok(None) => break,
-                Err(e) => return Some(DisconnectReason::MalformedFrame(e)),
-                Ok(Some(frame)) => {
-                    if let Some(bucket) = &mut bucket
-                        && !bucket.try_take(now)
-                    {
-                        return Some(DisconnectReason::InboundFlood { per_second: bucket.per_second() });
+            match link.stream.poll_read_ready(task) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Wake::Readable),
+                Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
+                Poll::Pending => {}
+            }
+            if let Some(sleep) = idle.as_mut()
+                && sleep.as_mut().poll(task).is_ready()
+            {
+                return Poll::Ready(Wake::IdleTimeout);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Closed => return None,
+            Wake::IdleTimeout => return config.idle_timeout.map(DisconnectReason::IdleTimeout),
+            Wake::Failed(e) => return Some(DisconnectReason::Io(e.kind())),
+            Wake::Writable => {
+                if let Err(e) = write_backlog(link, &cx.counters) {
+                    return Some(DisconnectReason::Io(e.kind()));
+                }
+            }
+            Wake::Readable => {
+                // Reserve only now: an idle connection holds no read buffer.
+                let n = match link.stream.try_read_buf(frames.read_buffer(READ_CHUNK)) {
+                    Ok(0) => return Some(DisconnectReason::ClosedByPeer),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Some(DisconnectReason::Io(e.kind())),
+                };
+                if n > 0 {
+                    IoCounters::add(&cx.counters.bytes_in, n as u64);
+                    if let (Some(sleep), Some(limit)) = (idle.as_mut(), config.idle_timeout) {
+                        sleep.as_mut().reset(tokio::time::Instant::now() + limit);
                     }
-                    match shared::decode::<In>(frame) {
-                        Ok(packet) => packet,
-                        Err(DecodeError::WrongDirection { id, name, .. }) => {
-                            return Some(DisconnectReason::UnexpectedPacket { id, name });
-                        }
-                        Err(e) => return Some(DisconnectReason::MalformedPacket(e)),
+                    if let Some(reason) = deliver_frames(&mut frames, &mut bucket, link.id, cx).await {
+                        return Some(reason);
                     }
                 }
-            };
-            if cx.events.send(IoEvent::Packet { id, packet }).await.is_err() {
-                return Some(DisconnectReason::Shutdown);
+                frames.shrink_if_idle();
             }
         }
-        frames.shrink_if_idle();
     }
 }
 
-/// Writes what each flush hands over, until the link closes; then writes what is left (when
-/// the reason allows, within the linger time) and closes the write side. Returns a reason only
-/// when the socket itself failed.
-async fn write_loop<In>(
-    mut wr: WriteHalf<'_>,
-    link: &SessionLink,
+/// Hands every whole packet buffered to the ECS, decoded.
+async fn deliver_frames<In: PacketSet>(
+    frames: &mut FrameDecoder,
+    bucket: &mut Option<TokenBucket>,
+    id: SessionId,
     cx: &SessionContext<In>,
 ) -> Option<DisconnectReason> {
-    // Taken from the link, not yet written. `write` (not `write_all`) under `select!`: a write
-    // either happened or did not, so the position survives a close arriving mid-way.
-    let mut pending = BytesMut::new();
+    let now = Instant::now();
     loop {
-        if pending.is_empty() {
-            tokio::select! {
-                biased;
-                () = link.closed() => break,
-                () = link.flushed() => pending = link.take_outgoing(),
-            }
-            continue;
-        }
-        tokio::select! {
-            biased;
-            () = link.closed() => break,
-            written = wr.write(&pending) => match written {
-                Ok(0) => return Some(DisconnectReason::Io(std::io::ErrorKind::WriteZero)),
-                Ok(n) => {
-                    pending.advance(n);
-                    IoCounters::add(&cx.counters.bytes_out, n as u64);
+        let packet = match frames.next_frame() {
+            Ok(None) => return None,
+            Err(e) => return Some(DisconnectReason::MalformedFrame(e)),
+            Ok(Some(frame)) => {
+                if let Some(bucket) = bucket
+                    && !bucket.try_take(now)
+                {
+                    return Some(DisconnectReason::InboundFlood { per_second: bucket.per_second() });
                 }
-                Err(e) => return Some(DisconnectReason::Io(e.kind())),
-            },
+                match shared::decode::<In>(frame) {
+                    Ok(packet) => packet,
+                    Err(DecodeError::WrongDirection { id, name, .. }) => {
+                        return Some(DisconnectReason::UnexpectedPacket { id, name });
+                    }
+                    Err(e) => return Some(DisconnectReason::MalformedPacket(e)),
+                }
+            }
+        };
+        if cx.events.send(IoEvent::Packet { id, packet }).await.is_err() {
+            return Some(DisconnectReason::Shutdown);
         }
     }
-    let linger = cx.config.close_linger;
-    if link.reason().flushes_before_close() {
-        pending.extend_from_slice(&link.take_outgoing());
-        if let Ok(Ok(())) = tokio::time::timeout(linger, wr.write_all(&pending)).await {
-            IoCounters::add(&cx.counters.bytes_out, pending.len() as u64);
+}
+
+/// Writes as much of the backlog as the socket takes; gives the writing back to the flusher
+/// once it is empty.
+fn write_backlog(link: &SessionLink, counters: &IoCounters) -> std::io::Result<()> {
+    loop {
+        let bytes = {
+            let mut out = link.outgoing();
+            if out.bytes.is_empty() {
+                out.writer = Writer::Idle;
+                return Ok(());
+            }
+            std::mem::take(&mut out.bytes)
+        };
+        match link.stream.try_write(&bytes) {
+            Ok(n) => {
+                IoCounters::add(&counters.bytes_out, n as u64);
+                if n < bytes.len() {
+                    SessionLink::put_back(&mut link.outgoing(), &bytes[n..]);
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                SessionLink::put_back(&mut link.outgoing(), &bytes);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         }
     }
-    let _ = tokio::time::timeout(linger, wr.shutdown()).await;
-    None
+}
+
+/// Once the session must end: writes what is still queued when the reason allows (within the
+/// linger time), then closes the write side so the peer sees the end.
+async fn finish_writes<In>(link: &SessionLink, cx: &SessionContext<In>) {
+    if !link.reason().flushes_before_close() {
+        return;
+    }
+    // Take the writing over; the flusher may be in the middle of one non-blocking write.
+    loop {
+        {
+            let mut out = link.outgoing();
+            if out.writer != Writer::Flusher {
+                out.writer = Writer::Session;
+                break;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    let drain = async {
+        loop {
+            let bytes = std::mem::take(&mut link.outgoing().bytes);
+            if bytes.is_empty() {
+                return Ok::<(), std::io::Error>(());
+            }
+            let mut at = 0;
+            while at < bytes.len() {
+                link.stream.writable().await?;
+                match link.stream.try_write(&bytes[at..]) {
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            IoCounters::add(&cx.counters.bytes_out, bytes.len() as u64);
+        }
+    };
+    let _ = tokio::time::timeout(cx.config.close_linger.max(Duration::from_millis(1)), drain).await;
+    let _ = socket2::SockRef::from(&link.stream).shutdown(Shutdown::Write);
 }
 
 #[cfg(test)]

@@ -1,0 +1,391 @@
+//! The scenario runner: `client_bot bench --scenario s1`.
+//!
+//! It builds nothing: it starts the release `server` binary found next to its own (or
+//! `--server PATH`) with `--stats-json`, and the bots as a second process of this binary, each
+//! pinned to its own core with `taskset` when present. It raises its open-file limit (the
+//! children inherit it), samples the server's CPU time (user + system, from `/proc/PID/stat`)
+//! and resident memory while the scenario runs, and prints one result row per run; `--json`
+//! writes them all.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::Report;
+
+/// The scenarios of `docs/benchmarks.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// The course's load test: 500 bots in one room, a move every 250 ms, 60 s.
+    S1,
+    /// 1,000 bots in one room, same rate, 60 s.
+    S2,
+    /// Connect storm: 5,000 bots at once, rooms of 500; time until all have their list.
+    S3,
+    /// 9,000 idle sessions, rooms of 500: server memory per session.
+    S4,
+}
+
+/// A scenario's parameters.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Bots.
+    pub bots: u32,
+    /// Seconds the bots move (or idle).
+    pub duration_s: u64,
+    /// Players per room (0: one room).
+    pub room_capacity: usize,
+    /// Bots connected per second (0: all at once).
+    pub ramp_rate: u32,
+    /// No moves.
+    pub idle: bool,
+}
+
+impl Scenario {
+    /// The parameters the scenario is defined by.
+    pub fn plan(self) -> Plan {
+        match self {
+            Scenario::S1 => Plan { bots: 500, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false },
+            Scenario::S2 => Plan { bots: 1000, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false },
+            Scenario::S3 => Plan { bots: 5000, duration_s: 5, room_capacity: 500, ramp_rate: 0, idle: true },
+            Scenario::S4 => Plan { bots: 9000, duration_s: 10, room_capacity: 500, ramp_rate: 3000, idle: true },
+        }
+    }
+}
+
+/// Flags of `client_bot bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Which scenario.
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    /// How many times to run it.
+    #[arg(long, default_value_t = 1)]
+    pub runs: u32,
+    /// The server binary. Default: `server` next to this binary (build it with
+    /// `cargo build --release -p server`).
+    #[arg(long, value_name = "PATH")]
+    pub server: Option<PathBuf>,
+    /// Write every run's results here as JSON.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Override the scenario's number of bots.
+    #[arg(long)]
+    pub bots: Option<u32>,
+    /// Override the scenario's duration.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Extra flags for the server, e.g. `--server-arg=--tick-hz=20`.
+    #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub server_args: Vec<String>,
+    /// Do not pin the server and the bots to different cores.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// One run's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Its parameters.
+    pub plan: Plan,
+    /// Which run, from 1.
+    pub run: u32,
+    /// Server and bots pinned to cores 0 and 1.
+    pub pinned: bool,
+    /// Server CPU while the bots moved (after all entered, until they stopped), % of one core.
+    pub server_cpu_pct: f64,
+    /// Server CPU over the whole run, seconds.
+    pub server_cpu_s: f64,
+    /// Server packets sent per server CPU-second, whole run.
+    pub packets_per_cpu_s: f64,
+    /// Server resident memory before the bots connected, KiB.
+    pub rss_before_kib: u64,
+    /// The highest resident memory seen, KiB.
+    pub rss_peak_kib: u64,
+    /// Resident memory with every session open, at the end of the scenario, KiB.
+    pub rss_sessions_kib: u64,
+    /// (`rss_sessions_kib` − `rss_before_kib`) per connected bot, KiB.
+    pub rss_per_session_kib: f64,
+    /// The server's own summary (`--stats-json`).
+    pub server: serde_json::Value,
+    /// The bots' report.
+    pub bots: Report,
+}
+
+fn taskset_available() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A command, pinned to `core` when asked.
+fn command(program: &Path, core: Option<usize>) -> Command {
+    match core {
+        Some(core) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(core.to_string()).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// CPU seconds (user + system) of a process, from `/proc/PID/stat` (in 1/100 s).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (which may hold spaces), fields start at the state, field 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
+    Some((ticks(14)? + ticks(15)?) / 100.0)
+}
+
+/// Resident memory of a process, KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// Kills a child on drop, so a failed run leaves no server behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the scenario `args.runs` times; returns the results.
+pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let server = args.server.clone().unwrap_or_else(|| exe.with_file_name("server"));
+    if !server.exists() {
+        return Err(format!(
+            "no server binary at {}; build it with `cargo build --release -p server`",
+            server.display()
+        ));
+    }
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
+    let pinned = !args.no_pin && taskset_available() && cores() >= 2;
+    let mut plan = args.scenario.plan();
+    if let Some(bots) = args.bots {
+        plan.bots = bots;
+    }
+    if let Some(d) = args.duration {
+        plan.duration_s = d.as_secs().max(1);
+    }
+    let mut results = Vec::new();
+    for run in 1..=args.runs {
+        let result = run_once(args, &plan, run, &server, &exe, pinned)?;
+        println!("{}", row(&result));
+        results.push(result);
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+        std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(results)
+}
+
+/// The header of [`row`].
+pub const HEADER: &str = "scenario run bots entered all_entered_s server_cpu% pkts/cpu_s rtt_p50 rtt_p99 tick_p99 lost viol mism rss_kib/session result";
+
+/// One result row.
+pub fn row(r: &RunResult) -> String {
+    format!(
+        "{:?} {} {} {} {} {:.1} {:.2}M {:.1} {:.1} {:.2} {} {} {} {:.2} {}",
+        r.scenario,
+        r.run,
+        r.plan.bots,
+        r.bots.entered,
+        r.bots.all_entered_s.map_or("-".into(), |s| format!("{s:.2}")),
+        r.server_cpu_pct,
+        r.packets_per_cpu_s / 1e6,
+        r.bots.rtt_ms.p50,
+        r.bots.rtt_ms.p99,
+        r.server["tick_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
+        r.bots.echo_lost,
+        r.bots.violations,
+        r.bots.final_state_mismatches,
+        r.rss_per_session_kib,
+        if r.bots.clean() { "clean" } else { "PROBLEMS" },
+    )
+}
+
+fn run_once(
+    args: &BenchArgs,
+    plan: &Plan,
+    run: u32,
+    server: &Path,
+    exe: &Path,
+    pinned: bool,
+) -> Result<RunResult, String> {
+    let dir = std::env::temp_dir().join(format!("client_bot-bench-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let server_json = dir.join("server.json");
+    let bots_json = dir.join("bots.json");
+
+    // The server, on core 0.
+    let mut child = command(server, pinned.then_some(0))
+        .current_dir(&dir)
+        .args(["--bind", "127.0.0.1:0", "--stats-interval", "0s", "--stats-json"])
+        .arg(&server_json)
+        .args(["--room-capacity", &plan.room_capacity.to_string()])
+        .args(["--max-connections", &(plan.bots as usize + 1000).to_string()])
+        .args(&args.server_args)
+        .env("RUST_LOG", "warn,net_plugin::server=info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", server.display()))?;
+    let stderr = child.stderr.take().ok_or("no server stderr")?;
+    let mut server_child = Guard(child);
+    let pid = server_child.0.id();
+    let addr = listening_addr(stderr)?;
+
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_before = rss_kib(pid).unwrap_or(0);
+    let cpu_start = cpu_seconds(pid).unwrap_or(0.0);
+
+    // The bots, on core 1.
+    let mut bots = command(exe, pinned.then_some(1))
+        .args(["--addr", &addr.to_string(), "--bots", &plan.bots.to_string()])
+        .args(["--duration", &format!("{}s", plan.duration_s), "--ramp-rate", &plan.ramp_rate.to_string()])
+        .args(["--seed", &run.to_string(), "--events", "--quiet", "--json"])
+        .arg(&bots_json)
+        .args(plan.idle.then_some("--idle"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the bots: {e}"))?;
+    let events = line_channel(bots.stdout.take().ok_or("no bots stdout")?);
+
+    let mut rss_peak = rss_before;
+    let mut rss_sessions = rss_before;
+    // (when, server CPU seconds) as all bots entered, and as they stopped moving.
+    let mut entered: Option<(Instant, f64)> = None;
+    let mut stopped: Option<(Instant, f64)> = None;
+    loop {
+        match events.recv_timeout(Duration::from_millis(250)) {
+            Ok(line) if line.starts_with("EVENT entered_all") => {
+                entered = Some((Instant::now(), cpu_seconds(pid).unwrap_or(0.0)));
+            }
+            Ok(line) if line.starts_with("EVENT stopped") => {
+                stopped = Some((Instant::now(), cpu_seconds(pid).unwrap_or(0.0)));
+                rss_sessions = rss_kib(pid).unwrap_or(0);
+            }
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        rss_peak = rss_peak.max(rss_kib(pid).unwrap_or(0));
+    }
+    let _ = bots.wait();
+    let cpu_end = cpu_seconds(pid).unwrap_or(0.0);
+
+    // Stop the server as an operator would, and read its summary.
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server_child.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server_summary: serde_json::Value = std::fs::read_to_string(&server_json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or("the server wrote no statistics")?;
+    let report: Report = std::fs::read_to_string(&bots_json)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or("the bots wrote no report")?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let server_cpu_pct = match (entered, stopped) {
+        (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => 100.0 * (c1 - c0) / t1.duration_since(t0).as_secs_f64(),
+        _ => f64::NAN,
+    };
+    let server_cpu_s = cpu_end - cpu_start;
+    let packets_out = server_summary["packets_out"].as_f64().unwrap_or(0.0);
+    Ok(RunResult {
+        scenario: args.scenario,
+        plan: plan.clone(),
+        run,
+        pinned,
+        server_cpu_pct,
+        server_cpu_s,
+        packets_per_cpu_s: packets_out / server_cpu_s.max(0.01),
+        rss_before_kib: rss_before,
+        rss_peak_kib: rss_peak,
+        rss_sessions_kib: rss_sessions,
+        rss_per_session_kib: rss_sessions.saturating_sub(rss_before) as f64 / f64::from(report.connected.max(1)),
+        server: server_summary,
+        bots: report,
+    })
+}
+
+/// Reads lines in a thread, so the runner can wait with a timeout.
+fn line_channel(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for the server's `listening on ADDR` line.
+fn listening_addr(stderr: impl std::io::Read + Send + 'static) -> Result<SocketAddr, String> {
+    let lines = line_channel(stderr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).map_err(|_| "the server did not report its address".to_string())?;
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            let addr = addr.trim().parse().map_err(|e| format!("bad address in {line:?}: {e}"))?;
+            // Keep draining its stderr so it never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(addr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_cpu_and_memory() {
+        let pid = std::process::id();
+        assert!(cpu_seconds(pid).is_some_and(|s| s >= 0.0));
+        assert!(rss_kib(pid).is_some_and(|kib| kib > 0));
+        assert_eq!(cpu_seconds(u32::MAX), None);
+    }
+
+    #[test]
+    fn the_scenarios_are_those_of_the_issue() {
+        assert_eq!(Scenario::S1.plan().bots, 500);
+        assert_eq!(Scenario::S1.plan().duration_s, 60);
+        assert_eq!(Scenario::S2.plan().bots, 1000);
+        assert_eq!((Scenario::S3.plan().bots, Scenario::S3.plan().room_capacity), (5000, 500));
+        assert_eq!(Scenario::S4.plan().bots, 9000);
+    }
+}

@@ -1,0 +1,373 @@
+//! The bots: each a connection entity with a [`Bot`], behaving as the course's DummyClient and
+//! checking the protocol as it goes.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bevy_app::{App, AppExit, Last, Plugin, Update};
+use bevy_ecs::prelude::*;
+use net_plugin::{ConnectFailed, Connected, Connector, Disconnected, NetStats, Outbox, Received};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use shared::{C_Chat, C_Move, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove, S_Chat, S_PlayerList};
+
+use crate::BotConfig;
+use crate::metrics::Metrics;
+use crate::report::{Report, final_state_mismatches};
+use crate::view::{Pos, View, Violation};
+
+/// How long the traffic must have stopped before the final views are checked.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// Own moves remembered after their echo or loss, so a late echo is not taken for a position
+/// never sent.
+const RECENT_MOVES: usize = 16;
+
+/// One bot.
+#[derive(Component)]
+pub struct Bot {
+    /// Its number in the run, from 0.
+    pub index: u32,
+    /// What the server told it.
+    pub view: View,
+    rng: SmallRng,
+    next_move: Option<Instant>,
+    next_chat: Option<Instant>,
+    /// Own moves waiting for their echo, oldest first: (position, when sent).
+    pending: VecDeque<(Pos, Instant)>,
+    /// Positions recently sent.
+    recent: VecDeque<Pos>,
+    /// The last position sent.
+    pub last_sent: Option<Pos>,
+}
+
+impl Bot {
+    fn new(index: u32, seed: u64) -> Self {
+        Self {
+            index,
+            view: View::default(),
+            rng: SmallRng::seed_from_u64(seed ^ (u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15))),
+            next_move: None,
+            next_chat: None,
+            pending: VecDeque::new(),
+            recent: VecDeque::with_capacity(RECENT_MOVES),
+            last_sent: None,
+        }
+    }
+}
+
+/// Where the run is.
+#[derive(Resource, Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    /// Connecting and moving.
+    Running,
+    /// Moves stopped; waiting for the last echoes and for the traffic to stop.
+    Settling {
+        /// When the moves stopped.
+        since: Instant,
+        /// When a packet last arrived.
+        last_packet: Instant,
+        /// Packets received as of `last_packet`.
+        packets: u64,
+    },
+    /// The report is written.
+    Done,
+}
+
+/// The run's configuration and clock.
+#[derive(Resource)]
+pub struct Run {
+    /// The configuration.
+    pub config: BotConfig,
+    /// When the run started.
+    pub started: Instant,
+    /// Bots asked to connect so far.
+    pub launched: u32,
+}
+
+/// The report, once the run is done.
+#[derive(Resource, Debug, Clone)]
+pub struct FinalReport(pub Report);
+
+/// Runs the bots of `config`.
+pub struct BotPlugin {
+    /// How the bots behave.
+    pub config: BotConfig,
+}
+
+impl Plugin for BotPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(Run { config: self.config.clone(), started: Instant::now(), launched: 0 })
+            .insert_resource(Phase::Running)
+            .init_resource::<Metrics>()
+            .add_systems(
+                Update,
+                (
+                    launch,
+                    track_connections,
+                    on_lists,
+                    on_enters,
+                    on_moves,
+                    on_chat,
+                    on_leaves,
+                    expire_echoes,
+                    send_moves,
+                    advance_phase,
+                )
+                    .chain(),
+            )
+            .add_systems(Last, progress);
+    }
+}
+
+/// Connects bots at the ramp rate.
+fn launch(mut run: ResMut<Run>, phase: Res<Phase>, mut connector: Connector, mut commands: Commands) {
+    if *phase != Phase::Running {
+        return;
+    }
+    let total = run.config.bots;
+    let due = match run.config.ramp_rate {
+        0 => total,
+        rate => ((run.started.elapsed().as_secs_f64() * f64::from(rate)) as u32 + 1).min(total),
+    };
+    while run.launched < due {
+        let entity = connector.connect(run.config.addr);
+        commands.entity(entity).insert(Bot::new(run.launched, run.config.seed));
+        run.launched += 1;
+    }
+}
+
+fn track_connections(
+    mut connected: MessageReader<Connected>,
+    mut failed: MessageReader<ConnectFailed>,
+    mut gone: MessageReader<Disconnected>,
+    bots: Query<&Bot>,
+    phase: Res<Phase>,
+    mut metrics: ResMut<Metrics>,
+) {
+    for _ in connected.read() {
+        metrics.connected += 1;
+        metrics.connected_now += 1;
+    }
+    for f in failed.read() {
+        metrics.connect_failures += 1;
+        if metrics.connect_failures <= 3 {
+            tracing::warn!(addr = %f.addr, error = %f.error, "a bot could not connect");
+        }
+    }
+    for d in gone.read() {
+        metrics.connected_now = metrics.connected_now.saturating_sub(1);
+        if *phase != Phase::Done {
+            *metrics.disconnects.entry(d.reason.kind().as_str()).or_default() += 1;
+            let index = bots.get(d.entity).map_or(u32::MAX, |b| b.index);
+            tracing::warn!(bot = index, reason = %d.reason, "a bot was disconnected");
+        }
+    }
+}
+
+fn record(metrics: &mut Metrics, bot: u32, violations: Vec<Violation>) {
+    for v in violations {
+        metrics.violation(bot, v);
+    }
+}
+
+// Each packet type has its own message, so the systems below run in the order a server sends
+// them within a frame: lists, enters, moves, chat, leaves.
+
+fn on_lists(mut lists: MessageReader<Received<S_PlayerList>>, mut bots: Query<&mut Bot>, mut metrics: ResMut<Metrics>) {
+    for Received { from, packet } in lists.read() {
+        let Ok(mut bot) = bots.get_mut(*from) else { continue };
+        let players = packet.players.iter().map(|p| (p.is_self, p.player_id, [p.pos_x, p.pos_y, p.pos_z]));
+        let found = bot.view.on_list(players);
+        record(&mut metrics, bot.index, found);
+    }
+}
+
+fn on_enters(
+    mut enters: MessageReader<Received<S_BroadcastEnterGame>>,
+    mut bots: Query<&mut Bot>,
+    mut metrics: ResMut<Metrics>,
+    run: Res<Run>,
+) {
+    for Received { from, packet } in enters.read() {
+        let Ok(mut bot) = bots.get_mut(*from) else { continue };
+        let was_entered = bot.view.entered();
+        let found = bot.view.on_enter(packet.player_id, [packet.pos_x, packet.pos_y, packet.pos_z]);
+        record(&mut metrics, bot.index, found);
+        if !was_entered && bot.view.entered() {
+            metrics.entered += 1;
+            // Spread the first moves over one interval, so the bots do not all move at once.
+            let offset = bot.rng.random_range(0.0..1.0) * run.config.move_interval.as_secs_f64();
+            bot.next_move = Some(Instant::now() + Duration::from_secs_f64(offset));
+            bot.next_chat =
+                run.config.chat_interval.map(|every| Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)));
+            if metrics.entered == run.config.bots {
+                metrics.all_entered_at = Some(Instant::now());
+                let secs = run.started.elapsed().as_secs_f64();
+                tracing::info!("all {} bots entered in {secs:.2} s", run.config.bots);
+                if run.config.events {
+                    println!("EVENT entered_all {secs:.4}");
+                }
+            }
+        }
+    }
+}
+
+fn on_moves(
+    mut moves: MessageReader<Received<S_BroadcastMove>>,
+    mut bots: Query<&mut Bot>,
+    mut metrics: ResMut<Metrics>,
+) {
+    let now = Instant::now();
+    for Received { from, packet } in moves.read() {
+        let Ok(mut bot) = bots.get_mut(*from) else { continue };
+        let pos = [packet.pos_x, packet.pos_y, packet.pos_z];
+        if Some(packet.player_id) != bot.view.self_id() {
+            let found = bot.view.on_move(packet.player_id, pos);
+            record(&mut metrics, bot.index, found);
+            continue;
+        }
+        // Its own echo: the oldest pending move at that position. Older ones were overtaken
+        // within one tick and will never be echoed.
+        match bot.pending.iter().position(|(p, _)| *p == pos) {
+            Some(i) => {
+                let (_, sent) = bot.pending[i];
+                metrics.round_trip(now.duration_since(sent));
+                metrics.echo_lost += i as u64;
+                bot.pending.drain(..=i);
+            }
+            None if bot.recent.contains(&pos) => {}
+            None => metrics.violation(bot.index, Violation::WrongEcho { got: pos }),
+        }
+    }
+}
+
+fn on_chat(mut chats: MessageReader<Received<S_Chat>>, bots: Query<&Bot>, mut metrics: ResMut<Metrics>) {
+    for Received { from, packet } in chats.read() {
+        let Ok(bot) = bots.get(*from) else { continue };
+        let known = Some(packet.player_id) == bot.view.self_id() || bot.view.others().contains_key(&packet.player_id);
+        if !known {
+            metrics.violation(bot.index, format!("chat from player {}, who is not in the room", packet.player_id));
+        }
+    }
+}
+
+fn on_leaves(
+    mut leaves: MessageReader<Received<S_BroadcastLeaveGame>>,
+    mut bots: Query<&mut Bot>,
+    mut metrics: ResMut<Metrics>,
+) {
+    for Received { from, packet } in leaves.read() {
+        let Ok(mut bot) = bots.get_mut(*from) else { continue };
+        let found = bot.view.on_leave(packet.player_id);
+        record(&mut metrics, bot.index, found);
+    }
+}
+
+/// Counts own moves not echoed within the timeout as lost.
+fn expire_echoes(mut bots: Query<&mut Bot>, run: Res<Run>, mut metrics: ResMut<Metrics>) {
+    let now = Instant::now();
+    let timeout = run.config.echo_timeout;
+    for mut bot in &mut bots {
+        while bot.pending.front().is_some_and(|(_, sent)| now.duration_since(*sent) > timeout) {
+            bot.pending.pop_front();
+            metrics.echo_lost += 1;
+        }
+    }
+}
+
+/// Sends each entered bot's moves (and chat) when due.
+fn send_moves(
+    mut bots: Query<(Entity, &mut Bot)>,
+    run: Res<Run>,
+    phase: Res<Phase>,
+    mut outbox: Outbox,
+    mut metrics: ResMut<Metrics>,
+) {
+    if *phase != Phase::Running || run.config.idle {
+        return;
+    }
+    let now = Instant::now();
+    let every = run.config.move_interval;
+    for (entity, mut bot) in &mut bots {
+        let bot = &mut *bot;
+        if let Some(at) = bot.next_move
+            && at <= now
+        {
+            let pos = [bot.rng.random_range(-50..50) as f32, 0.0, bot.rng.random_range(-50..50) as f32];
+            if outbox.send(entity, &C_Move { pos_x: pos[0], pos_y: pos[1], pos_z: pos[2] }).is_ok()
+                && outbox.is_open(entity)
+            {
+                bot.pending.push_back((pos, now));
+                if bot.recent.len() == RECENT_MOVES {
+                    bot.recent.pop_front();
+                }
+                bot.recent.push_back(pos);
+                bot.last_sent = Some(pos);
+                metrics.moves_sent += 1;
+            }
+            // Keep the cadence; after a stall, start again from now.
+            let next = at + every;
+            bot.next_move = Some(if next <= now { now + every } else { next });
+        }
+        if let (Some(at), Some(every)) = (bot.next_chat, run.config.chat_interval)
+            && at <= now
+        {
+            let line = format!("bot {} says hi 안녕 #{}", bot.index, metrics.chat_sent);
+            if outbox.send(entity, &C_Chat { chat: line }).is_ok() {
+                metrics.chat_sent += 1;
+            }
+            bot.next_chat = Some(at + every);
+        }
+    }
+}
+
+/// Stops the moves at the end of the run, waits for the last echoes, checks every bot's view
+/// and ends the app with the report.
+fn advance_phase(
+    mut phase: ResMut<Phase>,
+    run: Res<Run>,
+    bots: Query<&Bot>,
+    metrics: Res<Metrics>,
+    net: Res<NetStats>,
+    mut commands: Commands,
+    mut exit: MessageWriter<AppExit>,
+) {
+    let now = Instant::now();
+    match *phase {
+        Phase::Running => {
+            if now.duration_since(run.started) >= run.config.duration {
+                *phase = Phase::Settling { since: now, last_packet: now, packets: net.packets_in };
+                if run.config.events {
+                    println!("EVENT stopped {:.4}", run.started.elapsed().as_secs_f64());
+                }
+            }
+        }
+        Phase::Settling { since, last_packet, packets } => {
+            if net.packets_in != packets {
+                *phase = Phase::Settling { since, last_packet: now, packets: net.packets_in };
+                return;
+            }
+            // Every bot reads its socket on its own time: a bot may have its last echo while
+            // another has not read the same tick's broadcast yet. Check once the traffic stopped.
+            let waiting = bots.iter().any(|b| !b.pending.is_empty()) || now.duration_since(last_packet) < QUIET;
+            if waiting && now.duration_since(since) <= run.config.echo_timeout + QUIET {
+                return;
+            }
+            metrics.finish_progress();
+            let mismatches = final_state_mismatches(bots.iter().filter(|b| b.view.entered()));
+            let report = Report::new(&run, &metrics, net.packets_in, mismatches);
+            commands.insert_resource(FinalReport(report.clone()));
+            *phase = Phase::Done;
+            exit.write(if report.clean() { AppExit::Success } else { AppExit::from_code(1) });
+        }
+        Phase::Done => {}
+    }
+}
+
+fn progress(mut metrics: ResMut<Metrics>, run: Res<Run>, net: Res<NetStats>, phase: Res<Phase>) {
+    if run.config.quiet || *phase == Phase::Done {
+        return;
+    }
+    metrics.progress(run.config.bots, net.packets_in);
+}

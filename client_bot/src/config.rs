@@ -1,0 +1,109 @@
+//! What a bot run is told: the command line's flags, also built directly by tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// How the bots behave. Defaults are the course's DummyClient.
+#[derive(Debug, Clone, Args)]
+pub struct BotConfig {
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:7777")]
+    pub addr: SocketAddr,
+
+    /// How many bots (connections) to open.
+    #[arg(long, default_value_t = 10)]
+    pub bots: u32,
+
+    /// How long the bots move; then they stop, wait for the last echoes and check what they see.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Time between a bot's moves (the DummyClient's 250 ms). Each bot sends
+    /// `C_Move { x, 0, z }` with x and z random integers in [-50, 49].
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub move_interval: Duration,
+
+    /// Send no moves: connect, enter and stay (idle sessions).
+    #[arg(long)]
+    pub idle: bool,
+
+    /// Also send a chat line this often per bot (off by default).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub chat_interval: Option<Duration>,
+
+    /// Bots connected per second while ramping up; 0 connects them all at once.
+    #[arg(long, default_value_t = 1000)]
+    pub ramp_rate: u32,
+
+    /// Seed of every random choice, so a run can be repeated.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Write the results as JSON here.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Frames per second of the bots' loop: packets are handled once a frame, so round trips are
+    /// measured to within one frame.
+    #[arg(long, default_value_t = 500)]
+    pub frame_hz: u32,
+
+    /// How long a bot's move may wait for its echo before it counts as lost.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub echo_timeout: Duration,
+
+    /// Network I/O threads.
+    #[arg(long, default_value_t = 1)]
+    pub io_threads: usize,
+
+    /// Print machine-readable progress events on stdout (used by `client_bot bench`).
+    #[arg(long, hide = true)]
+    pub events: bool,
+
+    /// No live progress display or periodic lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            bots: 10,
+            duration: Duration::from_secs(30),
+            move_interval: Duration::from_millis(250),
+            idle: false,
+            chat_interval: None,
+            ramp_rate: 1000,
+            seed: 1,
+            json: None,
+            frame_hz: 500,
+            echo_timeout: Duration::from_secs(2),
+            io_threads: 1,
+            events: false,
+            quiet: false,
+        }
+    }
+}
+
+impl BotConfig {
+    /// Checks values that would make the run meaningless.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bots == 0 {
+            return Err("--bots must be at least 1".into());
+        }
+        if !self.idle && self.move_interval.is_zero() {
+            return Err("--move-interval must be above 0".into());
+        }
+        if !(1..=10_000).contains(&self.frame_hz) {
+            return Err("--frame-hz must be between 1 and 10000".into());
+        }
+        if self.io_threads == 0 {
+            return Err("--io-threads must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Bot clients that load the server: the course's DummyClient, as a load-testing tool.
+//!
+//! Each bot is a connection opened with `net_plugin`'s client side, and its behaviour is ECS
+//! systems: it enters, sends `C_Move { x, 0, z }` every 250 ms (x and z random integers in
+//! [-50, 49]), optionally chats, and checks the protocol as it goes: exactly one `isSelf` in its
+//! list, never two enters for one player, leaves that match enters, its own move echoed at the
+//! position it sent. At the end it stops moving, waits for the last echoes, and checks that every
+//! bot sees every other bot where that bot last moved.
+//!
+//! ```no_run
+//! use client_bot::BotConfig;
+//!
+//! let report = client_bot::run(BotConfig { bots: 100, ..BotConfig::default() }).expect("valid flags");
+//! println!("{report}");
+//! assert!(report.clean());
+//! ```
+//!
+//! `client_bot bench` (see [`bench`]) runs the scenarios whose figures are in
+//! `docs/benchmarks.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod bench;
+mod bot;
+mod config;
+mod metrics;
+mod report;
+mod view;
+
+use std::time::{Duration, Instant};
+
+use bevy_app::App;
+use net_plugin::{ClientPlugin, NetConfig};
+
+pub use bot::{Bot, BotPlugin, FinalReport, Phase, Run};
+pub use config::BotConfig;
+pub use metrics::Metrics;
+pub use report::{Report, RttMs, final_state_mismatches};
+pub use view::{Pos, View, Violation};
+
+/// The bots' app: the network client side and the bot systems.
+pub fn app(config: &BotConfig) -> Result<App, String> {
+    config.validate()?;
+    let net = NetConfig { io_threads: config.io_threads, ..NetConfig::client_default() };
+    let client = ClientPlugin::new(net).map_err(|e| e.to_string())?;
+    let mut app = App::new();
+    app.add_plugins((client, BotPlugin { config: config.clone() }));
+    Ok(app)
+}
+
+/// Runs the bots to the end and returns their report (also written to `--json`, if given).
+pub fn run(config: BotConfig) -> Result<Report, String> {
+    let mut app = app(&config)?;
+    app.finish();
+    app.cleanup();
+    let frame = Duration::from_secs_f64(1.0 / f64::from(config.frame_hz));
+    loop {
+        let start = Instant::now();
+        app.update();
+        if app.should_exit().is_some() {
+            break;
+        }
+        std::thread::sleep(frame.saturating_sub(start.elapsed()));
+    }
+    let report =
+        app.world_mut().remove_resource::<FinalReport>().map(|r| r.0).ok_or("the run ended without a report")?;
+    // Dropping the app closes every connection gracefully.
+    drop(app);
+    if let Some(path) = &config.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(report)
+}
