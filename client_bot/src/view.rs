@@ -1,7 +1,6 @@
 //! One bot's view of the game, built only from what the server told it, and the protocol checks
 //! made while building it. Pure logic: no ECS, no sockets.
 
-use std::collections::HashMap;
 use std::fmt;
 
 /// A position, as sent on the wire.
@@ -48,7 +47,7 @@ pub struct View {
     /// Whether its own `S_BroadcastEnterGame` arrived (after its list).
     entered: bool,
     /// Every other player it was told about and not told left, with the last position heard.
-    others: HashMap<i32, Pos>,
+    others: rustc_hash::FxHashMap<i32, Pos>,
 }
 
 impl View {
@@ -63,7 +62,7 @@ impl View {
     }
 
     /// Other players known, with their last positions.
-    pub fn others(&self) -> &HashMap<i32, Pos> {
+    pub fn others(&self) -> &rustc_hash::FxHashMap<i32, Pos> {
         &self.others
     }
 

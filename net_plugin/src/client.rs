@@ -121,5 +121,5 @@ async fn connect<In: PacketSet>(id: SessionId, addr: SocketAddr, cx: Arc<Session
 
 async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {
     tracing::debug!(session = id.0, %addr, %error, "connect failed");
-    let _ = cx.events.send(IoEvent::ConnectFailed { id, error: error.into() }).await;
+    let _ = cx.events.send(IoEvent::ConnectFailed { id, error: error.into() });
 }

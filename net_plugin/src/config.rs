@@ -44,10 +44,11 @@ pub struct NetConfig {
     /// 1 MiB (about 10 s of a 500-player room's moves).
     pub outbound_backlog: usize,
 
-    /// Events (packets, connects, disconnects) that may wait between the I/O threads and the
-    /// ECS. When it is full, readers stop reading their sockets until the next frame drains it
-    /// (TCP pushes back on the senders); nothing is dropped. Default: 65,536 on the server,
-    /// 1,048,576 on clients (a load-test process receives whole rooms' broadcasts).
+    /// Packets that may wait between the I/O threads and the ECS (one read's worth more, if a
+    /// single read decoded more; plus each connection's connect and disconnect). When it is
+    /// reached, readers stop reading their sockets until the next frame drains it (TCP pushes
+    /// back on the senders); nothing is dropped. Default: 65,536 on the server, 262,144 on
+    /// clients (a load-test process receives whole rooms' broadcasts).
     pub inbound_queue: usize,
 
     /// TCP keepalive, so a peer that vanished without closing (power loss, cable) is found and
@@ -140,7 +141,7 @@ impl NetConfig {
     /// The defaults for the client side: large packets accepted (player lists), no rate limit on
     /// the server, a deep inbound queue for load-test processes.
     pub fn client_default() -> Self {
-        Self { max_packet_size: shared::MAX_PACKET_LEN, inbound_rate: None, inbound_queue: 1 << 20, ..Self::default() }
+        Self { max_packet_size: shared::MAX_PACKET_LEN, inbound_rate: None, inbound_queue: 1 << 18, ..Self::default() }
     }
 
     /// Checks values that would make the plugin misbehave; the message names the field.

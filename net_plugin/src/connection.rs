@@ -1,7 +1,6 @@
 //! A connection as the ECS sees it: an entity with a [`Connection`] component, and the messages
 //! that tell game code it came, sent something, or went.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -137,7 +136,7 @@ pub struct Received<P: Packet> {
 /// Maps the I/O side's session ids to entities.
 #[derive(Resource, Default)]
 pub(crate) struct SessionIndex {
-    entries: HashMap<SessionId, SessionEntry>,
+    entries: rustc_hash::FxHashMap<SessionId, SessionEntry>,
 }
 
 pub(crate) struct SessionEntry {

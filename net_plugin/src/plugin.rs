@@ -11,7 +11,7 @@ use crossbeam_channel::Receiver;
 use shared::{Packet, PacketSet, PacketTypeVisitor, PacketVisitor};
 
 use crate::connection::{PendingDespawn, SessionEntry, SessionIndex};
-use crate::events::{self, IoEvent};
+use crate::events::{self, InFlight, IoEvent};
 use crate::outbox::{BacklogCap, FlushQueue, OutboundDirection, flush};
 use crate::runtime::IoRuntime;
 use crate::session::SessionContext;
@@ -43,6 +43,8 @@ pub enum NetSystems {
 pub(crate) struct Inbox<In> {
     pub rx: Receiver<IoEvent<In>>,
     pub counters: Arc<IoCounters>,
+    /// Packets in the channel, decremented as they are drained.
+    pub in_flight: Arc<InFlight>,
 }
 
 /// The I/O side of either plugin, started but not yet installed in an app.
@@ -60,14 +62,14 @@ impl<In: PacketSet> IoStart<In> {
         let counters = Arc::new(IoCounters::default());
         let runtime = IoRuntime::start(thread_name, config.io_threads, config.shutdown_timeout, counters.clone())
             .map_err(BindError::Runtime)?;
-        let (events, rx) = events::channel(config.inbound_queue, counters.clone());
+        let (events, rx, in_flight) = events::channel(config.inbound_queue, counters.clone());
         let cx = Arc::new(SessionContext {
             config,
             events,
             counters: counters.clone(),
             registry: runtime.registry().clone(),
         });
-        Ok(Self { runtime, inbox: Inbox { rx, counters }, cx })
+        Ok(Self { runtime, inbox: Inbox { rx, counters, in_flight }, cx })
     }
 
     /// Hands the runtime and the channel to the app, with the systems and messages both sides
@@ -134,31 +136,44 @@ impl PacketVisitor for Deliver<'_> {
 /// Drains the events queued by the I/O threads (as many as were there when it started, so a
 /// flood cannot hold the frame) and turns them into entities and messages.
 fn receive<In: PacketSet>(world: &mut World, mut batch: Local<Vec<IoEvent<In>>>) {
-    let counters = {
+    let (counters, in_flight) = {
         let inbox = world.resource::<Inbox<In>>();
         let queued = inbox.rx.len();
         batch.extend(inbox.rx.try_iter().take(queued));
-        inbox.counters.clone()
+        (inbox.counters.clone(), inbox.in_flight.clone())
     };
     world.resource_scope(|world, mut index: Mut<SessionIndex>| {
         world.resource_scope(|world, mut stats: Mut<NetStats>| {
             for event in batch.drain(..) {
-                handle_event(world, &mut index, &mut stats, event);
+                handle_event(world, &mut index, &mut stats, &in_flight, event);
             }
             stats.absorb(&counters);
         });
     });
 }
 
-fn handle_event<In: PacketSet>(world: &mut World, index: &mut SessionIndex, stats: &mut NetStats, event: IoEvent<In>) {
+fn handle_event<In: PacketSet>(
+    world: &mut World,
+    index: &mut SessionIndex,
+    stats: &mut NetStats,
+    in_flight: &InFlight,
+    event: IoEvent<In>,
+) {
     match event {
-        IoEvent::Packet { id, packet } => match index.get(id) {
-            Some(SessionEntry { entity, link: Some(link) }) if !link.is_closed() => {
-                packet.visit(&mut Deliver { world, from: *entity });
-                stats.packets_in += 1;
+        IoEvent::Packets { id, packets } => {
+            let n = packets.len();
+            in_flight.drained(n);
+            match index.get(id) {
+                Some(SessionEntry { entity, link: Some(link) }) if !link.is_closed() => {
+                    let mut deliver = Deliver { world, from: *entity };
+                    for packet in packets {
+                        packet.visit(&mut deliver);
+                    }
+                    stats.packets_in += n as u64;
+                }
+                _ => stats.packets_dropped += n as u64,
             }
-            _ => stats.packets_dropped += 1,
-        },
+        }
         IoEvent::Connected { id, peer, link } => {
             let components = (Connection::new(id, peer, link.clone()), OutboundBuffer::new(link.clone()));
             // An outgoing connection already has its entity; an accepted one gets a new one.

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use shared::{DecodeError, FrameDecoder, PacketSet};
+use std::io::Read;
+
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::events::{EventSender, IoEvent};
@@ -23,8 +26,8 @@ use crate::rate_limit::TokenBucket;
 use crate::stats::IoCounters;
 use crate::{DisconnectReason, NetConfig, SessionId};
 
-/// Bytes reserved for each socket read. Client packets are tiny; a server's flush to one client
-/// is a few KiB a frame.
+/// Bytes read at most per socket read, into a buffer on the stack. Client packets are tiny; a
+/// server's flush to one client is a few KiB a frame.
 const READ_CHUNK: usize = 4096;
 
 /// What every session of one plugin shares.
@@ -89,7 +92,7 @@ pub(crate) async fn open<In: PacketSet>(
     if shutdown.is_cancelled() {
         link.close(DisconnectReason::Shutdown);
     }
-    if cx.events.send(IoEvent::Connected { id, peer, link: link.clone() }).await.is_err() {
+    if cx.events.send(IoEvent::Connected { id, peer, link: link.clone() }).is_err() {
         cx.registry.remove(id);
         return;
     }
@@ -121,7 +124,7 @@ async fn run<In: PacketSet>(link: Arc<SessionLink>, peer: std::net::SocketAddr, 
         tracing::debug!(session = id.0, %peer, %reason, "session closed");
     }
     // The ECS may be gone already (the application is exiting); then nobody needs the event.
-    let _ = cx.events.send(IoEvent::Disconnected { id, reason: Box::new(reason) }).await;
+    let _ = cx.events.send(IoEvent::Disconnected { id, reason: Box::new(reason) });
 }
 
 async fn drive<In: PacketSet>(link: &SessionLink, cx: &SessionContext<In>) {
@@ -183,8 +186,7 @@ async fn event_loop<In: PacketSet>(link: &SessionLink, cx: &SessionContext<In>) 
                 }
             }
             Wake::Readable => {
-                // Reserve only now: an idle connection holds no read buffer.
-                let n = match link.stream.try_read_buf(frames.read_buffer(READ_CHUNK)) {
+                let n = match read_into(&link.stream, &mut frames) {
                     Ok(0) => return Some(DisconnectReason::ClosedByPeer),
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
@@ -195,47 +197,79 @@ async fn event_loop<In: PacketSet>(link: &SessionLink, cx: &SessionContext<In>) 
                     if let (Some(sleep), Some(limit)) = (idle.as_mut(), config.idle_timeout) {
                         sleep.as_mut().reset(tokio::time::Instant::now() + limit);
                     }
-                    if let Some(reason) = deliver_frames(&mut frames, &mut bucket, link.id, cx).await {
+                    if let Some(reason) = deliver_frames(&mut frames, &mut bucket, link, cx).await {
                         return Some(reason);
                     }
+                    frames.shrink_if_idle();
                 }
-                frames.shrink_if_idle();
             }
         }
     }
 }
 
-/// Hands every whole packet buffered to the ECS, decoded.
+/// Reads what the socket holds (up to [`READ_CHUNK`]) into `frames`; `Ok(0)` is the end of the
+/// stream. A plain function, so its stack buffer is not kept in the session's future between
+/// wake-ups: an idle session stays small.
+fn read_into(stream: &TcpStream, frames: &mut FrameDecoder) -> std::io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let mut n = 0;
+    let read = stream.try_io(Interest::READABLE, || {
+        n = (&*socket2::SockRef::from(stream)).read(&mut chunk)?;
+        // A short read drained the socket. Saying so clears tokio's readiness now (with the
+        // readiness event it was read under, so data that arrived since is not missed) and
+        // spares a read that would only find nothing: tokio's own `poll_read` does the same.
+        if n > 0 && n < chunk.len() { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
+    });
+    frames.extend_from_slice(&chunk[..n]);
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && n > 0 => Ok(n),
+        other => other,
+    }
+}
+
+/// Hands every whole packet buffered to the ECS, decoded, as one batch. A bad frame or packet
+/// still delivers the good ones before it.
 async fn deliver_frames<In: PacketSet>(
     frames: &mut FrameDecoder,
     bucket: &mut Option<TokenBucket>,
-    id: SessionId,
+    link: &SessionLink,
     cx: &SessionContext<In>,
 ) -> Option<DisconnectReason> {
     let now = Instant::now();
+    let mut packets = Vec::new();
+    let mut ended = None;
     loop {
-        let packet = match frames.next_frame() {
-            Ok(None) => return None,
-            Err(e) => return Some(DisconnectReason::MalformedFrame(e)),
+        match frames.next_frame() {
+            Ok(None) => break,
+            Err(e) => {
+                ended = Some(DisconnectReason::MalformedFrame(e));
+                break;
+            }
             Ok(Some(frame)) => {
                 if let Some(bucket) = bucket
                     && !bucket.try_take(now)
                 {
-                    return Some(DisconnectReason::InboundFlood { per_second: bucket.per_second() });
+                    ended = Some(DisconnectReason::InboundFlood { per_second: bucket.per_second() });
+                    break;
                 }
                 match shared::decode::<In>(frame) {
-                    Ok(packet) => packet,
+                    Ok(packet) => packets.push(packet),
                     Err(DecodeError::WrongDirection { id, name, .. }) => {
-                        return Some(DisconnectReason::UnexpectedPacket { id, name });
+                        ended = Some(DisconnectReason::UnexpectedPacket { id, name });
+                        break;
                     }
-                    Err(e) => return Some(DisconnectReason::MalformedPacket(e)),
+                    Err(e) => {
+                        ended = Some(DisconnectReason::MalformedPacket(e));
+                        break;
+                    }
                 }
             }
-        };
-        if cx.events.send(IoEvent::Packet { id, packet }).await.is_err() {
-            return Some(DisconnectReason::Shutdown);
         }
     }
+    if !packets.is_empty() && cx.events.send_packets(link, packets).await.is_err() {
+        return Some(DisconnectReason::Shutdown);
+    }
+    ended
 }
 
 /// Writes as much of the backlog as the socket takes; gives the writing back to the flusher

@@ -202,3 +202,33 @@ fn the_default_limits_are_documented_values() {
     assert!(c.keepalive.is_some());
     assert_eq!(c.idle_timeout, None);
 }
+
+#[test]
+fn a_full_inbound_queue_pauses_reading_and_loses_nothing() {
+    let config = NetConfig { inbound_queue: 10, inbound_rate: None, ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |_| {});
+    let mut client = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    // While the app is paused, 500 moves arrive (in separate reads, so in small batches):
+    // readers fill the queue to its bound, then wait.
+    let mut stream = client.stream().try_clone().unwrap();
+    server.run(move |_| {
+        for i in 0..500 {
+            let bytes = encode_to_vec(&C_Move { pos_x: i as f32, pos_y: 0.0, pos_z: 0.0 }).unwrap();
+            std::io::Write::write_all(&mut stream, &bytes).unwrap();
+            if i % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    assert!(wait_recorded::<Received<C_Move>>(&server, 500));
+    let xs: Vec<f32> = recorded::<Received<C_Move>>(&server).iter().map(|m| m.packet.pos_x).collect();
+    assert_eq!(xs, (0..500).map(|i| i as f32).collect::<Vec<_>>());
+    let s = stats(&server);
+    assert!(s.queue_full_waits > 0, "the bound was reached");
+    assert_eq!(s.packets_dropped, 0);
+    assert!(recorded::<Disconnected>(&server).is_empty());
+    client.send(&C_Chat { chat: "still fine".into() });
+    assert!(wait_recorded::<Received<C_Chat>>(&server, 1));
+}

@@ -13,6 +13,9 @@ pub const HEADER_LEN: usize = 4;
 /// The largest packet the wire format can describe: `size` is a u16.
 pub const MAX_PACKET_LEN: usize = u16::MAX as usize;
 
+/// The most buffer memory [`FrameDecoder::shrink_if_idle`] keeps.
+pub const IDLE_KEEP: usize = 256;
+
 /// Why the byte stream cannot be split into packets. Either ends the connection: after a bad
 /// `size` nothing that follows can be trusted to start a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,11 +92,17 @@ impl FrameDecoder {
         self.buf.len() - self.consumed
     }
 
-    /// Gives back the buffer's memory when nothing is pending, so an idle connection holds none.
+    /// Gives back the buffer's memory when nothing is pending and it holds more than
+    /// [`IDLE_KEEP`] bytes, so an idle connection holds little, and one that receives small
+    /// packets does not allocate on every read.
     pub fn shrink_if_idle(&mut self) {
         if self.buffered() == 0 {
-            self.buf = BytesMut::new();
             self.consumed = 0;
+            if self.buf.capacity() > IDLE_KEEP {
+                self.buf = BytesMut::new();
+            } else {
+                self.buf.clear();
+            }
         }
     }
 

@@ -59,7 +59,7 @@ pub use decode::{DecodeError, Reader, decode, decode_body, decode_packet, read_h
 pub use encode::{EncodeError, encode, encode_to_vec, wire_len};
 #[doc(hidden)]
 pub use encode::{list_len, put_list, put_string, string_len};
-pub use frame::{FrameDecoder, FrameError, HEADER_LEN, MAX_PACKET_LEN};
+pub use frame::{FrameDecoder, FrameError, HEADER_LEN, IDLE_KEEP, MAX_PACKET_LEN};
 pub use packet::{Direction, Packet, PacketSet, PacketTypeVisitor, PacketVisitor, WireFormat};
 pub use packets::*;
 pub use schema::{FieldSchema, FieldType, PacketInfo, Scalar};
