@@ -42,7 +42,7 @@ pub struct Bot {
 }
 
 impl Bot {
-    fn new(index: u32, seed: u64) -> Self {
+    pub(crate) fn new(index: u32, seed: u64) -> Self {
         Self {
             index,
             view: View::default(),

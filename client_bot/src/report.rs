@@ -164,3 +164,45 @@ pub fn final_state_mismatches<'a>(bots: impl Iterator<Item = &'a Bot>) -> u64 {
     }
     mismatches
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bot with player id `me` that saw `others` (id, position) and last sent `sent`.
+    fn bot(me: i32, others: &[(i32, Pos)], sent: Option<Pos>) -> Bot {
+        let mut b = Bot::new(me as u32, 1);
+        let list = others.iter().map(|(id, p)| (false, *id, *p)).chain([(true, me, [0.0; 3])]);
+        assert!(b.view.on_list(list).is_empty());
+        assert!(b.view.on_enter(me, [0.0; 3]).is_empty());
+        b.last_sent = sent;
+        b
+    }
+
+    #[test]
+    fn views_that_agree_are_no_mismatch() {
+        let bots = [
+            bot(1, &[(2, [5.0, 0.0, 5.0])], Some([1.0, 0.0, 1.0])),
+            bot(2, &[(1, [1.0, 0.0, 1.0])], Some([5.0, 0.0, 5.0])),
+        ];
+        assert_eq!(final_state_mismatches(bots.iter()), 0);
+    }
+
+    #[test]
+    fn a_stale_position_is_a_mismatch() {
+        let bots = [
+            bot(1, &[(2, [4.0, 0.0, 4.0])], Some([1.0, 0.0, 1.0])),
+            bot(2, &[(1, [1.0, 0.0, 1.0])], Some([5.0, 0.0, 5.0])),
+        ];
+        assert_eq!(final_state_mismatches(bots.iter()), 1);
+    }
+
+    #[test]
+    fn knowing_must_be_mutual_and_a_bot_that_never_moved_is_at_the_spawn_point() {
+        let bots = [bot(1, &[(2, [0.0; 3])], None), bot(2, &[], None)];
+        assert_eq!(final_state_mismatches(bots.iter()), 1);
+        // Players who are not bots of this run are ignored.
+        let bots = [bot(1, &[(99, [7.0; 3])], None)];
+        assert_eq!(final_state_mismatches(bots.iter()), 0);
+    }
+}

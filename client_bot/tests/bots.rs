@@ -1,0 +1,112 @@
+//! Bots against the real server, in-process over loopback: a clean run reports clean figures.
+
+use std::time::Duration;
+
+use client_bot::BotConfig;
+use net_plugin::ServerPlugin;
+use net_plugin::testing::AppThread;
+use server::{RoomConfig, ServerConfig};
+
+fn start_server(config: ServerConfig) -> (AppThread, std::net::SocketAddr) {
+    let config = ServerConfig { bind: "127.0.0.1:0".into(), stats_interval: Duration::ZERO, ..config };
+    let net = ServerPlugin::bind(&config.bind, config.net.clone()).unwrap();
+    let addr = net.local_addr();
+    (AppThread::spawn(move || server::app(&config, net, None)), addr)
+}
+
+fn quick(addr: std::net::SocketAddr, bots: u32) -> BotConfig {
+    BotConfig {
+        addr,
+        bots,
+        duration: Duration::from_secs(2),
+        move_interval: Duration::from_millis(100),
+        quiet: true,
+        ..BotConfig::default()
+    }
+}
+
+#[test]
+fn a_clean_run_against_the_server() {
+    let (_server, addr) = start_server(ServerConfig::default());
+    let json = std::env::temp_dir().join(format!("bots-{}.json", std::process::id()));
+    let config =
+        BotConfig { chat_interval: Some(Duration::from_millis(300)), json: Some(json.clone()), ..quick(addr, 30) };
+    let report = client_bot::run(config).unwrap();
+    assert!(report.clean(), "{report}");
+    assert_eq!((report.bots, report.connected, report.entered), (30, 30, 30));
+    assert!(report.moves_sent >= 30 * 10, "{report}");
+    assert_eq!(report.rtt_ms.count, report.moves_sent, "every move echoed");
+    assert!(report.rtt_ms.p50 > 0.0 && report.rtt_ms.p99 >= report.rtt_ms.p50);
+    assert!(report.chat_sent > 0);
+    assert!(report.packets_received > report.moves_sent * 30 / 2, "bots see each other's moves");
+    assert!(report.all_entered_s.is_some());
+
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for key in [
+        "bots",
+        "connected",
+        "connect_failures",
+        "moves_sent",
+        "echo_lost",
+        "packets_received",
+        "violations",
+        "final_state_mismatches",
+    ] {
+        assert!(written[key].as_u64().is_some(), "{key} in {written}");
+    }
+    for key in ["p50", "p90", "p99", "max"] {
+        assert!(written["rtt_ms"][key].as_f64().is_some(), "rtt_ms.{key}");
+    }
+    assert!(written["disconnects"].is_object());
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn rooms_with_a_capacity_are_checked_per_room() {
+    let (_server, addr) = start_server(ServerConfig { room: RoomConfig { capacity: 7 }, ..ServerConfig::default() });
+    let report = client_bot::run(quick(addr, 20)).unwrap();
+    assert!(report.clean(), "{report}");
+}
+
+#[test]
+fn idle_bots_connect_enter_and_send_nothing() {
+    let (_server, addr) = start_server(ServerConfig::default());
+    let report = client_bot::run(BotConfig { idle: true, ramp_rate: 0, ..quick(addr, 25) }).unwrap();
+    assert!(report.clean(), "{report}");
+    assert_eq!((report.entered, report.moves_sent), (25, 0));
+}
+
+/// The moves a recording server received, in order.
+#[derive(bevy_ecs::resource::Resource, Default, Clone)]
+struct Moves(Vec<[f32; 3]>);
+
+fn recorded_moves(seed: u64) -> Vec<[f32; 3]> {
+    use bevy_ecs::prelude::*;
+    use net_plugin::Received;
+    let (server, addr) = start_server(ServerConfig::default());
+    server.run(|app| {
+        app.init_resource::<Moves>().add_systems(
+            bevy_app::PreUpdate,
+            (|mut moves: MessageReader<Received<shared::C_Move>>, mut seen: ResMut<Moves>| {
+                seen.0.extend(moves.read().map(|m| [m.packet.pos_x, m.packet.pos_y, m.packet.pos_z]));
+            })
+            .after(net_plugin::NetSystems::Receive),
+        );
+    });
+    let report = client_bot::run(BotConfig { seed, ..quick(addr, 1) }).unwrap();
+    assert!(report.clean(), "{report}");
+    server.run(|app| app.world().resource::<Moves>().0.clone())
+}
+
+#[test]
+fn the_seed_makes_a_run_repeatable() {
+    let (a, b, c) = (recorded_moves(7), recorded_moves(7), recorded_moves(8));
+    let n = a.len().min(b.len()).min(c.len()).min(10);
+    assert!(n >= 10, "at least 10 moves each");
+    assert_eq!(a[..n], b[..n], "the same seed, the same moves");
+    assert_ne!(a[..n], c[..n], "another seed, other moves");
+    for [x, y, z] in &a {
+        assert!((-50.0..=49.0).contains(x) && (-50.0..=49.0).contains(z) && *y == 0.0);
+        assert_eq!((x.fract(), z.fract()), (0.0, 0.0), "integer coordinates, as the DummyClient");
+    }
+}

@@ -1,0 +1,95 @@
+//! The `client_bot` binary as a load tester runs it: its flags, its exit codes, its scenario
+//! runner.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bots() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_client_bot"))
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = bots().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--addr",
+        "--bots",
+        "--duration",
+        "--move-interval",
+        "--chat-interval",
+        "--ramp-rate",
+        "--seed",
+        "--json",
+        "--idle",
+        "bench",
+    ] {
+        assert!(help.contains(flag), "--help mentions {flag}");
+    }
+    let out = bots().args(["bench", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--scenario", "--runs", "--server", "--json", "s1", "s4"] {
+        assert!(help.contains(flag), "bench --help mentions {flag}");
+    }
+}
+
+#[test]
+fn a_bad_flag_is_one_line_and_exit_code_2() {
+    for args in [&["--bots", "many"][..], &["--frob"], &["--bots", "0"], &["--duration", "long"]] {
+        let out = bots().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn failed_connections_make_a_non_zero_exit_and_are_reported() {
+    // A port nobody listens on.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let json = std::env::temp_dir().join(format!("bots-cli-{}.json", std::process::id()));
+    let out = bots()
+        .args(["--addr", &addr.to_string(), "--bots", "3", "--duration", "1s", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["connect_failures"], 3);
+    assert_eq!(report["connected"], 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROBLEMS FOUND"));
+    let _ = std::fs::remove_file(json);
+}
+
+/// The server binary, when this workspace built it (it does for `cargo test --workspace`).
+fn server_binary() -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_client_bot")).with_file_name("server");
+    path.exists().then_some(path)
+}
+
+#[test]
+fn the_scenario_runner_runs_a_small_scenario() {
+    let Some(server) = server_binary() else {
+        eprintln!("skipped: no server binary next to client_bot (run `cargo test --workspace`)");
+        return;
+    };
+    let json = std::env::temp_dir().join(format!("bench-{}.json", std::process::id()));
+    let out = bots()
+        .args(["bench", "--scenario", "s1", "--bots", "20", "--duration", "2s", "--server"])
+        .arg(&server)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().any(|l| l.starts_with("S1 1 20 20 ") && l.ends_with("clean")), "{stdout}");
+    let runs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let run = &runs[0];
+    assert!(run["server_cpu_pct"].as_f64().is_some_and(|c| c >= 0.0), "{run}");
+    assert!(run["rss_before_kib"].as_u64().is_some_and(|k| k > 0));
+    assert!(run["server"]["tick_ms"]["p99"].as_f64().is_some());
+    assert_eq!(run["bots"]["entered"], 20);
+    let _ = std::fs::remove_file(json);
+}
