@@ -82,6 +82,9 @@ pub struct BenchArgs {
     /// Override the scenario's duration.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
+    /// Extra flags for the bots, e.g. `--bot-arg=--move-pattern=spread`.
+    #[arg(long = "bot-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub bot_args: Vec<String>,
     /// Extra flags for the server, e.g. `--server-arg=--tick-hz=20`.
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
@@ -272,6 +275,7 @@ fn run_once(
         .args(["--seed", &run.to_string(), "--events", "--quiet", "--json"])
         .arg(&bots_json)
         .args(plan.idle.then_some("--idle"))
+        .args(&args.bot_args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()

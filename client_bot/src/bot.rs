@@ -11,10 +11,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use shared::{C_Chat, C_Move, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove, S_Chat, S_PlayerList};
 
-use crate::BotConfig;
 use crate::metrics::Metrics;
 use crate::report::{Report, final_state_mismatches};
 use crate::view::{Pos, View, Violation};
+use crate::{BotConfig, MovePattern};
 
 /// How long the traffic must have stopped before the final views are checked.
 const QUIET: Duration = Duration::from_millis(300);
@@ -83,6 +83,16 @@ pub struct Run {
     pub started: Instant,
     /// Bots asked to connect so far.
     pub launched: u32,
+}
+
+impl Run {
+    /// The first beat of the move clock at or after `now`: beats fall every move interval from
+    /// the start of the run, and bursts of moves go out on them.
+    pub fn next_beat(&self, now: Instant) -> Instant {
+        let every = self.config.move_interval.as_secs_f64().max(1e-3);
+        let beats = (now.duration_since(self.started).as_secs_f64() / every).ceil();
+        self.started + Duration::from_secs_f64(beats * every)
+    }
 }
 
 /// The report, once the run is done.
@@ -175,7 +185,7 @@ fn record(metrics: &mut Metrics, bot: u32, violations: Vec<Violation>) {
 // them within a frame: lists, enters, moves, chat, leaves.
 
 fn on_lists(mut lists: MessageReader<Received<S_PlayerList>>, mut bots: Query<&mut Bot>, mut metrics: ResMut<Metrics>) {
-    for Received { from, packet } in lists.read() {
+    for Received { from, packet, .. } in lists.read() {
         let Ok(mut bot) = bots.get_mut(*from) else { continue };
         let players = packet.players.iter().map(|p| (p.is_self, p.player_id, [p.pos_x, p.pos_y, p.pos_z]));
         let found = bot.view.on_list(players);
@@ -189,16 +199,20 @@ fn on_enters(
     mut metrics: ResMut<Metrics>,
     run: Res<Run>,
 ) {
-    for Received { from, packet } in enters.read() {
+    for Received { from, packet, .. } in enters.read() {
         let Ok(mut bot) = bots.get_mut(*from) else { continue };
         let was_entered = bot.view.entered();
         let found = bot.view.on_enter(packet.player_id, [packet.pos_x, packet.pos_y, packet.pos_z]);
         record(&mut metrics, bot.index, found);
         if !was_entered && bot.view.entered() {
             metrics.entered += 1;
-            // Spread the first moves over one interval, so the bots do not all move at once.
-            let offset = bot.rng.random_range(0.0..1.0) * run.config.move_interval.as_secs_f64();
-            bot.next_move = Some(Instant::now() + Duration::from_secs_f64(offset));
+            // Bursts: every bot moves at the run's next beat. Spread: the first move falls
+            // somewhere in the next interval, so the bots do not move at once.
+            let every = run.config.move_interval;
+            bot.next_move = Some(match run.config.move_pattern {
+                MovePattern::Burst => run.next_beat(Instant::now()),
+                MovePattern::Spread => Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)),
+            });
             bot.next_chat =
                 run.config.chat_interval.map(|every| Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)));
             if metrics.entered == run.config.bots {
@@ -218,8 +232,9 @@ fn on_moves(
     mut bots: Query<&mut Bot>,
     mut metrics: ResMut<Metrics>,
 ) {
-    let now = Instant::now();
-    for Received { from, packet } in moves.read() {
+    // Round trips end when the echo's bytes were read from the socket, not when this frame got
+    // to them: the bots' own processing is not the server's latency.
+    for Received { from, packet, at } in moves.read() {
         let Ok(mut bot) = bots.get_mut(*from) else { continue };
         let pos = [packet.pos_x, packet.pos_y, packet.pos_z];
         if Some(packet.player_id) != bot.view.self_id() {
@@ -232,7 +247,7 @@ fn on_moves(
         match bot.pending.iter().position(|(p, _)| *p == pos) {
             Some(i) => {
                 let (_, sent) = bot.pending[i];
-                metrics.round_trip(now.duration_since(sent));
+                metrics.round_trip(at.saturating_duration_since(sent));
                 metrics.echo_lost += i as u64;
                 bot.pending.drain(..=i);
             }
@@ -243,7 +258,7 @@ fn on_moves(
 }
 
 fn on_chat(mut chats: MessageReader<Received<S_Chat>>, bots: Query<&Bot>, mut metrics: ResMut<Metrics>) {
-    for Received { from, packet } in chats.read() {
+    for Received { from, packet, .. } in chats.read() {
         let Ok(bot) = bots.get(*from) else { continue };
         let known = Some(packet.player_id) == bot.view.self_id() || bot.view.others().contains_key(&packet.player_id);
         if !known {
@@ -257,7 +272,7 @@ fn on_leaves(
     mut bots: Query<&mut Bot>,
     mut metrics: ResMut<Metrics>,
 ) {
-    for Received { from, packet } in leaves.read() {
+    for Received { from, packet, .. } in leaves.read() {
         let Ok(mut bot) = bots.get_mut(*from) else { continue };
         let found = bot.view.on_leave(packet.player_id);
         record(&mut metrics, bot.index, found);
@@ -306,9 +321,13 @@ fn send_moves(
                 bot.last_sent = Some(pos);
                 metrics.moves_sent += 1;
             }
-            // Keep the cadence; after a stall, start again from now.
+            // Keep the cadence; after a stall, start again from the next beat (bursts) or now.
             let next = at + every;
-            bot.next_move = Some(if next <= now { now + every } else { next });
+            bot.next_move = Some(match (next > now, run.config.move_pattern) {
+                (true, _) => next,
+                (false, MovePattern::Burst) => run.next_beat(now + Duration::from_millis(1)),
+                (false, MovePattern::Spread) => now + every,
+            });
         }
         if let (Some(at), Some(every)) = (bot.next_chat, run.config.chat_interval)
             && at <= now

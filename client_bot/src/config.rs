@@ -4,7 +4,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+
+/// When the bots send their moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MovePattern {
+    /// Every bot moves at once, every interval: the course's DummyClient (`SendForEach`, then
+    /// `Thread.Sleep(250)`).
+    Burst,
+    /// Each bot moves every interval at its own moment, spread evenly over the interval.
+    Spread,
+}
 
 /// How the bots behave. Defaults are the course's DummyClient.
 #[derive(Debug, Clone, Args)]
@@ -25,6 +35,11 @@ pub struct BotConfig {
     /// `C_Move { x, 0, z }` with x and z random integers in [-50, 49].
     #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     pub move_interval: Duration,
+
+    /// When the bots move: `burst` (all at once, as the course's DummyClient) or `spread` (each
+    /// at its own moment, evenly over the interval).
+    #[arg(long, value_enum, default_value = "burst")]
+    pub move_pattern: MovePattern,
 
     /// Send no moves: connect, enter and stay (idle sessions).
     #[arg(long)]
@@ -75,6 +90,7 @@ impl Default for BotConfig {
             bots: 10,
             duration: Duration::from_secs(30),
             move_interval: Duration::from_millis(250),
+            move_pattern: MovePattern::Burst,
             idle: false,
             chat_interval: None,
             ramp_rate: 1000,

@@ -33,7 +33,7 @@ use bevy_app::App;
 use net_plugin::{ClientPlugin, NetConfig};
 
 pub use bot::{Bot, BotPlugin, FinalReport, Phase, Run};
-pub use config::BotConfig;
+pub use config::{BotConfig, MovePattern};
 pub use metrics::Metrics;
 pub use report::{Report, RttMs, final_state_mismatches};
 pub use view::{Pos, View, Violation};

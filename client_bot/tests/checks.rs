@@ -62,7 +62,7 @@ fn enter(mut connected: MessageReader<Connected>, fault: Res<Fault>, mut outbox:
 
 /// Echoes moves to their sender, as player 1 (each test runs one bot, which is player 1).
 fn echo(mut moves: MessageReader<Received<C_Move>>, fault: Res<Fault>, mut outbox: Outbox) {
-    for Received { from, packet } in moves.read() {
+    for Received { from, packet, .. } in moves.read() {
         if *fault == Fault::NoEcho {
             continue;
         }

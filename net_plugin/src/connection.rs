@@ -120,7 +120,7 @@ pub struct ConnectFailed {
 /// # use net_plugin::Received;
 /// # use shared::C_Chat;
 /// fn log_chat(mut chats: MessageReader<Received<C_Chat>>) {
-///     for Received { from, packet } in chats.read() {
+///     for Received { from, packet, .. } in chats.read() {
 ///         println!("{from}: {}", packet.chat);
 ///     }
 /// }
@@ -131,6 +131,9 @@ pub struct Received<P: Packet> {
     pub from: Entity,
     /// The packet.
     pub packet: P,
+    /// When its bytes were read from the socket, on the I/O thread: before it waited for the
+    /// frame. For round-trip and lag measurements that should not include that wait.
+    pub at: Instant,
 }
 
 /// Maps the I/O side's session ids to entities.

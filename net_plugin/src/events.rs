@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -24,8 +24,8 @@ use crate::{DisconnectReason, SessionId};
 pub(crate) enum IoEvent<In> {
     /// A connection is open (accepted, or an outgoing connect succeeded).
     Connected { id: SessionId, peer: SocketAddr, link: Arc<SessionLink> },
-    /// The packets decoded from one read, in order.
-    Packets { id: SessionId, packets: Vec<In> },
+    /// The packets decoded from one read, in order, and when the read happened.
+    Packets { id: SessionId, packets: Vec<In>, at: Instant },
     /// The session ended; the last event of its session. Boxed: rare, and large.
     Disconnected { id: SessionId, reason: Box<DisconnectReason> },
     /// An outgoing connection could not be opened; the only event of its session.
@@ -76,7 +76,7 @@ impl<In> EventSender<In> {
     /// Sends one read's packets. While the bound is reached, waits (without blocking the I/O
     /// thread) for the ECS to drain, or for `link` to close; a batch larger than the whole bound
     /// goes once the channel is empty.
-    pub async fn send_packets(&self, link: &SessionLink, packets: Vec<In>) -> Result<(), EcsGone> {
+    pub async fn send_packets(&self, link: &SessionLink, packets: Vec<In>, at: Instant) -> Result<(), EcsGone> {
         let n = packets.len();
         loop {
             let queued = self.in_flight.packets.load(Ordering::Acquire);
@@ -98,7 +98,7 @@ impl<In> EventSender<In> {
             }
             tokio::time::sleep(FULL_RETRY).await;
         }
-        self.tx.send(IoEvent::Packets { id: link.id, packets }).map_err(|_| {
+        self.tx.send(IoEvent::Packets { id: link.id, packets, at }).map_err(|_| {
             self.in_flight.drained(n);
             EcsGone
         })

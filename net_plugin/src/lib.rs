@@ -1,14 +1,17 @@
 //! The networking plugin: it owns every socket, so game code never does.
 //!
-//! Sockets run on a tokio runtime on threads of their own. Each connection's reader frames and
-//! decodes packets (with `shared`) off the ECS thread and passes them over a bounded channel; a
-//! `PreUpdate` system turns them into typed messages, one message type per packet. Game systems
-//! send with [`Outbox`]; once per frame, after every game system, each connection's packets are
-//! handed to its writer as one buffer and normally go out in one write.
+//! Sockets run on a tokio runtime on threads of their own. Each connection's task reads, frames
+//! and decodes packets (with `shared`) off the ECS thread and passes them, one batch per read, over
+//! a bounded channel; a `PreUpdate` system turns them into typed messages, one message type per
+//! packet. Game systems send with [`Outbox`]; once per frame, after every game system, each
+//! connection's packets are handed over as one buffer, and the runtime's writer task writes every
+//! connection's buffer with one `write` each. A connection whose socket is full (a client that
+//! reads slowly) has the rest written by its own task as the socket drains, up to a cap.
 //!
 //! ```text
-//! socket → reader task (frame, decode) → channel → PreUpdate: Received<P> messages
-//!        → game systems (Outbox::send) → Last: one flush per connection → writer task → socket
+//! socket → session task (read, frame, decode) → channel → PreUpdate: Received<P> messages
+//!        → game systems (Outbox::send) → Last: one flush per connection
+//!        → writer task (one write per connection) → socket
 //! ```
 //!
 //! # Quick start: a server

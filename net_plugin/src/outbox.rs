@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::link::{Flusher, SessionLink};
 use crate::{Connection, DisconnectReason, NetStats};
 
-/// Bytes queued for one connection during this frame; handed to its writer by the flush.
+/// Bytes queued for one connection during this frame; handed to the I/O side by the flush.
 #[derive(Component, Debug)]
 pub struct OutboundBuffer {
     /// This frame's packets, in the order they were sent.
@@ -133,7 +133,7 @@ impl PacketBatch {
 /// # use net_plugin::{Outbox, Received};
 /// # use shared::{C_Chat, S_Chat};
 /// fn echo_chat(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox) {
-///     for Received { from, packet } in chats.read() {
+///     for Received { from, packet, .. } in chats.read() {
 ///         let reply = S_Chat { player_id: 0, chat: packet.chat.clone() };
 ///         outbox.send(*from, &reply).expect("a chat line fits a packet");
 ///     }

@@ -30,8 +30,8 @@ pub enum NetSystems {
     /// `PreUpdate` that read those messages go `.after(NetSystems::Receive)`; later schedules
     /// see them anyway.
     Receive,
-    /// In `Last`: hands every connection's frame buffer to its writer, once. Everything sent
-    /// before it goes out this frame.
+    /// In `Last`: hands every connection's frame buffer to the I/O side, once, and wakes the
+    /// writer task once for all of them. Everything sent before it goes out this frame.
     Send,
     /// In `Last`, after [`NetSystems::Send`]: despawns the entities of sessions that ended this
     /// frame, and shuts the network down gracefully on [`AppExit`].
@@ -121,15 +121,52 @@ impl<In: PacketSet> Plugin for NetCorePlugin<In> {
     }
 }
 
-/// Writes a decoded packet as its own message type.
+/// Writes decoded packets as their own message types. Consecutive packets of one type (a
+/// client's moves, a room's broadcast) are written as one batch: one resource lookup per run
+/// instead of one per packet.
 struct Deliver<'w> {
     world: &'w mut World,
     from: Entity,
+    at: std::time::Instant,
+    /// The run of same-typed messages not written yet.
+    run: Option<Run>,
+}
+
+/// A run of `Received<P>` for one `P`, type-erased so one visitor serves every packet type.
+struct Run {
+    packet: std::any::TypeId,
+    messages: Box<dyn std::any::Any>,
+    write: fn(&mut World, Box<dyn std::any::Any>),
+}
+
+fn write_run<P: Packet>(world: &mut World, messages: Box<dyn std::any::Any>) {
+    if let Ok(messages) = messages.downcast::<Vec<Received<P>>>() {
+        world.write_message_batch(*messages);
+    }
+}
+
+impl Deliver<'_> {
+    /// Writes the pending run.
+    fn finish(&mut self) {
+        if let Some(run) = self.run.take() {
+            (run.write)(self.world, run.messages);
+        }
+    }
 }
 
 impl PacketVisitor for Deliver<'_> {
     fn visit<P: Packet>(&mut self, packet: P) {
-        self.world.write_message(Received { from: self.from, packet });
+        let message = Received { from: self.from, packet, at: self.at };
+        if let Some(run) = &mut self.run
+            && run.packet == std::any::TypeId::of::<P>()
+            && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P>>>()
+        {
+            messages.push(message);
+            return;
+        }
+        self.finish();
+        self.run =
+            Some(Run { packet: std::any::TypeId::of::<P>(), messages: Box::new(vec![message]), write: write_run::<P> });
     }
 }
 
@@ -160,15 +197,16 @@ fn handle_event<In: PacketSet>(
     event: IoEvent<In>,
 ) {
     match event {
-        IoEvent::Packets { id, packets } => {
+        IoEvent::Packets { id, packets, at } => {
             let n = packets.len();
             in_flight.drained(n);
             match index.get(id) {
                 Some(SessionEntry { entity, link: Some(link) }) if !link.is_closed() => {
-                    let mut deliver = Deliver { world, from: *entity };
+                    let mut deliver = Deliver { world, from: *entity, at, run: None };
                     for packet in packets {
                         packet.visit(&mut deliver);
                     }
+                    deliver.finish();
                     stats.packets_in += n as u64;
                 }
                 _ => stats.packets_dropped += n as u64,

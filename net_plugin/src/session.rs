@@ -28,7 +28,7 @@ use crate::{DisconnectReason, NetConfig, SessionId};
 
 /// Bytes read at most per socket read, into a buffer on the stack. Client packets are tiny; a
 /// server's flush to one client is a few KiB a frame.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What every session of one plugin shares.
 pub(crate) struct SessionContext<In> {
@@ -266,7 +266,7 @@ async fn deliver_frames<In: PacketSet>(
             }
         }
     }
-    if !packets.is_empty() && cx.events.send_packets(link, packets).await.is_err() {
+    if !packets.is_empty() && cx.events.send_packets(link, packets, now).await.is_err() {
         return Some(DisconnectReason::Shutdown);
     }
     ended

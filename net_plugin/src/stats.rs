@@ -49,7 +49,7 @@ pub struct NetStats {
     pub packets_out: u64,
     /// Bytes written to sockets.
     pub bytes_out: u64,
-    /// Per-session buffers handed to writers (at most one per session per frame).
+    /// Per-session buffers handed to the I/O side (at most one per session per frame).
     pub flushes: u64,
     /// Times an I/O reader found the event queue full and waited for the ECS.
     pub queue_full_waits: u64,

@@ -175,3 +175,16 @@ fn a_side_cannot_send_the_other_sides_packets() {
     batch.push(&S_Chat { player_id: 1, chat: String::new() }).unwrap();
     assert!(matches!(batch.push(&C_LeaveGame), Err(SendError::WrongDirection { .. })));
 }
+
+#[test]
+fn a_packet_carries_when_it_was_read() {
+    let (server, addr) = start_server();
+    let mut client = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    let before = std::time::Instant::now();
+    client.send(&C_Chat { chat: "when?".into() });
+    assert!(wait_recorded::<Received<C_Chat>>(&server, 1));
+    let after = std::time::Instant::now();
+    let at = recorded::<Received<C_Chat>>(&server)[0].at;
+    assert!(before <= at && at <= after);
+}

@@ -35,7 +35,7 @@ impl Plugin for PingPlugin {
 }
 
 fn answer_pings(mut pings: MessageReader<Received<C_Ping>>, mut outbox: Outbox) {
-    for Received { from, packet } in pings.read() {
+    for Received { from, packet, .. } in pings.read() {
         // An S_Pong always fits a packet; a connection that closed meanwhile is skipped.
         let _ = outbox.send(*from, &S_Pong { client_time: packet.client_time });
     }

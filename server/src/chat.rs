@@ -34,7 +34,7 @@ fn relay_chat(
     limit: Res<ChatLimit>,
     mut outbox: Outbox,
 ) {
-    for Received { from, packet } in chats.read() {
+    for Received { from, packet, .. } in chats.read() {
         let Ok((player, in_room)) = players.get(*from) else { continue };
         let chars = packet.chat.chars().count();
         if chars > limit.0 {

@@ -18,7 +18,10 @@ pub struct ServerConfig {
     /// Where to listen. Default: `0.0.0.0:7777`, the course's port on every interface.
     pub bind: String,
     /// Game ticks per second: moves received since the last tick are applied, and every moved
-    /// player broadcast, once per tick. Default: 30 (a move is echoed within one tick, ~33 ms).
+    /// player broadcast, once per tick. Default: 60 (a move waits at most ~17 ms for its tick).
+    /// Each tick sends every player one write holding everything for it, so when moves arrive
+    /// together (the course's DummyClient) a higher rate costs little; when they arrive spread
+    /// out, writes (and CPU) grow with the rate (see `docs/benchmarks.md`).
     pub tick_hz: u32,
     /// Frames per second: each frame reads the network, runs the game systems (and as many
     /// ticks as are due) and flushes. Default: `0`, meaning the tick rate. Above it, enters,
@@ -81,7 +84,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             bind: "0.0.0.0:7777".into(),
-            tick_hz: 30,
+            tick_hz: 60,
             frame_hz: 0,
             stats_interval: Duration::from_secs(5),
             room: RoomConfig::default(),

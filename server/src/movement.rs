@@ -62,7 +62,7 @@ fn apply_moves(
     bounds: Res<WorldBounds>,
     mut outbox: Outbox,
 ) {
-    for Received { from, packet } in moves.read() {
+    for Received { from, packet, .. } in moves.read() {
         let Ok(mut position) = players.get_mut(*from) else { continue };
         let wanted = Position { x: packet.pos_x, y: packet.pos_y, z: packet.pos_z };
         match bounds.admit(wanted) {
