@@ -19,7 +19,8 @@ use crate::stats::IoCounters;
 pub(crate) struct IoRuntime {
     /// `None` once shut down.
     runtime: Option<Runtime>,
-    /// Cancelled to shut down: stops the accept loop and, through child tokens, every session.
+    /// Cancelled to shut down: stops the accept loop and connects in progress. Sessions are
+    /// closed through the registry.
     shutdown: CancellationToken,
     /// Every task the plugin spawned, so shutdown can wait for them to finish their writes.
     tasks: TaskTracker,
