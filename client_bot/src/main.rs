@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use client_bot::BotConfig;
 use client_bot::bench::{self, BenchArgs};
+use server::cli;
 
 /// Opens N bot connections to a server, behaves like the course's DummyClient, checks the
 /// protocol as it goes, and reports. Exit code 1 when a violation, a mismatch, a lost echo, a
@@ -25,24 +26,11 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse() {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let rendered = e.render().to_string();
-            let line = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("error: {line} (see --help)");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    cli::init_logging();
     match cli.command {
         Some(Mode::Bench(args)) => {
             println!("{}", bench::HEADER);
@@ -58,7 +46,7 @@ fn main() -> ExitCode {
         None => {
             if let Err(e) = cli.bots.validate() {
                 eprintln!("error: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(cli::USAGE);
             }
             if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
                 tracing::warn!(error = %e, "cannot raise the open-file limit");

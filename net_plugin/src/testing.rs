@@ -146,6 +146,14 @@ pub fn record<M: Message + Clone>(app: &mut App) {
     );
 }
 
+/// What one read of a [`RawClient`] brought.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadOutcome {
+    Data,
+    Closed,
+    TimedOut,
+}
+
 /// A blocking TCP client that sends and reads raw bytes, to test the server as any peer would
 /// see it. Panics (it is for tests) when the socket fails unexpectedly.
 pub struct RawClient {
@@ -176,6 +184,25 @@ impl RawClient {
         self.stream.write_all(bytes).expect("send to the test server");
     }
 
+    /// Reads once, waiting until `deadline` at the most.
+    fn read_until(&mut self, deadline: Instant) -> ReadOutcome {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            return ReadOutcome::TimedOut;
+        };
+        self.stream.set_read_timeout(Some(left)).expect("set a read timeout");
+        let mut buf = [0u8; 8192];
+        match self.stream.read(&mut buf) {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(n) => {
+                self.frames.extend_from_slice(&buf[..n]);
+                ReadOutcome::Data
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => ReadOutcome::TimedOut,
+            Err(e) if e.kind() == ErrorKind::Interrupted => ReadOutcome::Data,
+            Err(_) => ReadOutcome::Closed,
+        }
+    }
+
     /// The next whole packet (header included), or `None` if none arrives within `timeout` or
     /// the connection closes.
     pub fn recv_frame(&mut self, timeout: Duration) -> Option<Vec<u8>> {
@@ -184,15 +211,8 @@ impl RawClient {
             if let Some(frame) = self.frames.next_frame().expect("the server sends valid frames") {
                 return Some(frame.to_vec());
             }
-            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
-            self.stream.set_read_timeout(Some(left)).expect("set a read timeout");
-            let mut buf = [0u8; 8192];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.frames.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return None,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return None,
+            if self.read_until(deadline) != ReadOutcome::Data {
+                return None;
             }
         }
     }
@@ -206,18 +226,11 @@ impl RawClient {
     /// it closed within `timeout`.
     pub fn wait_closed(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut buf = [0u8; 8192];
         loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-                return false;
-            };
-            self.stream.set_read_timeout(Some(left)).expect("set a read timeout");
-            match self.stream.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(n) => self.frames.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return true,
+            match self.read_until(deadline) {
+                ReadOutcome::Data => {}
+                ReadOutcome::Closed => return true,
+                ReadOutcome::TimedOut => return false,
             }
         }
     }

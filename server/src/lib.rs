@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 mod chat;
+pub mod cli;
 mod config;
 mod movement;
 mod room;

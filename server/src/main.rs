@@ -7,7 +7,7 @@ use std::time::Duration;
 use bevy_app::AppExit;
 use clap::Parser;
 use net_plugin::ServerPlugin;
-use server::{ServerConfig, ShutdownSignalPlugin};
+use server::{ServerConfig, ShutdownSignalPlugin, cli};
 
 /// A headless game server, wire-compatible with the course's Unity client and DummyClient.
 ///
@@ -75,28 +75,16 @@ impl Cli {
     }
 }
 
-/// Exit code for a bad flag or setting.
-const USAGE: u8 = 2;
-
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse() {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let rendered = e.render().to_string();
-            let line = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("error: {line} (see --help)");
-            return ExitCode::from(USAGE);
-        }
+        Err(code) => return code,
     };
     let (config, file) = match cli.settings() {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(USAGE);
+            return ExitCode::from(cli::USAGE);
         }
     };
     tracing_subscriber::fmt()

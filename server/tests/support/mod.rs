@@ -122,6 +122,14 @@ pub fn chat_bytes(text: &str) -> Vec<u8> {
     b
 }
 
+/// What one read brought.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadOutcome {
+    Data,
+    Closed,
+    TimedOut,
+}
+
 /// The course's client, as bytes on a socket.
 pub struct CourseClient {
     pub stream: TcpStream,
@@ -153,6 +161,25 @@ impl CourseClient {
         self.send(&chat_bytes(text));
     }
 
+    /// Reads once, waiting until `deadline` at the most.
+    fn read_until(&mut self, deadline: Instant) -> ReadOutcome {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            return ReadOutcome::TimedOut;
+        };
+        self.stream.set_read_timeout(Some(left)).unwrap();
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                ReadOutcome::Data
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => ReadOutcome::TimedOut,
+            Err(e) if e.kind() == ErrorKind::Interrupted => ReadOutcome::Data,
+            Err(_) => ReadOutcome::Closed,
+        }
+    }
+
     /// The next packet within `timeout`, or `None` (silence or closed).
     pub fn recv(&mut self, timeout: Duration) -> Option<Msg> {
         let deadline = Instant::now() + timeout;
@@ -165,14 +192,8 @@ impl CourseClient {
                     return Some(decode(&packet));
                 }
             }
-            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
-            self.stream.set_read_timeout(Some(left)).unwrap();
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                Err(_) => return None,
+            if self.read_until(deadline) != ReadOutcome::Data {
+                return None;
             }
         }
     }
@@ -220,17 +241,13 @@ impl CourseClient {
     /// Whether the server closes the connection within `WAIT` (whatever arrives meanwhile).
     pub fn closed(&mut self) -> bool {
         let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            self.stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-            let mut chunk = [0u8; 65536];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
-                Err(_) => return true,
+        loop {
+            match self.read_until(deadline) {
+                ReadOutcome::Data => {}
+                ReadOutcome::Closed => return true,
+                ReadOutcome::TimedOut => return false,
             }
         }
-        false
     }
 
     pub fn my_id(&self) -> i32 {
