@@ -86,7 +86,8 @@ impl Plugin for RoomPlugin {
         app.insert_resource(RoomCapacity(self.capacity))
             .insert_resource(NextPlayerId(1))
             .configure_sets(PreUpdate, GameSystems::Membership.after(NetSystems::Receive))
-            .add_systems(PreUpdate, (enter_players, leave_players).chain().in_set(GameSystems::Membership));
+            .add_systems(PreUpdate, (enter_players, leave_players).chain().in_set(GameSystems::Membership))
+            .add_observer(announce_leave);
     }
 }
 
@@ -171,28 +172,39 @@ fn enter_players(
     }
 }
 
-/// Takes players who sent `C_LeaveGame` or disconnected out of their room, and tells the others
-/// (`S_BroadcastLeaveGame`), once per player: a leave followed by a disconnect is one leave.
-/// A player who left sends nothing more to the room.
+/// Players who sent `C_LeaveGame` or disconnected stop being players; [`announce_leave`] does
+/// the rest. A leave followed by a disconnect is one leave.
 fn leave_players(
     mut leaves: MessageReader<Received<C_LeaveGame>>,
     mut disconnects: MessageReader<Disconnected>,
-    players: Query<(&Player, &InRoom)>,
-    mut rooms: Query<&mut Room>,
+    players: Query<(), With<Player>>,
     mut commands: Commands,
-    mut outbox: Outbox,
 ) {
     let leaving = leaves.read().map(|l| l.from).chain(disconnects.read().map(|d| d.entity));
     for entity in leaving {
-        let Ok((player, in_room)) = players.get(entity) else { continue };
-        let Ok(mut room) = rooms.get_mut(in_room.0) else { continue };
-        // Membership is the truth: a second leave in the same frame finds it gone.
-        let Some(index) = room.members.iter().position(|m| *m == entity) else { continue };
-        room.members.remove(index);
-        outbox
-            .broadcast(room.members.iter().copied(), &S_BroadcastLeaveGame { player_id: player.id })
-            .expect("fits a packet");
-        commands.entity(entity).remove::<(Player, Position, InRoom)>();
-        tracing::debug!(player = player.id, "player left");
+        if players.contains(entity) {
+            commands.entity(entity).remove::<(Player, Position, InRoom)>();
+        }
     }
+}
+
+/// Whenever a player stops being one (it left, it disconnected, or game code removed its
+/// `Player` or despawned it), it is taken out of its room and the others are told
+/// (`S_BroadcastLeaveGame`), once: membership is the truth, so a second removal finds nothing.
+/// A player who left sends nothing more to the room.
+fn announce_leave(
+    removed: On<Remove<Player>>,
+    players: Query<(&Player, &InRoom)>,
+    mut rooms: Query<&mut Room>,
+    mut outbox: Outbox,
+) {
+    let entity = removed.event().entity;
+    let Ok((player, in_room)) = players.get(entity) else { return };
+    let Ok(mut room) = rooms.get_mut(in_room.0) else { return };
+    let Some(index) = room.members.iter().position(|m| *m == entity) else { return };
+    room.members.remove(index);
+    outbox
+        .broadcast(room.members.iter().copied(), &S_BroadcastLeaveGame { player_id: player.id })
+        .expect("fits a packet");
+    tracing::debug!(player = player.id, "player left");
 }

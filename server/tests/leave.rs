@@ -62,3 +62,27 @@ fn a_leave_and_a_disconnect_in_the_same_frame_are_one_leave() {
     drop(a);
     assert_eq!(b.drain(), vec![Msg::Leave { id }]);
 }
+
+#[test]
+fn game_code_despawning_a_player_is_a_leave() {
+    let (server, addr) = start(test_config());
+    let (mut a, _) = join(addr);
+    let (mut b, _) = join(addr);
+    a.drain();
+    let id = a.my_id();
+    // A kick, the blunt way: despawn the player's entity.
+    server.run(move |app| {
+        let world = app.world_mut();
+        let entity = world
+            .query::<(bevy_ecs::entity::Entity, &server::Player)>()
+            .iter(world)
+            .find(|(_, p)| p.id == id)
+            .map(|(e, _)| e)
+            .expect("the player");
+        world.despawn(entity);
+    });
+    assert!(a.closed(), "its connection is closed");
+    assert_eq!(b.drain(), vec![Msg::Leave { id }]);
+    let (_c, listed) = join(addr);
+    assert!(listed.iter().all(|p| p.1 != id), "no ghost in a newcomer's list: {listed:?}");
+}
