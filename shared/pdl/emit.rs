@@ -30,6 +30,14 @@ fn wl(out: &mut String, line: impl AsRef<str>) {
     out.push('\n');
 }
 
+/// The packet-set enum of a direction.
+fn set_name(d: Direction) -> &'static str {
+    match d {
+        Direction::ClientToServer => "ClientPacket",
+        Direction::ServerToClient => "ServerPacket",
+    }
+}
+
 fn direction_path(root: &str, d: Direction) -> String {
     match d {
         Direction::ClientToServer => format!("{root}::Direction::ClientToServer"),
@@ -140,6 +148,7 @@ fn emit_packet(o: &mut String, p: &Packet, root: &str) {
     wl(o, format!("    const ID: u16 = {};", p.id));
     wl(o, format!("    const NAME: &'static str = {:?};", p.name));
     wl(o, format!("    const DIRECTION: {root}::Direction = {};", direction_path(root, p.direction)));
+    wl(o, format!("    type Set = {};", set_name(p.direction)));
     wl(o, "}");
     wl(o, "");
     if has_lists {

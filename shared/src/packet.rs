@@ -65,6 +65,10 @@ pub trait Packet: WireFormat + fmt::Debug + Clone + PartialEq + Send + Sync + 's
     const NAME: &'static str;
     /// Which way it travels.
     const DIRECTION: Direction;
+    /// The packet set of its direction ([`ClientPacket`](crate::ClientPacket) for `C_` packets,
+    /// [`ServerPacket`](crate::ServerPacket) for `S_` packets): what lets the network plugin
+    /// refuse, at compile time, to send a packet the wrong way.
+    type Set: PacketSet + From<Self>;
 }
 
 /// All packets of one direction, as one enum (`ClientPacket`, `ServerPacket`): what a reader
