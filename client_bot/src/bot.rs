@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bevy_app::{App, AppExit, Last, Plugin, Update};
 use bevy_ecs::prelude::*;
-use net_plugin::{ConnectFailed, Connected, Connector, Disconnected, NetStats, Outbox, Received};
+use net_plugin::{ClientOutbox, ConnectFailed, Connected, Connector, Disconnected, NetStats, Received};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use shared::{C_Chat, C_Move, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove, S_Chat, S_PlayerList};
@@ -296,7 +296,7 @@ fn send_moves(
     mut bots: Query<(Entity, &mut Bot)>,
     run: Res<Run>,
     phase: Res<Phase>,
-    mut outbox: Outbox,
+    mut outbox: ClientOutbox,
     mut metrics: ResMut<Metrics>,
 ) {
     if *phase != Phase::Running || run.config.idle {
@@ -310,9 +310,8 @@ fn send_moves(
             && at <= now
         {
             let pos = [bot.rng.random_range(-50..50) as f32, 0.0, bot.rng.random_range(-50..50) as f32];
-            if outbox.send(entity, &C_Move { pos_x: pos[0], pos_y: pos[1], pos_z: pos[2] }).is_ok()
-                && outbox.is_open(entity)
-            {
+            if outbox.is_open(entity) {
+                outbox.send(entity, &C_Move { pos_x: pos[0], pos_y: pos[1], pos_z: pos[2] });
                 bot.pending.push_back((pos, now));
                 if bot.recent.len() == RECENT_MOVES {
                     bot.recent.pop_front();
@@ -333,7 +332,8 @@ fn send_moves(
             && at <= now
         {
             let line = format!("bot {} says hi 안녕 #{}", bot.index, metrics.chat_sent);
-            if outbox.send(entity, &C_Chat { chat: line }).is_ok() {
+            if outbox.is_open(entity) {
+                outbox.send(entity, &C_Chat { chat: line });
                 metrics.chat_sent += 1;
             }
             bot.next_chat = Some(at + every);

@@ -46,15 +46,15 @@ fn enter(mut connected: MessageReader<Connected>, fault: Res<Fault>, mut outbox:
         if *fault == Fault::TwoSelves {
             players.push(Listed { player_id: 1000, ..me });
         }
-        outbox.send(c.entity, &S_PlayerList { players }).unwrap();
-        outbox.send(c.entity, &S_BroadcastEnterGame { player_id: *next, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 }).unwrap();
+        outbox.send(c.entity, &S_PlayerList { players });
+        outbox.send(c.entity, &S_BroadcastEnterGame { player_id: *next, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 });
         let stranger = S_BroadcastEnterGame { player_id: 5000, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 };
         match *fault {
             Fault::DoubleEnter => {
-                outbox.send(c.entity, &stranger).unwrap();
-                outbox.send(c.entity, &stranger).unwrap();
+                outbox.send(c.entity, &stranger);
+                outbox.send(c.entity, &stranger);
             }
-            Fault::StrayLeave => outbox.send(c.entity, &S_BroadcastLeaveGame { player_id: 6000 }).unwrap(),
+            Fault::StrayLeave => outbox.send(c.entity, &S_BroadcastLeaveGame { player_id: 6000 }),
             _ => {}
         }
     }
@@ -67,9 +67,7 @@ fn echo(mut moves: MessageReader<Received<C_Move>>, fault: Res<Fault>, mut outbo
             continue;
         }
         let x = if *fault == Fault::WrongEcho { packet.pos_x + 1000.0 } else { packet.pos_x };
-        outbox
-            .send(*from, &S_BroadcastMove { player_id: 1, pos_x: x, pos_y: packet.pos_y, pos_z: packet.pos_z })
-            .unwrap();
+        outbox.send(*from, &S_BroadcastMove { player_id: 1, pos_x: x, pos_y: packet.pos_y, pos_z: packet.pos_z });
     }
 }
 

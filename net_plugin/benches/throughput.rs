@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use bevy_app::{App, AppExit, Update};
 use bevy_ecs::prelude::*;
-use net_plugin::{ClientPlugin, Connected, Connector, NetConfig, NetStats, Outbox, Received, ServerPlugin};
+use net_plugin::{
+    ClientOutbox, ClientPlugin, Connected, Connector, NetConfig, NetStats, Outbox, Received, ServerPlugin,
+};
 use shared::{C_Move, S_BroadcastMove};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -58,7 +60,7 @@ fn broadcast_moves(mut moves: MessageReader<Received<C_Move>>, mut outbox: Outbo
     for m in moves.read() {
         let p = &m.packet;
         let packet = S_BroadcastMove { player_id: 0, pos_x: p.pos_x, pos_y: p.pos_y, pos_z: p.pos_z };
-        outbox.broadcast(targets.iter().copied(), &packet).expect("fits");
+        outbox.broadcast(targets.iter().copied(), &packet);
     }
 }
 
@@ -216,7 +218,7 @@ fn on_broadcast(
     }
 }
 
-fn send_moves(mut loads: Query<(Entity, &mut Load)>, mut plan: ResMut<Plan>, mut outbox: Outbox) {
+fn send_moves(mut loads: Query<(Entity, &mut Load)>, mut plan: ResMut<Plan>, mut outbox: ClientOutbox) {
     if plan.connected < plan.n {
         return;
     }
@@ -224,7 +226,7 @@ fn send_moves(mut loads: Query<(Entity, &mut Load)>, mut plan: ResMut<Plan>, mut
     for (entity, mut load) in &mut loads {
         while load.sent < plan.m && load.sent - load.echoed < plan.w {
             let mv = C_Move { pos_x: load.index as f32, pos_y: 0.0, pos_z: load.sent as f32 };
-            outbox.send(entity, &mv).expect("fits");
+            outbox.send(entity, &mv);
             load.sent += 1;
         }
     }

@@ -1,50 +1,56 @@
 //! The client side: outgoing connections (the course's Connector), each an entity with the same
 //! messages, sending API and limits as the server's.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bevy_app::{App, Plugin};
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
-use shared::{PacketSet, ServerPacket};
+use shared::{ClientPacket, PacketSet, ServerPacket};
 use tokio::net::TcpStream;
 
-use crate::connection::{SessionEntry, SessionIndex};
-use crate::events::IoEvent;
+use crate::connection::SessionIndex;
+use crate::inbound::IoEvent;
 use crate::plugin::IoStart;
 use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
 use crate::{Connecting, NetConfig, SessionId};
 
 /// Opens outgoing connections. `In` is the packet set servers send (by default every `S_`
-/// packet of `assets/PDL.xml`). Connections are opened with [`Connector`].
-pub struct ClientPlugin<In: PacketSet = ServerPacket> {
-    /// Taken by `build`.
-    started: Mutex<Option<IoStart<In>>>,
+/// packet of `assets/PDL.xml`), `Out` the set this side sends (every `C_` packet; see
+/// [`ClientOutbox`](crate::ClientOutbox)). Connections are opened with [`Connector`]; the I/O
+/// threads start when the plugin is added to an app.
+pub struct ClientPlugin<In: PacketSet = ServerPacket, Out: PacketSet = ClientPacket> {
+    config: NetConfig,
+    _sets: PhantomData<fn() -> (In, Out)>,
 }
 
 impl ClientPlugin {
-    /// Starts the I/O threads, for servers that send the packets of `assets/PDL.xml`. See
-    /// [`NetConfig::client_default`].
+    /// A client for servers that send the packets of `assets/PDL.xml`, or why `config` cannot
+    /// work. See [`NetConfig::client_default`].
     pub fn new(config: NetConfig) -> Result<Self, crate::BindError> {
         Self::with_packets(config)
     }
 }
 
-impl<In: PacketSet> ClientPlugin<In> {
-    /// Starts the I/O threads, for servers that send the packet set `In`.
+impl<In: PacketSet, Out: PacketSet> ClientPlugin<In, Out> {
+    /// A client for servers that send the packet set `In`, or why `config` cannot work.
     pub fn with_packets(config: NetConfig) -> Result<Self, crate::BindError> {
-        Ok(Self { started: Mutex::new(Some(IoStart::new("net-client-io", config)?)) })
+        config.validate().map_err(crate::BindError::Config)?;
+        Ok(Self { config, _sets: PhantomData })
     }
 }
 
-impl<In: PacketSet> Plugin for ClientPlugin<In> {
+impl<In: PacketSet, Out: PacketSet> Plugin for ClientPlugin<In, Out> {
     fn build(&self, app: &mut App) {
-        let Some(io) = self.started.lock().unwrap_or_else(PoisonError::into_inner).take() else {
-            return;
+        let io = match IoStart::<In>::new("net-client-io", self.config.clone()) {
+            Ok(io) => io,
+            // The configuration was checked by `new`; only the OS can refuse threads now.
+            Err(e) => panic!("cannot start the client's network: {e}"),
         };
         let spawner = io.runtime.spawner();
         let handle = io.runtime.handle().cloned();
@@ -56,7 +62,7 @@ impl<In: PacketSet> Plugin for ClientPlugin<In> {
             }
         });
         app.insert_resource(ConnectorState { open, next_id: AtomicU64::new(1) });
-        io.install(app);
+        io.install::<Out>(app);
     }
 }
 
@@ -94,7 +100,7 @@ impl Connector<'_, '_> {
     pub fn connect(&mut self, addr: SocketAddr) -> Entity {
         let id = SessionId(self.state.next_id.fetch_add(1, Ordering::Relaxed));
         let entity = self.commands.spawn(Connecting { addr, since: Instant::now() }).id();
-        self.index.insert(id, SessionEntry { entity, link: None });
+        self.index.insert(id, entity, None);
         (self.state.open)(id, addr);
         entity
     }
@@ -116,10 +122,10 @@ async fn connect<In: PacketSet>(id: SessionId, addr: SocketAddr, cx: Arc<Session
     if let Err(e) = configure_socket(&stream, &cx.config) {
         return fail(&cx, id, addr, e.to_string()).await;
     }
-    session::open::<In>(stream, id, addr, cx, &spawner.shutdown).await;
+    session::run::<In>(stream, id, addr, cx, &spawner.shutdown).await;
 }
 
 async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {
     tracing::debug!(session = id.0, %addr, %error, "connect failed");
-    let _ = cx.events.send(IoEvent::ConnectFailed { id, error: error.into() });
+    let _ = cx.inbound.send_event(IoEvent::ConnectFailed { id, error: error.into() });
 }

@@ -62,6 +62,15 @@ pub struct NetConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
 
+    /// How long a peer may take to finish a packet it began, from its first byte to its last.
+    /// Beyond it the connection is closed with
+    /// [`DisconnectReason::FrameTimeout`](crate::DisconnectReason::FrameTimeout): any byte
+    /// resets the idle timeout, so without this a peer trickling a byte every few seconds of a
+    /// packet it never finishes would hold its connection (and its slot) forever. `None` turns
+    /// it off. Default: 10 s (the course's packets are sent whole, in one write).
+    #[serde(with = "humantime_serde")]
+    pub frame_timeout: Option<Duration>,
+
     /// How long a closing connection may take to write what is queued for it before the socket
     /// is closed anyway. Default: 1 s.
     #[serde(with = "humantime_serde")]
@@ -129,6 +138,7 @@ impl Default for NetConfig {
             inbound_queue: 1 << 16,
             keepalive: Some(Keepalive::default()),
             idle_timeout: None,
+            frame_timeout: Some(Duration::from_secs(10)),
             close_linger: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(5),

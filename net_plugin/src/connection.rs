@@ -7,44 +7,71 @@ use std::time::Instant;
 
 use bevy_ecs::component::Component;
 use bevy_ecs::entity::Entity;
+use bevy_ecs::lifecycle::HookContext;
 use bevy_ecs::message::Message;
 use bevy_ecs::resource::Resource;
+use bevy_ecs::world::DeferredWorld;
+use bytes::BytesMut;
 use shared::Packet;
 
-use crate::DisconnectReason;
-use crate::link::SessionLink;
+use crate::session::Session;
+use crate::{DisconnectReason, outbound};
 
 /// A session's id: unique for the life of the process, counting from 1. Shows in logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
 /// An open connection. Its entity exists from [`Connected`] until the end of the frame of its
-/// [`Disconnected`]; game code adds its own components to it (a player, say).
+/// [`Disconnected`]; game code adds its own components to it (a player, say). It also holds the
+/// packets sent to it this frame, until the frame's flush.
 ///
-/// Despawning the entity closes the connection (reason
+/// Removing it, or despawning the entity, closes the connection (reason
 /// [`DisconnectReason::ClosedByApp`]); prefer [`Outbox::close`](crate::Outbox::close), which
 /// says why.
 #[derive(Component, Debug)]
+#[component(on_remove = close_on_remove)]
 pub struct Connection {
-    id: SessionId,
-    peer: SocketAddr,
+    session: Arc<Session>,
     connected_at: Instant,
-    link: LinkGuard,
+    /// This frame's packets, in the order they were sent.
+    frame: BytesMut,
+    /// Packets in `frame`, for statistics.
+    packets: u64,
+    /// The size of the last frame's buffer: reserved at the first send of the next, so a busy
+    /// connection grows its buffer once a frame instead of doubling its way up.
+    last_len: usize,
+    /// Game code closed it this frame: the flush hands over what it was sent, then closes it.
+    close_request: Option<DisconnectReason>,
+}
+
+/// The component's hook: a connection whose component goes away is closed (a no-op when it
+/// already ended, since a session keeps its first reason).
+fn close_on_remove(world: DeferredWorld, context: HookContext) {
+    if let Some(connection) = world.get::<Connection>(context.entity) {
+        connection.session.close_by_app(DisconnectReason::ClosedByApp("its entity was despawned".into()));
+    }
 }
 
 impl Connection {
-    pub(crate) fn new(id: SessionId, peer: SocketAddr, link: Arc<SessionLink>) -> Self {
-        Self { id, peer, connected_at: Instant::now(), link: LinkGuard(link) }
+    pub(crate) fn new(session: Arc<Session>) -> Self {
+        Self {
+            session,
+            connected_at: Instant::now(),
+            frame: BytesMut::new(),
+            packets: 0,
+            last_len: 0,
+            close_request: None,
+        }
     }
 
     /// The session's id, as in the logs.
     pub fn id(&self) -> SessionId {
-        self.id
+        self.session.id
     }
 
     /// The peer's address.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        self.session.peer
     }
 
     /// When the connection opened (as the ECS saw it).
@@ -53,19 +80,53 @@ impl Connection {
     }
 
     /// Whether the session is ending: closed by either side, its `Disconnected` not yet seen.
-    /// Packets from it are no longer delivered.
     pub fn is_closing(&self) -> bool {
-        self.link.0.is_closed()
+        self.close_request.is_some() || self.session.is_closed()
     }
-}
 
-/// Closes the session when the component is dropped with its entity.
-#[derive(Debug)]
-struct LinkGuard(Arc<SessionLink>);
+    /// Bytes queued for it this frame.
+    pub fn queued_this_frame(&self) -> usize {
+        self.frame.len()
+    }
 
-impl Drop for LinkGuard {
-    fn drop(&mut self) {
-        self.0.close(DisconnectReason::ClosedByApp("its entity was despawned".into()));
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Appends encoded packets to this frame's bytes, unless the connection is closing.
+    pub(crate) fn push(&mut self, encoded: &[u8], packets: u64) {
+        if self.is_closing() {
+            return;
+        }
+        if self.frame.capacity() == 0 {
+            self.frame.reserve(self.last_len.max(encoded.len()).max(64));
+        }
+        self.frame.extend_from_slice(encoded);
+        self.packets += packets;
+    }
+
+    /// Closes it at this frame's flush, after what it was sent. From now on nothing more is sent
+    /// to it, and what its peer sends is not delivered. The first reason wins.
+    pub(crate) fn request_close(&mut self, reason: DisconnectReason) {
+        if self.is_closing() {
+            return;
+        }
+        self.session.mark_closed_by_app();
+        self.close_request = Some(reason);
+    }
+
+    pub(crate) fn take_close_request(&mut self) -> Option<DisconnectReason> {
+        self.close_request.take()
+    }
+
+    /// Moves this frame's bytes to the session's queue (see [`outbound::hand_over`]): the
+    /// packets moved and whether the session was newly listed for the writer, or `None` when
+    /// nothing was sent to it this frame.
+    pub(crate) fn hand_over(&mut self, cap: usize) -> Option<(u64, bool)> {
+        let len = self.frame.len();
+        let listed = outbound::hand_over(&self.session, &mut self.frame, cap)?;
+        self.last_len = len;
+        Some((std::mem::take(&mut self.packets), listed))
     }
 }
 
@@ -115,6 +176,10 @@ pub struct ConnectFailed {
 /// A packet received: one message type per packet type (`Received<C_Move>`…), written in
 /// [`NetSystems::Receive`](crate::NetSystems::Receive), in the order the peer sent them.
 ///
+/// Only the packets of the set this side receives are registered (`C_` packets on a server, `S_`
+/// packets on a client): a system reading `Received<S_Chat>` on a server is refused by Bevy when
+/// it first runs, naming the message type.
+///
 /// ```
 /// # use bevy_ecs::prelude::*;
 /// # use net_plugin::Received;
@@ -145,7 +210,7 @@ pub(crate) struct SessionIndex {
 pub(crate) struct SessionEntry {
     pub entity: Entity,
     /// `None` while an outgoing connection is being opened.
-    pub link: Option<Arc<SessionLink>>,
+    pub session: Option<Arc<Session>>,
 }
 
 impl SessionIndex {
@@ -153,8 +218,8 @@ impl SessionIndex {
         self.entries.get(&id)
     }
 
-    pub fn insert(&mut self, id: SessionId, entry: SessionEntry) {
-        self.entries.insert(id, entry);
+    pub fn insert(&mut self, id: SessionId, entity: Entity, session: Option<Arc<Session>>) {
+        self.entries.insert(id, SessionEntry { entity, session });
     }
 
     pub fn remove(&mut self, id: SessionId) -> Option<SessionEntry> {

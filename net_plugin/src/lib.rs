@@ -69,9 +69,9 @@
 mod client;
 mod config;
 mod connection;
-mod events;
-mod link;
-mod outbox;
+mod core;
+mod inbound;
+mod outbound;
 mod plugin;
 mod rate_limit;
 mod reason;
@@ -85,8 +85,11 @@ mod throttle;
 pub use client::{ClientPlugin, Connector};
 pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads};
 pub use connection::{ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId};
-pub use outbox::{OutboundBuffer, Outbox, PacketBatch, SendError};
+pub use outbound::{ClientOutbox, Outbox, PacketBatch, Sends};
 pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
+#[doc(hidden)]
+pub use runtime::{Faults, NetFaults};
 pub use server::{BindError, ServerAddr, ServerPlugin};
+pub use shared::EncodeError;
 pub use stats::NetStats;

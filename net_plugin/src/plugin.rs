@@ -1,26 +1,21 @@
-//! The ECS half shared by the server and client plugins: messages, the system that turns I/O
-//! events into them, the flush, and cleanup.
+//! The ECS half shared by the server and client plugins: where their systems run, the messages,
+//! and the shutdown.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use bevy_app::{App, AppExit, Last, Plugin, PreUpdate};
-use bevy_ecs::message::MessageReader;
+use bevy_app::{App, AppExit, Last, Plugin, PostUpdate, PreUpdate, Update};
+use bevy_ecs::message::{MessageCursor, Messages};
 use bevy_ecs::prelude::*;
-use crossbeam_channel::Receiver;
-use shared::{Packet, PacketSet, PacketTypeVisitor, PacketVisitor};
+use shared::{Packet, PacketSet, PacketTypeVisitor};
 
-use crate::connection::{PendingDespawn, SessionEntry, SessionIndex};
-use crate::events::{self, InFlight, IoEvent};
-use crate::outbox::{BacklogCap, FlushQueue, OutboundDirection, flush};
-use crate::runtime::IoRuntime;
+use crate::connection::{PendingDespawn, SessionIndex};
+use crate::inbound::{self, InboundQueue, Inbox};
+use crate::outbound::{self, BacklogCap, Counters, Sends, WriterHandle};
+use crate::runtime::{IoRuntime, NetFaults};
 use crate::session::SessionContext;
 use crate::stats::IoCounters;
-use crate::{BindError, NetConfig};
-use crate::{
-    ConnectFailed, Connected, Connecting, Connection, DisconnectReason, Disconnected, NetStats, OutboundBuffer,
-    Received,
-};
+use crate::{BindError, ConnectFailed, Connected, Disconnected, NetConfig, NetStats, Received};
 
 /// Where the plugin's systems run. Order game systems against these.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,17 +29,11 @@ pub enum NetSystems {
     /// writer task once for all of them. Everything sent before it goes out this frame.
     Send,
     /// In `Last`, after [`NetSystems::Send`]: despawns the entities of sessions that ended this
-    /// frame, and shuts the network down gracefully on [`AppExit`].
+    /// frame. On [`AppExit`] it shuts the network down gracefully: stops accepting, lets every
+    /// connection write what it was sent and close, then runs `PreUpdate`, `Update` and
+    /// `PostUpdate` once more so game systems see each connection's [`Disconnected`] (reason
+    /// [`Shutdown`](crate::DisconnectReason::Shutdown)), and stops the I/O threads.
     Cleanup,
-}
-
-/// The events from the I/O threads, drained once a frame.
-#[derive(Resource)]
-pub(crate) struct Inbox<In> {
-    pub rx: Receiver<IoEvent<In>>,
-    pub counters: Arc<IoCounters>,
-    /// Packets in the channel, decremented as they are drained.
-    pub in_flight: Arc<InFlight>,
 }
 
 /// The I/O side of either plugin, started but not yet installed in an app.
@@ -55,39 +44,42 @@ pub(crate) struct IoStart<In> {
 }
 
 impl<In: PacketSet> IoStart<In> {
-    /// Checks the configuration and starts the I/O threads (named `thread_name`) and the event
+    /// Checks the configuration and starts the I/O threads (named `thread_name`) and the inbound
     /// channel.
     pub fn new(thread_name: &'static str, config: NetConfig) -> Result<Self, BindError> {
         config.validate().map_err(BindError::Config)?;
         let counters = Arc::new(IoCounters::default());
         let runtime = IoRuntime::start(thread_name, config.io_threads, config.shutdown_timeout, counters.clone())
             .map_err(BindError::Runtime)?;
-        let (events, rx, in_flight) = events::channel(config.inbound_queue, counters.clone());
+        let (inbound, inbox): (InboundQueue<In>, Inbox<In>) = inbound::channel(config.inbound_queue, counters.clone());
         let cx = Arc::new(SessionContext {
             config,
-            events,
-            counters: counters.clone(),
+            inbound,
+            writer: runtime.writer().clone(),
+            counters,
             registry: runtime.registry().clone(),
         });
-        Ok(Self { runtime, inbox: Inbox { rx, counters, in_flight }, cx })
+        Ok(Self { runtime, inbox, cx })
     }
 
     /// Hands the runtime and the channel to the app, with the systems and messages both sides
-    /// share.
-    pub fn install(self, app: &mut App) {
+    /// share. `Out` is the packet set this side sends.
+    pub fn install<Out: PacketSet>(self, app: &mut App) {
         let outbound_backlog = self.cx.config.outbound_backlog;
-        app.insert_resource(FlushQueue(self.runtime.flusher().clone()))
+        app.insert_resource(WriterHandle(self.runtime.writer().clone()))
+            .insert_resource(Counters(self.runtime.counters().clone()))
+            .insert_resource(NetFaults(self.runtime.faults().clone()))
             .insert_resource(self.runtime)
             .insert_resource(self.inbox)
-            .add_plugins(NetCorePlugin::<In> { outbound_backlog, _in: PhantomData });
+            .add_plugins(NetCorePlugin::<In, Out> { outbound_backlog, _sets: PhantomData });
     }
 }
 
 /// Adds everything both sides share. Added by [`ServerPlugin`](crate::ServerPlugin) and
 /// [`ClientPlugin`](crate::ClientPlugin); not used directly.
-struct NetCorePlugin<In: PacketSet> {
+struct NetCorePlugin<In: PacketSet, Out: PacketSet> {
     outbound_backlog: usize,
-    _in: PhantomData<fn() -> In>,
+    _sets: PhantomData<fn() -> (In, Out)>,
 }
 
 struct RegisterMessages<'a>(&'a mut App);
@@ -98,9 +90,9 @@ impl PacketTypeVisitor for RegisterMessages<'_> {
     }
 }
 
-impl<In: PacketSet> Plugin for NetCorePlugin<In> {
+impl<In: PacketSet, Out: PacketSet> Plugin for NetCorePlugin<In, Out> {
     fn build(&self, app: &mut App) {
-        if app.world().contains_resource::<OutboundDirection>() {
+        if app.world().contains_resource::<SessionIndex>() {
             // A programming error, found at startup: one application is a server or a client.
             panic!("an application runs either the ServerPlugin or the ClientPlugin, not both");
         }
@@ -109,146 +101,15 @@ impl<In: PacketSet> Plugin for NetCorePlugin<In> {
             .add_message::<Disconnected>()
             .add_message::<ConnectFailed>()
             .add_message::<AppExit>()
-            .insert_resource(OutboundDirection(In::DIRECTION.reverse()))
+            .init_resource::<Sends<Out>>()
             .insert_resource(BacklogCap(self.outbound_backlog))
             .init_resource::<SessionIndex>()
             .init_resource::<PendingDespawn>()
             .init_resource::<NetStats>()
             .configure_sets(Last, NetSystems::Cleanup.after(NetSystems::Send))
-            .add_systems(PreUpdate, receive::<In>.in_set(NetSystems::Receive))
-            .add_systems(Last, flush.in_set(NetSystems::Send))
-            .add_systems(Last, (despawn_ended, shutdown_on_exit).chain().in_set(NetSystems::Cleanup));
-    }
-}
-
-/// Writes decoded packets as their own message types. Consecutive packets of one type (a
-/// client's moves, a room's broadcast) are written as one batch: one resource lookup per run
-/// instead of one per packet.
-struct Deliver<'w> {
-    world: &'w mut World,
-    from: Entity,
-    at: std::time::Instant,
-    /// The run of same-typed messages not written yet.
-    run: Option<Run>,
-}
-
-/// A run of `Received<P>` for one `P`, type-erased so one visitor serves every packet type.
-struct Run {
-    packet: std::any::TypeId,
-    messages: Box<dyn std::any::Any>,
-    write: fn(&mut World, Box<dyn std::any::Any>),
-}
-
-fn write_run<P: Packet>(world: &mut World, messages: Box<dyn std::any::Any>) {
-    if let Ok(messages) = messages.downcast::<Vec<Received<P>>>() {
-        world.write_message_batch(*messages);
-    }
-}
-
-impl Deliver<'_> {
-    /// Writes the pending run.
-    fn finish(&mut self) {
-        if let Some(run) = self.run.take() {
-            (run.write)(self.world, run.messages);
-        }
-    }
-}
-
-impl PacketVisitor for Deliver<'_> {
-    fn visit<P: Packet>(&mut self, packet: P) {
-        let message = Received { from: self.from, packet, at: self.at };
-        if let Some(run) = &mut self.run
-            && run.packet == std::any::TypeId::of::<P>()
-            && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P>>>()
-        {
-            messages.push(message);
-            return;
-        }
-        self.finish();
-        self.run =
-            Some(Run { packet: std::any::TypeId::of::<P>(), messages: Box::new(vec![message]), write: write_run::<P> });
-    }
-}
-
-/// Drains the events queued by the I/O threads (as many as were there when it started, so a
-/// flood cannot hold the frame) and turns them into entities and messages.
-fn receive<In: PacketSet>(world: &mut World, mut batch: Local<Vec<IoEvent<In>>>) {
-    let (counters, in_flight) = {
-        let inbox = world.resource::<Inbox<In>>();
-        let queued = inbox.rx.len();
-        batch.extend(inbox.rx.try_iter().take(queued));
-        (inbox.counters.clone(), inbox.in_flight.clone())
-    };
-    world.resource_scope(|world, mut index: Mut<SessionIndex>| {
-        world.resource_scope(|world, mut stats: Mut<NetStats>| {
-            for event in batch.drain(..) {
-                handle_event(world, &mut index, &mut stats, &in_flight, event);
-            }
-            stats.absorb(&counters);
-        });
-    });
-}
-
-fn handle_event<In: PacketSet>(
-    world: &mut World,
-    index: &mut SessionIndex,
-    stats: &mut NetStats,
-    in_flight: &InFlight,
-    event: IoEvent<In>,
-) {
-    match event {
-        IoEvent::Packets { id, packets, at } => {
-            let n = packets.len();
-            in_flight.drained(n);
-            match index.get(id) {
-                Some(SessionEntry { entity, link: Some(link) }) if !link.is_closed() => {
-                    let mut deliver = Deliver { world, from: *entity, at, run: None };
-                    for packet in packets {
-                        packet.visit(&mut deliver);
-                    }
-                    deliver.finish();
-                    stats.packets_in += n as u64;
-                }
-                _ => stats.packets_dropped += n as u64,
-            }
-        }
-        IoEvent::Connected { id, peer, link } => {
-            let components = (Connection::new(id, peer, link.clone()), OutboundBuffer::new(link.clone()));
-            // An outgoing connection already has its entity; an accepted one gets a new one.
-            let existing = index.get(id).map(|e| e.entity);
-            let entity = match existing.and_then(|e| world.get_entity_mut(e).ok()) {
-                Some(mut entity) => {
-                    entity.remove::<Connecting>().insert(components);
-                    entity.id()
-                }
-                None if existing.is_some() => {
-                    // Its entity was despawned while connecting: nobody wants this connection.
-                    link.close(DisconnectReason::ClosedByApp("its entity was despawned".into()));
-                    return;
-                }
-                None => world.spawn(components).id(),
-            };
-            index.insert(id, SessionEntry { entity, link: Some(link) });
-            world.write_message(Connected { entity, peer });
-            stats.sessions += 1;
-            stats.sessions_total += 1;
-        }
-        IoEvent::Disconnected { id, reason } => {
-            if let Some(SessionEntry { entity, .. }) = index.remove(id) {
-                world.write_message(Disconnected { entity, reason: *reason });
-                world.resource_mut::<PendingDespawn>().0.push(entity);
-                stats.sessions = stats.sessions.saturating_sub(1);
-            }
-        }
-        IoEvent::ConnectFailed { id, error } => {
-            if let Some(SessionEntry { entity, .. }) = index.remove(id) {
-                let addr = world.get::<Connecting>(entity).map(|c| c.addr);
-                if let Some(addr) = addr {
-                    world.write_message(ConnectFailed { entity, addr, error: error.into() });
-                }
-                world.resource_mut::<PendingDespawn>().0.push(entity);
-            }
-        }
+            .add_systems(PreUpdate, (inbound::receive::<In>, exit_if_failed).chain().in_set(NetSystems::Receive))
+            .add_systems(Last, outbound::flush.in_set(NetSystems::Send))
+            .add_systems(Last, (despawn_ended, shutdown_on_exit::<In>).chain().in_set(NetSystems::Cleanup));
     }
 }
 
@@ -261,19 +122,34 @@ fn despawn_ended(world: &mut World) {
     }
 }
 
-/// Shuts the network down gracefully when the application exits: stop accepting, flush,
-/// close, join the I/O threads within the configured timeout.
-/// [`NetStats`] is refreshed afterwards, so it counts the sessions the shutdown closed.
-fn shutdown_on_exit(
-    mut exits: MessageReader<AppExit>,
-    runtime: Option<ResMut<IoRuntime>>,
-    mut stats: ResMut<NetStats>,
-) {
-    if exits.read().next().is_some()
-        && let Some(mut runtime) = runtime
+/// Exits the app with an error when a supervised network task gave up.
+fn exit_if_failed(runtime: Option<Res<IoRuntime>>, mut exits: MessageWriter<AppExit>, mut told: Local<bool>) {
+    if let Some(reason) = runtime.as_ref().and_then(|r| r.fatal())
+        && !*told
     {
-        tracing::info!("shutting down the network: flushing and closing every connection");
-        runtime.shutdown();
-        stats.absorb(runtime.counters());
+        *told = true;
+        tracing::error!(%reason, "the network failed; exiting");
+        exits.write(AppExit::error());
     }
+}
+
+/// Shuts the network down gracefully when the application exits (see [`NetSystems::Cleanup`]).
+/// [`NetStats`] is refreshed afterwards, so it counts the sessions the shutdown closed.
+fn shutdown_on_exit<In: PacketSet>(world: &mut World, mut exits: Local<MessageCursor<AppExit>>) {
+    let exiting = world.get_resource::<Messages<AppExit>>().is_some_and(|m| exits.read(m).next().is_some());
+    if !exiting {
+        return;
+    }
+    let Some(mut runtime) = world.remove_resource::<IoRuntime>() else { return };
+    tracing::info!("shutting down the network: flushing and closing every connection");
+    runtime.close_all();
+    // A last pass, so game code sees every connection's end.
+    let _ = world.try_run_schedule(PreUpdate);
+    let _ = world.try_run_schedule(Update);
+    let _ = world.try_run_schedule(PostUpdate);
+    despawn_ended(world);
+    world.resource::<Inbox<In>>().close();
+    runtime.shutdown();
+    let counters = runtime.counters().clone();
+    world.resource_mut::<NetStats>().absorb(&counters);
 }

@@ -13,9 +13,9 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket.
-    pub fn new(limit: RateLimit) -> Self {
-        Self { limit, tokens: f64::from(limit.burst), last: Instant::now() }
+    /// A full bucket at `now`.
+    pub fn new(limit: RateLimit, now: Instant) -> Self {
+        Self { limit, tokens: f64::from(limit.burst), last: now }
     }
 
     /// Takes a token if there is one, refilling for the time since the last call first.
@@ -45,8 +45,8 @@ mod tests {
 
     #[test]
     fn allows_a_burst_then_the_rate() {
-        let mut bucket = TokenBucket::new(RateLimit { per_second: 10, burst: 3 });
-        let t0 = bucket.last;
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(RateLimit { per_second: 10, burst: 3 }, t0);
         assert!((0..3).all(|_| bucket.try_take(t0)));
         assert!(!bucket.try_take(t0));
         // 100 ms later: one more token.

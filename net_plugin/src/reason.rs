@@ -40,6 +40,9 @@ pub enum DisconnectReason {
     },
     /// The peer sent nothing for the configured idle timeout.
     IdleTimeout(Duration),
+    /// The peer began a packet and did not finish it within the configured frame timeout (a
+    /// slow trickle that would hold the connection forever).
+    FrameTimeout(Duration),
     /// This side's game code found a packet's contents invalid (a NaN position, say).
     InvalidInput(Cow<'static, str>),
     /// This side's game code closed the connection.
@@ -62,6 +65,7 @@ pub enum DisconnectKind {
     InboundFlood,
     OutboundBacklog,
     IdleTimeout,
+    FrameTimeout,
     InvalidInput,
     ClosedByApp,
     Shutdown,
@@ -70,7 +74,7 @@ pub enum DisconnectKind {
 
 impl DisconnectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [DisconnectKind; 12] = [
+    pub const ALL: [DisconnectKind; 13] = [
         DisconnectKind::ClosedByPeer,
         DisconnectKind::Io,
         DisconnectKind::MalformedFrame,
@@ -79,6 +83,7 @@ impl DisconnectKind {
         DisconnectKind::InboundFlood,
         DisconnectKind::OutboundBacklog,
         DisconnectKind::IdleTimeout,
+        DisconnectKind::FrameTimeout,
         DisconnectKind::InvalidInput,
         DisconnectKind::ClosedByApp,
         DisconnectKind::Shutdown,
@@ -96,6 +101,7 @@ impl DisconnectKind {
             DisconnectKind::InboundFlood => "inbound_flood",
             DisconnectKind::OutboundBacklog => "outbound_backlog",
             DisconnectKind::IdleTimeout => "idle_timeout",
+            DisconnectKind::FrameTimeout => "frame_timeout",
             DisconnectKind::InvalidInput => "invalid_input",
             DisconnectKind::ClosedByApp => "closed_by_app",
             DisconnectKind::Shutdown => "shutdown",
@@ -116,6 +122,7 @@ impl DisconnectReason {
             DisconnectReason::InboundFlood { .. } => DisconnectKind::InboundFlood,
             DisconnectReason::OutboundBacklog { .. } => DisconnectKind::OutboundBacklog,
             DisconnectReason::IdleTimeout(_) => DisconnectKind::IdleTimeout,
+            DisconnectReason::FrameTimeout(_) => DisconnectKind::FrameTimeout,
             DisconnectReason::InvalidInput(_) => DisconnectKind::InvalidInput,
             DisconnectReason::ClosedByApp(_) => DisconnectKind::ClosedByApp,
             DisconnectReason::Shutdown => DisconnectKind::Shutdown,
@@ -132,7 +139,13 @@ impl DisconnectReason {
         )
     }
 
-    /// Whether the peer misbehaved: logged as a warning rather than as information.
+    /// Whether the connection is reset rather than closed gracefully: a peer that does not
+    /// read would otherwise keep its unsent bytes in the kernel while the close waits on it.
+    pub(crate) fn resets_connection(&self) -> bool {
+        matches!(self, DisconnectReason::OutboundBacklog { .. })
+    }
+
+    /// Whether the peer misbehaved: summarised in the log (see `FaultLog`), never a line each.
     pub(crate) fn is_peer_fault(&self) -> bool {
         matches!(
             self,
@@ -141,6 +154,7 @@ impl DisconnectReason {
                 | DisconnectReason::UnexpectedPacket { .. }
                 | DisconnectReason::InboundFlood { .. }
                 | DisconnectReason::OutboundBacklog { .. }
+                | DisconnectReason::FrameTimeout(_)
                 | DisconnectReason::InvalidInput(_)
         )
     }
@@ -166,6 +180,7 @@ impl fmt::Display for DisconnectReason {
                 )
             }
             DisconnectReason::IdleTimeout(t) => write!(f, "idle timeout: nothing received for {t:?}"),
+            DisconnectReason::FrameTimeout(t) => write!(f, "frame timeout: a packet begun and not finished in {t:?}"),
             DisconnectReason::InvalidInput(why) => write!(f, "invalid input: {why}"),
             DisconnectReason::ClosedByApp(why) => write!(f, "closed: {why}"),
             DisconnectReason::Shutdown => f.write_str("shutting down"),

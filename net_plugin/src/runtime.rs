@@ -1,18 +1,28 @@
-//! The tokio runtime that runs every socket, on threads of its own, and its graceful shutdown.
+//! The tokio runtime that runs every socket, on threads of its own: its long-lived tasks under a
+//! supervisor, and its graceful shutdown.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bevy_ecs::resource::Resource;
+use futures_util::FutureExt;
 use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::DisconnectReason;
-use crate::link::Flusher;
-use crate::session::SessionRegistry;
+use crate::outbound::Writer;
+use crate::session::{SessionRegistry, panic_message};
 use crate::stats::IoCounters;
+
+/// A supervised task that panics more often than this within [`RESTART_WINDOW`] is given up on:
+/// the network stops and the app exits with an error, rather than limp along half-dead.
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// The I/O runtime, held by the ECS as a resource. Dropping it shuts it down gracefully.
 #[derive(Resource)]
@@ -22,7 +32,7 @@ pub(crate) struct IoRuntime {
     /// Cancelled to shut down: stops the accept loop and connects in progress. Sessions are
     /// closed through the registry.
     shutdown: CancellationToken,
-    /// Every task the plugin spawned, so shutdown can wait for them to finish their writes.
+    /// Every session and connect task, so shutdown can wait for them to finish their writes.
     tasks: TaskTracker,
     /// How long a shutdown waits for the tasks.
     shutdown_timeout: Duration,
@@ -30,12 +40,55 @@ pub(crate) struct IoRuntime {
     counters: Arc<IoCounters>,
     /// Every open session, closed by a shutdown.
     registry: Arc<SessionRegistry>,
-    /// Writes each frame's flushed bytes.
-    flusher: Arc<Flusher>,
+    /// Writes every session's bytes.
+    writer: Arc<Writer>,
+    /// Set when a supervised task kept panicking: the app must exit with an error.
+    fatal: Arc<OnceLock<String>>,
+    /// Faults tests inject.
+    faults: Arc<Faults>,
 }
 
+/// Faults a test can inject into the network's long-lived tasks, to check that they are
+/// supervised. Not for production use.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct Faults {
+    writer: AtomicBool,
+    accept: AtomicBool,
+}
+
+impl Faults {
+    /// The writer task panics at its next pass.
+    pub fn panic_writer_once(&self) {
+        self.writer.store(true, Ordering::Release);
+    }
+
+    /// The accept loop panics at its next connection.
+    pub fn panic_accept_loop_once(&self) {
+        self.accept.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn writer(&self) {
+        if self.writer.swap(false, Ordering::AcqRel) {
+            panic!("injected fault: the writer panicked");
+        }
+    }
+
+    pub(crate) fn accept(&self) {
+        if self.accept.swap(false, Ordering::AcqRel) {
+            panic!("injected fault: the accept loop panicked");
+        }
+    }
+}
+
+/// The faults of this app's network runtime, for tests.
+#[doc(hidden)]
+#[derive(Resource, Clone)]
+pub struct NetFaults(pub Arc<Faults>);
+
 impl IoRuntime {
-    /// Starts `threads` I/O worker threads named `name` (`top -H` shows which side is busy).
+    /// Starts `threads` I/O worker threads named `name` (`top -H` shows which side is busy), and
+    /// the writer.
     pub fn start(
         name: &'static str,
         threads: usize,
@@ -48,22 +101,27 @@ impl IoRuntime {
             .enable_io()
             .enable_time()
             .build()?;
-        let flusher = Arc::new(Flusher::default());
-        // Not tracked: it holds no state of its own and stops with the runtime.
-        runtime.spawn(flusher.clone().run(counters.clone()));
-        Ok(Self {
+        let this = Self {
             runtime: Some(runtime),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             shutdown_timeout,
             counters,
             registry: Arc::new(SessionRegistry::default()),
-            flusher,
-        })
+            writer: Arc::new(Writer::default()),
+            fatal: Arc::new(OnceLock::new()),
+            faults: Arc::new(Faults::default()),
+        };
+        let (writer, registry, counters, faults) =
+            (this.writer.clone(), this.registry.clone(), this.counters.clone(), this.faults.clone());
+        this.supervise("writer", move |restarted| {
+            writer.clone().run(registry.clone(), counters.clone(), faults.clone(), restarted)
+        });
+        Ok(this)
     }
 
     /// The I/O threads' counters.
-    pub fn counters(&self) -> &IoCounters {
+    pub fn counters(&self) -> &Arc<IoCounters> {
         &self.counters
     }
 
@@ -72,9 +130,19 @@ impl IoRuntime {
         &self.registry
     }
 
-    /// The flusher, which writes each frame's bytes.
-    pub fn flusher(&self) -> &Arc<Flusher> {
-        &self.flusher
+    /// The writer.
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
+    }
+
+    /// The injectable faults.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// Why the network gave up, if it did.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.get().map(String::as_str)
     }
 
     /// The runtime's handle, to register sockets with its reactor.
@@ -82,22 +150,53 @@ impl IoRuntime {
         self.runtime.as_ref().map(Runtime::handle)
     }
 
-    /// Spawns a tracked task: shutdown waits for it.
-    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        if let Some(handle) = self.handle() {
-            self.tasks.spawn_on(task, handle);
-        }
-    }
-
     /// What a spawned task needs to spawn more tracked tasks and to see shutdown.
     pub fn spawner(&self) -> Spawner {
         Spawner { tasks: self.tasks.clone(), shutdown: self.shutdown.clone() }
     }
 
-    /// Graceful shutdown: stop accepting, let every session write what is queued and close,
-    /// wait for them up to the timeout, then stop the threads. Idempotent.
-    pub fn shutdown(&mut self) {
-        let Some(runtime) = self.runtime.take() else { return };
+    /// Runs a long-lived task (the writer, the accept loop) under a supervisor: a panic is
+    /// logged as an error and the task started again (`start(true)`), after a short pause; a
+    /// task that panics more than [`MAX_RESTARTS`] times in [`RESTART_WINDOW`] is given up on,
+    /// and [`fatal`](Self::fatal) makes the app exit with an error. Never a silent half-dead
+    /// server. Not tracked: it ends with the runtime (the accept loop returns on shutdown).
+    pub fn supervise<F, Fut>(&self, name: &'static str, mut start: F)
+    where
+        F: FnMut(bool) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(handle) = self.handle() else { return };
+        let (fatal, shutdown) = (self.fatal.clone(), self.shutdown.clone());
+        handle.spawn(async move {
+            let mut panics = VecDeque::new();
+            let mut restarted = false;
+            loop {
+                let Err(panic) = AssertUnwindSafe(start(restarted)).catch_unwind().await else { return };
+                let message = panic_message(&*panic);
+                let now = Instant::now();
+                panics.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+                panics.push_back(now);
+                if panics.len() > MAX_RESTARTS {
+                    tracing::error!(task = name, panic = %message, "a network task keeps panicking; stopping the network");
+                    let _ = fatal.set(format!("the network's {name} task keeps panicking: {message}"));
+                    return;
+                }
+                tracing::error!(task = name, panic = %message, "a network task panicked; restarting it");
+                restarted = true;
+                let pause = Duration::from_millis(50) * panics.len() as u32;
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+        });
+    }
+
+    /// The first half of a graceful shutdown: stop accepting, let every session write what is
+    /// queued and close, and wait for them up to the timeout. The runtime keeps running, so
+    /// their `Disconnected` events can still be drained.
+    pub fn close_all(&mut self) {
+        let Some(runtime) = self.runtime.as_ref() else { return };
         self.shutdown.cancel();
         self.registry.close_all(&DisconnectReason::Shutdown);
         self.tasks.close();
@@ -113,8 +212,16 @@ impl IoRuntime {
                 "network shutdown: sessions did not finish in time; closing them"
             );
         }
-        runtime.shutdown_background();
-        tracing::debug!("network runtime stopped");
+    }
+
+    /// Graceful shutdown, both halves: [`close_all`](Self::close_all), then stop the threads.
+    /// Idempotent.
+    pub fn shutdown(&mut self) {
+        self.close_all();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+            tracing::debug!("network runtime stopped");
+        }
     }
 }
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use bevy_app::{App, Plugin};
 use bevy_ecs::resource::Resource;
-use shared::{ClientPacket, PacketSet};
+use shared::{ClientPacket, PacketSet, ServerPacket};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::plugin::IoStart;
-use crate::runtime::Spawner;
+use crate::runtime::{Faults, Spawner};
 use crate::session::{self, SessionContext, configure_socket};
 use crate::stats::IoCounters;
 use crate::throttle::LogThrottle;
@@ -51,11 +51,11 @@ pub enum BindError {
 pub struct ServerAddr(pub SocketAddr);
 
 /// Accepts connections and runs their sessions. `In` is the packet set clients send (by default
-/// every `C_` packet of `assets/PDL.xml`).
+/// every `C_` packet of `assets/PDL.xml`), `Out` the set the server sends (every `S_` packet).
 ///
-/// Created with [`ServerPlugin::bind`], which fails (instead of panicking later) when the
-/// address cannot be listened on; the listener accepts from then on, and connections wait for
-/// the app's first frame.
+/// Created with [`ServerPlugin::bind`], which binds the address and fails (instead of panicking
+/// later) when it cannot be listened on; the kernel queues connections from then on. The I/O
+/// threads start when the plugin is added to an app, and sessions begin with its first frame.
 ///
 /// ```no_run
 /// use bevy_app::App;
@@ -66,10 +66,12 @@ pub struct ServerAddr(pub SocketAddr);
 /// App::new().add_plugins(net).run();
 /// # Ok::<(), net_plugin::BindError>(())
 /// ```
-pub struct ServerPlugin<In: PacketSet = ClientPacket> {
-    /// Taken by `build`.
-    started: Mutex<Option<IoStart<In>>>,
+pub struct ServerPlugin<In: PacketSet = ClientPacket, Out: PacketSet = ServerPacket> {
+    config: NetConfig,
+    /// The bound socket, taken by `build` (a plugin is built once).
+    listener: Mutex<Option<std::net::TcpListener>>,
     local_addr: SocketAddr,
+    _sets: std::marker::PhantomData<fn() -> (In, Out)>,
 }
 
 impl ServerPlugin {
@@ -79,8 +81,8 @@ impl ServerPlugin {
     }
 }
 
-impl<In: PacketSet> ServerPlugin<In> {
-    /// Binds `addr` and starts accepting clients that send the packet set `In`.
+impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
+    /// Binds `addr`, for clients that send the packet set `In` and are sent `Out`.
     pub fn bind_with_packets(
         addr: impl ToSocketAddrs + std::fmt::Display,
         config: NetConfig,
@@ -97,15 +99,8 @@ impl<In: PacketSet> ServerPlugin<In> {
         let std_listener =
             listen(resolved, config.listen_backlog).map_err(|source| BindError::Bind { addr: resolved, source })?;
         let local_addr = std_listener.local_addr().map_err(|source| BindError::Bind { addr: resolved, source })?;
-
-        let io = IoStart::<In>::new("net-server-io", config)?;
-        let listener = {
-            let _in_runtime = io.runtime.handle().map(|h| h.enter());
-            TcpListener::from_std(std_listener).map_err(|source| BindError::Bind { addr: resolved, source })?
-        };
-        io.runtime.spawn(accept_loop(listener, io.cx.clone(), io.runtime.spawner()));
         tracing::info!("listening on {local_addr}");
-        Ok(Self { started: Mutex::new(Some(io)), local_addr })
+        Ok(Self { config, listener: Mutex::new(Some(std_listener)), local_addr, _sets: std::marker::PhantomData })
     }
 
     /// The address listened on.
@@ -114,14 +109,35 @@ impl<In: PacketSet> ServerPlugin<In> {
     }
 }
 
-impl<In: PacketSet> Plugin for ServerPlugin<In> {
+impl<In: PacketSet, Out: PacketSet> Plugin for ServerPlugin<In, Out> {
     fn build(&self, app: &mut App) {
         // Bevy refuses to add a plugin twice, so this is always the first build.
-        let Some(io) = self.started.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+        let Some(std_listener) = self.listener.lock().unwrap_or_else(PoisonError::into_inner).take() else {
             return;
         };
+        let io = match IoStart::<In>::new("net-server-io", self.config.clone()) {
+            Ok(io) => io,
+            // The configuration was checked by `bind`; only the OS can refuse threads now.
+            Err(e) => panic!("cannot start the server's network: {e}"),
+        };
+        let listener = {
+            let _in_runtime = io.runtime.handle().map(|h| h.enter());
+            match TcpListener::from_std(std_listener) {
+                Ok(listener) => Arc::new(listener),
+                Err(e) => panic!("cannot register the listener {}: {e}", self.local_addr),
+            }
+        };
+        let accept = Arc::new(AcceptState {
+            listener,
+            limit: Arc::new(Semaphore::new(self.config.max_connections)),
+            next_id: AtomicU64::new(1),
+            cx: io.cx.clone(),
+            spawner: io.runtime.spawner(),
+            faults: io.runtime.faults().clone(),
+        });
+        io.runtime.supervise("accept loop", move |_restarted| accept.clone().run());
         app.insert_resource(ServerAddr(self.local_addr));
-        io.install(app);
+        io.install::<Out>(app);
     }
 }
 
@@ -140,45 +156,59 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
 /// so the loop does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// Accepts until shutdown. Each connection takes a permit of the connection limit for as long
-/// as its session runs; without one it is closed at once.
-async fn accept_loop<In: PacketSet>(listener: TcpListener, cx: Arc<SessionContext<In>>, spawner: Spawner) {
-    let limit = Arc::new(Semaphore::new(cx.config.max_connections));
-    let next_id = AtomicU64::new(1);
-    let mut refusals = LogThrottle::new(Duration::from_secs(1));
-    let mut failures = LogThrottle::new(Duration::from_secs(1));
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = spawner.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                if let Some(held_back) = failures.hit() {
-                    tracing::warn!(error = %e, held_back, "accept failed; retrying");
+/// What the accept loop keeps across a restart by its supervisor: the listener, the connection
+/// limit's permits held by open sessions, and the session ids handed out.
+struct AcceptState<In> {
+    listener: Arc<TcpListener>,
+    /// One permit per open connection, held by its session task for as long as it runs.
+    limit: Arc<Semaphore>,
+    next_id: AtomicU64,
+    cx: Arc<SessionContext<In>>,
+    spawner: Spawner,
+    faults: Arc<Faults>,
+}
+
+impl<In: PacketSet> AcceptState<In> {
+    /// Accepts until shutdown. Each connection takes a permit of the connection limit for as long
+    /// as its session runs; without one it is closed at once.
+    async fn run(self: Arc<Self>) {
+        let Self { listener, limit, next_id, cx, spawner, faults } = &*self;
+        let mut refusals = LogThrottle::new(Duration::from_secs(1));
+        let mut failures = LogThrottle::new(Duration::from_secs(1));
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = spawner.shutdown.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            faults.accept();
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    if let Some(held_back) = failures.hit() {
+                        tracing::warn!(error = %e, held_back, "accept failed; retrying");
+                    }
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
                 }
-                tokio::time::sleep(ACCEPT_RETRY).await;
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                IoCounters::add(&cx.counters.refused, 1);
+                if let Some(held_back) = refusals.hit() {
+                    tracing::warn!(%peer, limit = cx.config.max_connections, held_back, "connection refused: at the connection limit");
+                }
+                continue;
+            };
+            if let Err(e) = configure_socket(&stream, &cx.config) {
+                tracing::debug!(%peer, error = %e, "could not configure an accepted socket; dropping it");
                 continue;
             }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            IoCounters::add(&cx.counters.refused, 1);
-            if let Some(held_back) = refusals.hit() {
-                tracing::warn!(%peer, limit = cx.config.max_connections, held_back, "connection refused: at the connection limit");
-            }
-            continue;
-        };
-        if let Err(e) = configure_socket(&stream, &cx.config) {
-            tracing::debug!(%peer, error = %e, "could not configure an accepted socket; dropping it");
-            continue;
+            let id = SessionId(next_id.fetch_add(1, Ordering::Relaxed));
+            let (cx, shutdown) = (cx.clone(), spawner.shutdown.clone());
+            spawner.tasks.spawn(async move {
+                session::run::<In>(stream, id, peer, cx, &shutdown).await;
+                drop(permit);
+            });
         }
-        let id = SessionId(next_id.fetch_add(1, Ordering::Relaxed));
-        let (cx, shutdown) = (cx.clone(), spawner.shutdown.clone());
-        spawner.tasks.spawn(async move {
-            session::open::<In>(stream, id, peer, cx, &shutdown).await;
-            drop(permit);
-        });
     }
 }

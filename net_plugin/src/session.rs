@@ -1,28 +1,36 @@
-//! One connection's I/O task (the course's Session, RecvBuffer and PacketSession): it reads,
-//! frames and decodes off the ECS thread, writes the session's backlog when the flusher could
-//! not write everything, and ends the session exactly once.
+//! One connection's life, from the socket's open to its close (the course's Session): what its
+//! parties share ([`Session`]), and the task that reads it and ends it exactly once ([`run`]).
 //!
-//! The task is one event loop woken by the socket's readiness or by its link (closed, or bytes
-//! for it to write): a connection costs one task, and an idle one holds no buffer.
+//! # Who touches the socket
+//!
+//! A session's socket is **read only by its own task** and **written only by the runtime's
+//! writer task** ([`outbound`](crate::outbound)). The ECS never touches it: it appends the
+//! frame's bytes to the session's [`OutboundQueue`] and lists the session for the writer. The
+//! task closes the socket only after the writer let go of it: either the writer wrote the last
+//! bytes and shut the write side ([`Session::finish`]), or the task abandoned the queue under its
+//! lock, after which the writer never writes it again.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
-use std::net::Shutdown;
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use shared::{DecodeError, FrameDecoder, PacketSet};
-use std::io::Read;
-
+use futures_util::task::AtomicWaker;
+use shared::PacketSet;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
-use crate::events::{EventSender, IoEvent};
-use crate::link::{SessionLink, Writer};
-use crate::rate_limit::TokenBucket;
+use crate::core::{InboundRules, OutboundQueue};
+use crate::inbound::{InboundQueue, IoEvent};
+use crate::outbound::Writer;
 use crate::stats::IoCounters;
 use crate::{DisconnectReason, NetConfig, SessionId};
 
@@ -30,28 +38,131 @@ use crate::{DisconnectReason, NetConfig, SessionId};
 /// server's flush to one client is a few KiB a frame.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// What every session of one plugin shares.
-pub(crate) struct SessionContext<In> {
-    pub config: NetConfig,
-    pub events: EventSender<In>,
-    pub counters: Arc<IoCounters>,
-    /// Every open session, so a shutdown can close them all.
-    pub registry: Arc<SessionRegistry>,
+/// What a session's ECS side (its [`Connection`](crate::Connection)), its task and the writer
+/// share.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// For logs and the ECS's index.
+    pub id: SessionId,
+    /// The peer's address, for logs.
+    pub peer: SocketAddr,
+    /// The socket: read by the session's task, written by the writer (see the module docs).
+    pub stream: TcpStream,
+    /// Bytes flushed and not yet written, and the writer's bookkeeping. Locked to append a
+    /// frame (once a frame), and by the writer around one non-blocking write.
+    outgoing: Mutex<Outgoing>,
+    /// Wakes the session's task: it was closed from elsewhere.
+    task: AtomicWaker,
+    /// Set once, when the session must end.
+    closed: AtomicBool,
+    /// The first reason given; later ones are ignored: a session ends once.
+    reason: OnceLock<DisconnectReason>,
+    /// Whether this side's game code closed it: then the packets it sent afterwards are not
+    /// delivered. (Packets before a peer's fault are.)
+    closed_by_app: AtomicBool,
+    /// Tells the task that the writer wrote the last bytes of a closing session.
+    finished: Notify,
 }
 
-/// The open sessions.
+/// The outbound state of a session, under one lock.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    /// Bytes waiting, in order.
+    pub queue: OutboundQueue,
+    /// Listed for the writer's next pass (so it is listed once a frame at most).
+    pub listed: bool,
+    /// In the writer's list of sockets waiting to drain.
+    pub blocked: bool,
+    /// Closing: once the queue is empty the writer shuts the write side and says so.
+    pub finishing: bool,
+    /// The task gave up on the queue: nothing more is written.
+    pub abandoned: bool,
+}
+
+impl Session {
+    pub fn new(id: SessionId, peer: SocketAddr, stream: TcpStream) -> Self {
+        Self {
+            id,
+            peer,
+            stream,
+            outgoing: Mutex::new(Outgoing::default()),
+            task: AtomicWaker::new(),
+            closed: AtomicBool::new(false),
+            reason: OnceLock::new(),
+            closed_by_app: AtomicBool::new(false),
+            finished: Notify::new(),
+        }
+    }
+
+    /// The outbound state. A panic while holding the lock cannot leave it inconsistent (each
+    /// change is one assignment or one queue operation), so a poisoned lock is used as is.
+    pub fn outgoing(&self) -> MutexGuard<'_, Outgoing> {
+        self.outgoing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the session to end. The first reason wins; returns whether it was this one.
+    pub fn close(&self, reason: DisconnectReason) -> bool {
+        let first = self.reason.set(reason).is_ok();
+        self.closed.store(true, Ordering::Release);
+        self.task.wake();
+        first
+    }
+
+    /// Game code ends the session: what it sends afterwards is not delivered.
+    pub fn close_by_app(&self, reason: DisconnectReason) {
+        self.mark_closed_by_app();
+        self.close(reason);
+    }
+
+    /// Game code decided to end the session (it closes at the frame's flush): what the peer
+    /// sends from now on is not delivered.
+    pub fn mark_closed_by_app(&self) {
+        self.closed_by_app.store(true, Ordering::Release);
+    }
+
+    /// Whether the session is ending (or has ended).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether this side's game code closed it.
+    pub fn is_closed_by_app(&self) -> bool {
+        self.closed_by_app.load(Ordering::Acquire)
+    }
+
+    /// The reason the session ends.
+    pub fn reason(&self) -> DisconnectReason {
+        self.reason.get_or_init(|| DisconnectReason::Shutdown).clone()
+    }
+
+    /// Resolves once the session is closed. For the session's own task only (one waker).
+    pub async fn closed(&self) {
+        poll_fn(|cx| {
+            self.task.register(cx.waker());
+            if self.is_closed() { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+    }
+
+    /// Called by the writer when it wrote the last bytes of a finishing session.
+    pub fn finished(&self) {
+        self.finished.notify_one();
+    }
+}
+
+/// Every open session, so a shutdown can close them all and a restarted writer can find them.
 #[derive(Debug, Default)]
 pub(crate) struct SessionRegistry {
-    links: Mutex<HashMap<SessionId, Arc<SessionLink>>>,
+    sessions: Mutex<HashMap<SessionId, Arc<Session>>>,
 }
 
 impl SessionRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<SessionLink>>> {
-        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn insert(&self, link: &Arc<SessionLink>) {
-        self.lock().insert(link.id, link.clone());
+    fn insert(&self, session: &Arc<Session>) {
+        self.lock().insert(session.id, session.clone());
     }
 
     fn remove(&self, id: SessionId) {
@@ -60,10 +171,24 @@ impl SessionRegistry {
 
     /// Closes every open session with `reason`.
     pub fn close_all(&self, reason: &DisconnectReason) {
-        for link in self.lock().values() {
-            link.close(reason.clone());
+        for session in self.lock().values() {
+            session.close(reason.clone());
         }
     }
+
+    /// Every open session.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+/// What every session of one plugin shares.
+pub(crate) struct SessionContext<In> {
+    pub config: NetConfig,
+    pub inbound: InboundQueue<In>,
+    pub writer: Arc<Writer>,
+    pub counters: Arc<IoCounters>,
+    pub registry: Arc<SessionRegistry>,
 }
 
 /// Sets the socket options every connection gets: no Nagle delay, keepalive.
@@ -77,140 +202,136 @@ pub(crate) fn configure_socket(stream: &TcpStream, config: &NetConfig) -> std::i
     Ok(())
 }
 
-/// Opens a session on a connected socket: announces it to the ECS, then runs it to its end.
-/// Connected, packets and Disconnected are all sent from this one task, so they arrive in order.
-pub(crate) async fn open<In: PacketSet>(
+/// Runs a session on a connected socket: announces it to the ECS, reads it until it must end,
+/// closes it, and reports exactly one `Disconnected`. `Connected`, packets and `Disconnected`
+/// all go from this one task over one channel, so they arrive in order.
+///
+/// A panic inside is caught: it ends this session with [`DisconnectReason::InternalError`] and
+/// nothing else.
+pub(crate) async fn run<In: PacketSet>(
     stream: TcpStream,
     id: SessionId,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
     cx: Arc<SessionContext<In>>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
-    let link = Arc::new(SessionLink::new(id, stream));
-    cx.registry.insert(&link);
+    let session = Arc::new(Session::new(id, peer, stream));
+    cx.registry.insert(&session);
     // A shutdown that began before the registration would not have closed it.
     if shutdown.is_cancelled() {
-        link.close(DisconnectReason::Shutdown);
+        session.close(DisconnectReason::Shutdown);
     }
-    if cx.events.send(IoEvent::Connected { id, peer, link: link.clone() }).is_err() {
+    if cx.inbound.send_event(IoEvent::Connected { session: session.clone() }).is_err() {
         cx.registry.remove(id);
         return;
     }
     tracing::debug!(session = id.0, %peer, "session opened");
-    run(link, peer, cx).await;
-}
 
-/// Runs a session to its end, then reports exactly one `Disconnected`. A panic inside is caught
-/// here: it ends this session with [`DisconnectReason::InternalError`] and nothing else.
-async fn run<In: PacketSet>(link: Arc<SessionLink>, peer: std::net::SocketAddr, cx: Arc<SessionContext<In>>) {
-    let id = link.id;
-    let outcome = AssertUnwindSafe(drive::<In>(&link, &cx)).catch_unwind().await;
-    if let Err(panic) = outcome {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".to_string());
-        link.close(DisconnectReason::InternalError(message));
+    let read = AssertUnwindSafe(read_until_closed(&session, &cx)).catch_unwind().await;
+    match read {
+        Ok(Some(reason)) => {
+            session.close(reason);
+        }
+        Ok(None) => {}
+        Err(panic) => {
+            session.close(DisconnectReason::InternalError(panic_message(&*panic)));
+        }
     }
-    // The peer sees the end now; the descriptor closes when the last holder drops the link.
-    let _ = socket2::SockRef::from(&link.stream).shutdown(Shutdown::Both);
+    let reason = session.reason();
+    close_socket(&session, &reason, &cx).await;
     cx.registry.remove(id);
-    let reason = link.reason();
     cx.counters.disconnected(reason.kind());
-    if reason.is_peer_fault() || matches!(reason, DisconnectReason::InternalError(_)) {
-        tracing::warn!(session = id.0, %peer, %reason, "session closed");
-    } else {
-        tracing::debug!(session = id.0, %peer, %reason, "session closed");
-    }
+    cx.counters.log_disconnect(id, peer, &reason);
     // The ECS may be gone already (the application is exiting); then nobody needs the event.
-    let _ = cx.events.send(IoEvent::Disconnected { id, reason: Box::new(reason) });
+    let _ = cx.inbound.send_event(IoEvent::Disconnected { id, reason: Box::new(reason) });
 }
 
-async fn drive<In: PacketSet>(link: &SessionLink, cx: &SessionContext<In>) {
-    if let Some(reason) = event_loop::<In>(link, cx).await {
-        link.close(reason);
-    }
-    finish_writes(link, cx).await;
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_string())
 }
 
-/// Why the event loop woke.
+/// Why the read loop woke.
 enum Wake {
     Closed,
     Readable,
-    Writable,
-    IdleTimeout,
+    Timer,
     Failed(std::io::Error),
 }
 
-/// Reads, frames, rate-limits and decodes; writes the backlog when the socket drains. Returns
-/// why the session ended, or `None` when its link was closed from elsewhere.
-async fn event_loop<In: PacketSet>(link: &SessionLink, cx: &SessionContext<In>) -> Option<DisconnectReason> {
-    let config = &cx.config;
-    let mut frames = FrameDecoder::new(config.max_packet_size);
-    let mut bucket = config.inbound_rate.map(TokenBucket::new);
-    let mut idle = config.idle_timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+/// Reads, hands the packets to the ECS, and keeps the timers, until a rule ends the session
+/// (its reason) or it is closed from elsewhere (`None`).
+async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext<In>) -> Option<DisconnectReason> {
+    let mut rules = InboundRules::<In>::new(&cx.config, Instant::now());
+    // Armed (reset to a deadline) only when the rules have one; polled only then.
+    let mut timer = pin!(tokio::time::sleep(Duration::ZERO));
+    let mut armed = None;
     loop {
+        let deadline = rules.deadline();
+        if deadline != armed {
+            armed = deadline;
+            if let Some(at) = deadline {
+                timer.as_mut().reset(at.into());
+            }
+        }
         let wake = poll_fn(|task| {
-            link.register(task.waker());
-            if link.is_closed() {
+            session.task.register(task.waker());
+            if session.is_closed() {
                 return Poll::Ready(Wake::Closed);
             }
-            if link.outgoing().writer == Writer::Session {
-                match link.stream.poll_write_ready(task) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(Wake::Writable),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
-                    Poll::Pending => {}
-                }
-            }
-            match link.stream.poll_read_ready(task) {
+            match session.stream.poll_read_ready(task) {
                 Poll::Ready(Ok(())) => return Poll::Ready(Wake::Readable),
                 Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
                 Poll::Pending => {}
             }
-            if let Some(sleep) = idle.as_mut()
-                && sleep.as_mut().poll(task).is_ready()
-            {
-                return Poll::Ready(Wake::IdleTimeout);
+            if armed.is_some() && timer.as_mut().poll(task).is_ready() {
+                return Poll::Ready(Wake::Timer);
             }
             Poll::Pending
         })
         .await;
         match wake {
             Wake::Closed => return None,
-            Wake::IdleTimeout => return config.idle_timeout.map(DisconnectReason::IdleTimeout),
             Wake::Failed(e) => return Some(DisconnectReason::Io(e.kind())),
-            Wake::Writable => {
-                if let Err(e) = write_backlog(link, &cx.counters) {
-                    return Some(DisconnectReason::Io(e.kind()));
+            Wake::Timer => {
+                if let Err(reason) = rules.check_timers(Instant::now()) {
+                    return Some(reason);
                 }
+                // Not yet (the deadline moved): re-arm.
+                armed = None;
             }
             Wake::Readable => {
-                let n = match read_into(&link.stream, &mut frames) {
+                let mut packets = Vec::new();
+                let (read, ruled) = read_once(&session.stream, &mut rules, &mut packets);
+                match read {
                     Ok(0) => return Some(DisconnectReason::ClosedByPeer),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                    Ok(n) => IoCounters::add(&cx.counters.bytes_in, n as u64),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Some(DisconnectReason::Io(e.kind())),
-                };
-                if n > 0 {
-                    IoCounters::add(&cx.counters.bytes_in, n as u64);
-                    if let (Some(sleep), Some(limit)) = (idle.as_mut(), config.idle_timeout) {
-                        sleep.as_mut().reset(tokio::time::Instant::now() + limit);
-                    }
-                    if let Some(reason) = deliver_frames(&mut frames, &mut bucket, link, cx).await {
-                        return Some(reason);
-                    }
-                    frames.shrink_if_idle();
+                }
+                if !packets.is_empty() && cx.inbound.send_packets(session, packets).await.is_err() {
+                    return Some(DisconnectReason::Shutdown);
+                }
+                if let Err(reason) = ruled {
+                    return Some(reason);
                 }
             }
         }
     }
 }
 
-/// Reads what the socket holds (up to [`READ_CHUNK`]) into `frames`; `Ok(0)` is the end of the
-/// stream. A plain function, so its stack buffer is not kept in the session's future between
-/// wake-ups: an idle session stays small.
-fn read_into(stream: &TcpStream, frames: &mut FrameDecoder) -> std::io::Result<usize> {
+/// Reads what the socket holds (up to [`READ_CHUNK`]) and feeds it to the rules. `Ok(0)` is the
+/// end of the stream. A plain function, so its stack buffer is not kept in the session's future
+/// between wake-ups: an idle session stays small.
+fn read_once<In: PacketSet>(
+    stream: &TcpStream,
+    rules: &mut InboundRules<In>,
+    packets: &mut Vec<In>,
+) -> (std::io::Result<usize>, Result<(), DisconnectReason>) {
     let mut chunk = [0u8; READ_CHUNK];
     let mut n = 0;
     let read = stream.try_io(Interest::READABLE, || {
@@ -220,124 +341,41 @@ fn read_into(stream: &TcpStream, frames: &mut FrameDecoder) -> std::io::Result<u
         // spares a read that would only find nothing: tokio's own `poll_read` does the same.
         if n > 0 && n < chunk.len() { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
     });
-    frames.extend_from_slice(&chunk[..n]);
-    match read {
+    let ruled = rules.receive(&chunk[..n], Instant::now(), packets);
+    let read = match read {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && n > 0 => Ok(n),
         other => other,
-    }
-}
-
-/// Hands every whole packet buffered to the ECS, decoded, as one batch. A bad frame or packet
-/// still delivers the good ones before it.
-async fn deliver_frames<In: PacketSet>(
-    frames: &mut FrameDecoder,
-    bucket: &mut Option<TokenBucket>,
-    link: &SessionLink,
-    cx: &SessionContext<In>,
-) -> Option<DisconnectReason> {
-    let now = Instant::now();
-    let mut packets = Vec::new();
-    let mut ended = None;
-    loop {
-        match frames.next_frame() {
-            Ok(None) => break,
-            Err(e) => {
-                ended = Some(DisconnectReason::MalformedFrame(e));
-                break;
-            }
-            Ok(Some(frame)) => {
-                if let Some(bucket) = bucket
-                    && !bucket.try_take(now)
-                {
-                    ended = Some(DisconnectReason::InboundFlood { per_second: bucket.per_second() });
-                    break;
-                }
-                match shared::decode::<In>(frame) {
-                    Ok(packet) => packets.push(packet),
-                    Err(DecodeError::WrongDirection { id, name, .. }) => {
-                        ended = Some(DisconnectReason::UnexpectedPacket { id, name });
-                        break;
-                    }
-                    Err(e) => {
-                        ended = Some(DisconnectReason::MalformedPacket(e));
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    if !packets.is_empty() && cx.events.send_packets(link, packets, now).await.is_err() {
-        return Some(DisconnectReason::Shutdown);
-    }
-    ended
-}
-
-/// Writes as much of the backlog as the socket takes; gives the writing back to the flusher
-/// once it is empty.
-fn write_backlog(link: &SessionLink, counters: &IoCounters) -> std::io::Result<()> {
-    loop {
-        let bytes = {
-            let mut out = link.outgoing();
-            if out.bytes.is_empty() {
-                out.writer = Writer::Idle;
-                return Ok(());
-            }
-            std::mem::take(&mut out.bytes)
-        };
-        match link.stream.try_write(&bytes) {
-            Ok(n) => {
-                IoCounters::add(&counters.bytes_out, n as u64);
-                if n < bytes.len() {
-                    SessionLink::put_back(&mut link.outgoing(), &bytes[n..]);
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                SessionLink::put_back(&mut link.outgoing(), &bytes);
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Once the session must end: writes what is still queued when the reason allows (within the
-/// linger time), then closes the write side so the peer sees the end.
-async fn finish_writes<In>(link: &SessionLink, cx: &SessionContext<In>) {
-    if !link.reason().flushes_before_close() {
-        return;
-    }
-    // Take the writing over; the flusher may be in the middle of one non-blocking write.
-    loop {
-        {
-            let mut out = link.outgoing();
-            if out.writer != Writer::Flusher {
-                out.writer = Writer::Session;
-                break;
-            }
-        }
-        tokio::task::yield_now().await;
-    }
-    let drain = async {
-        loop {
-            let bytes = std::mem::take(&mut link.outgoing().bytes);
-            if bytes.is_empty() {
-                return Ok::<(), std::io::Error>(());
-            }
-            let mut at = 0;
-            while at < bytes.len() {
-                link.stream.writable().await?;
-                match link.stream.try_write(&bytes[at..]) {
-                    Ok(n) => at += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            IoCounters::add(&cx.counters.bytes_out, bytes.len() as u64);
-        }
     };
-    let _ = tokio::time::timeout(cx.config.close_linger.max(Duration::from_millis(1)), drain).await;
-    let _ = socket2::SockRef::from(&link.stream).shutdown(Shutdown::Write);
+    (read, ruled)
+}
+
+/// Ends the socket. When the reason allows, the writer first writes what is queued (within the
+/// linger time) and shuts the write side, so the peer reads everything, then the end. Otherwise
+/// the queue is abandoned; a peer cut for not reading is reset (`SO_LINGER` 0), so the kernel
+/// frees its buffers at once instead of holding them while it tries to deliver them.
+async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx: &SessionContext<In>) {
+    if reason.flushes_before_close() {
+        let finished = session.finished.notified();
+        {
+            let mut out = session.outgoing();
+            out.finishing = true;
+        }
+        cx.writer.submit_one(session);
+        let linger = cx.config.close_linger.max(Duration::from_millis(1));
+        let _ = tokio::time::timeout(linger, finished).await;
+    }
+    {
+        let mut out = session.outgoing();
+        out.abandoned = true;
+        out.queue.clear();
+    }
+    // The writer drops its hold on the socket at its next pass.
+    cx.writer.wake();
+    let socket = socket2::SockRef::from(&session.stream);
+    if reason.resets_connection() {
+        let _ = socket.set_linger(Some(Duration::ZERO));
+    }
+    let _ = socket.shutdown(Shutdown::Both);
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! Counters of the network layer: the I/O threads count bytes and endings in atomics, the ECS
 //! counts packets and flushes, and [`NetStats`] shows both to game code once per frame.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bevy_ecs::resource::Resource;
 
-use crate::DisconnectKind;
+use crate::{DisconnectKind, DisconnectReason, SessionId};
 
 /// Counters the I/O threads update; read by the ECS once per frame. Relaxed atomics: each is a
 /// plain tally, nothing is synchronised through them.
@@ -14,9 +17,29 @@ pub(crate) struct IoCounters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub refused: AtomicU64,
-    /// Times a reader found the event queue full and waited.
-    pub queue_full_waits: AtomicU64,
+    /// Times a reader found the inbound queue full and waited for its turn.
+    pub inbound_waits: AtomicU64,
+    /// Packets read and never delivered: their session was closed before the ECS took them.
+    pub packets_dropped: AtomicU64,
+    /// Packets game code sent that could not be encoded.
+    pub packets_unencodable: AtomicU64,
     pub disconnects: [AtomicU64; DisconnectKind::ALL.len()],
+    /// Peers' faults since the last summary line.
+    faults: Mutex<FaultLog>,
+}
+
+/// How often at most the log says how many peers were closed for their faults.
+pub(crate) const FAULT_SUMMARY_PERIOD: Duration = Duration::from_secs(5);
+
+/// Peers' faults not yet summarised in the log. A misbehaving peer's close is logged at `debug`
+/// only; at `warn`, one line per [`FAULT_SUMMARY_PERIOD`] counts them by kind, so any number of
+/// faulty clients write a bounded number of lines.
+#[derive(Debug, Default)]
+struct FaultLog {
+    counts: [u64; DisconnectKind::ALL.len()],
+    /// An example of the latest fault of each kind, to say what it was.
+    examples: [Option<String>; DisconnectKind::ALL.len()],
+    last_line: Option<Instant>,
 }
 
 impl IoCounters {
@@ -26,6 +49,45 @@ impl IoCounters {
 
     pub fn disconnected(&self, kind: DisconnectKind) {
         self.disconnects[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Logs a session's end: at `debug` each (with its peer and reason); a bug (a panic) at
+    /// `error`; the peer's faults also counted for the next summary line.
+    pub fn log_disconnect(&self, id: SessionId, peer: SocketAddr, reason: &DisconnectReason) {
+        tracing::debug!(session = id.0, %peer, %reason, "session closed");
+        if let DisconnectReason::InternalError(_) = reason {
+            tracing::error!(session = id.0, %peer, %reason, "session closed by a bug");
+        } else if reason.is_peer_fault() {
+            let kind = reason.kind() as usize;
+            let mut log = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+            log.counts[kind] += 1;
+            log.examples[kind] = Some(reason.to_string());
+        }
+    }
+
+    /// Writes the summary of the peers' faults when one is due (called once a frame).
+    pub fn summarise_faults(&self, now: Instant) {
+        let mut log = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.counts.iter().all(|n| *n == 0) || log.last_line.is_some_and(|t| now - t < FAULT_SUMMARY_PERIOD) {
+            return;
+        }
+        let since = log.last_line.map_or(FAULT_SUMMARY_PERIOD, |t| now - t);
+        log.last_line = Some(now);
+        let FaultLog { counts, examples, .. } = &mut *log;
+        for kind in DisconnectKind::ALL {
+            let n = std::mem::take(&mut counts[kind as usize]);
+            let example = examples[kind as usize].take();
+            if n > 0 {
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    connections = n,
+                    latest = example.as_deref().unwrap_or(""),
+                    "{n} connection(s) closed for {} in the last {:.0?}",
+                    kind.as_str().replace('_', " "),
+                    since
+                );
+            }
+        }
     }
 }
 
@@ -41,8 +103,12 @@ pub struct NetStats {
     pub refused: u64,
     /// Packets delivered to the ECS as messages.
     pub packets_in: u64,
-    /// Packets that arrived from a session already being closed, and were dropped.
+    /// Packets read from a session that was closed before they could be delivered (game code
+    /// closed it, or it closed while they waited for room in the inbound queue).
     pub packets_dropped: u64,
+    /// Packets game code sent that could not be encoded (a string or list too long for the
+    /// wire format), and were not sent.
+    pub packets_unencodable: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
     /// Packets queued for sending (a broadcast to 500 counts 500).
@@ -51,8 +117,9 @@ pub struct NetStats {
     pub bytes_out: u64,
     /// Per-session buffers handed to the I/O side (at most one per session per frame).
     pub flushes: u64,
-    /// Times an I/O reader found the event queue full and waited for the ECS.
-    pub queue_full_waits: u64,
+    /// Times a session found the inbound queue full and waited for its turn (each wait is one
+    /// wake-up, when the ECS has drained room for it).
+    pub inbound_waits: u64,
     /// Sessions ended, by kind of reason, indexed by `DisconnectKind as usize`.
     pub disconnects: [u64; DisconnectKind::ALL.len()],
 }
@@ -73,7 +140,9 @@ impl NetStats {
         self.bytes_in = io.bytes_in.load(Relaxed);
         self.bytes_out = io.bytes_out.load(Relaxed);
         self.refused = io.refused.load(Relaxed);
-        self.queue_full_waits = io.queue_full_waits.load(Relaxed);
+        self.inbound_waits = io.inbound_waits.load(Relaxed);
+        self.packets_dropped = io.packets_dropped.load(Relaxed);
+        self.packets_unencodable = io.packets_unencodable.load(Relaxed);
         for (dst, src) in self.disconnects.iter_mut().zip(&io.disconnects) {
             *dst = src.load(Relaxed);
         }

@@ -45,7 +45,8 @@ type Job = Box<dyn FnOnce(&mut App) + Send>;
 /// (with [`AppExit`], so the network shuts down gracefully) and joins the thread.
 pub struct AppThread {
     jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    /// Returns how the app exited.
+    thread: Option<JoinHandle<AppExit>>,
 }
 
 impl AppThread {
@@ -64,8 +65,8 @@ impl AppThread {
                         job(&mut app);
                     }
                     app.update();
-                    if app.should_exit().is_some() {
-                        break;
+                    if let Some(exit) = app.should_exit() {
+                        return exit;
                     }
                     std::thread::sleep(TEST_FRAME);
                 }
@@ -100,6 +101,20 @@ impl AppThread {
         }
     }
 
+    /// Waits up to `timeout` for the app to exit by itself; returns how it exited, or `None` if
+    /// it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<AppExit> {
+        let deadline = Instant::now() + timeout;
+        while !self.thread.as_ref()?.is_finished() {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.jobs = None;
+        self.thread.take()?.join().ok()
+    }
+
     /// Exits the app (writing [`AppExit`]) and waits for its thread.
     pub fn exit(mut self) {
         self.stop();
@@ -130,6 +145,15 @@ pub fn with_outbox<R>(world: &mut World, f: impl FnOnce(&mut crate::Outbox<'_, '
     let result = f(&mut state.get_mut(world).expect("the network plugin is installed"));
     state.apply(world);
     result
+}
+
+/// The network's statistics as the I/O threads count them right now, without waiting for the
+/// next frame to refresh [`NetStats`](crate::NetStats): for tests that pause the app and watch
+/// what the I/O side does meanwhile.
+pub fn io_stats(world: &World) -> crate::NetStats {
+    let mut stats = world.resource::<crate::NetStats>().clone();
+    stats.absorb(&world.resource::<crate::outbound::Counters>().0);
+    stats
 }
 
 /// Every message of type `M` seen so far, when [`record`] was called for it.

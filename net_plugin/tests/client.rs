@@ -8,7 +8,9 @@ use std::time::Duration;
 use bevy_app::{App, Update};
 use bevy_ecs::prelude::*;
 use net_plugin::testing::{AppThread, Recorded, record};
-use net_plugin::{ClientPlugin, ConnectFailed, Connected, Connector, Disconnected, NetConfig, Outbox, Received};
+use net_plugin::{
+    ClientOutbox, ClientPlugin, ConnectFailed, Connected, Connector, Disconnected, NetConfig, NetStats, Received,
+};
 use shared::{C_Chat, C_Move, S_BroadcastMove, S_Chat};
 use support::{WAIT, start_server};
 
@@ -24,10 +26,10 @@ fn connect_all(mut connector: Connector, target: Res<Target>, mut done: Local<bo
     }
 }
 
-fn greet_on_connect(mut connected: MessageReader<Connected>, mut outbox: Outbox) {
+fn greet_on_connect(mut connected: MessageReader<Connected>, mut outbox: ClientOutbox) {
     for c in connected.read() {
-        outbox.send(c.entity, &C_Chat { chat: format!("hi from {}", c.entity) }).unwrap();
-        outbox.send(c.entity, &C_Move { pos_x: 1.0, pos_y: 2.0, pos_z: 3.0 }).unwrap();
+        outbox.send(c.entity, &C_Chat { chat: format!("hi from {}", c.entity) });
+        outbox.send(c.entity, &C_Move { pos_x: 1.0, pos_y: 2.0, pos_z: 3.0 });
     }
 }
 
@@ -85,4 +87,46 @@ fn a_refused_connection_is_a_message_not_a_panic() {
     let entities: Vec<Entity> = failed.iter().map(|f| f.entity).collect();
     assert!(clients.wait_until(WAIT, move |app| entities.iter().all(|e| app.world().get_entity(*e).is_err())));
     assert_eq!(count::<Connected>(&clients), 0);
+}
+
+#[test]
+fn a_connection_despawned_while_connecting_is_never_announced() {
+    let (server, addr) = start_server();
+    // Connect and despawn in the same frame: the connect completes on the I/O thread afterwards.
+    let clients = AppThread::spawn(move || {
+        let mut app = App::new();
+        app.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap()).add_systems(
+            Update,
+            move |mut connector: Connector, mut commands: Commands, mut done: Local<bool>| {
+                if !std::mem::replace(&mut *done, true) {
+                    let entity = connector.connect(addr);
+                    commands.entity(entity).despawn();
+                }
+            },
+        );
+        record::<Connected>(&mut app);
+        record::<Disconnected>(&mut app);
+        app
+    });
+    // The server sees the connection open and close again.
+    assert!(support::wait_recorded::<Disconnected>(&server, 1));
+    std::thread::sleep(support::QUIET);
+    assert_eq!((count::<Connected>(&clients), count::<Disconnected>(&clients)), (0, 0));
+    let stats = clients.run(|app| app.world().resource::<NetStats>().clone());
+    assert_eq!((stats.sessions, stats.sessions_total), (0, 0));
+}
+
+#[test]
+fn a_client_sending_with_the_server_outbox_is_refused_when_its_system_first_runs() {
+    // The compile-time check stops `Outbox` (server packets) from sending `C_` packets; a client
+    // system that takes the server's Outbox at all is refused by Bevy, naming the missing side.
+    let outcome = std::panic::catch_unwind(|| {
+        let mut app = App::new();
+        app.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap())
+            .add_systems(Update, |_outbox: net_plugin::Outbox| {});
+        app.update();
+    });
+    let message = outcome.expect_err("the system is refused");
+    let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("sends_this_packet_set"), "{text}");
 }

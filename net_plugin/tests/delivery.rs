@@ -6,8 +6,8 @@ mod support;
 use std::time::Duration;
 
 use net_plugin::testing::{RawClient, with_outbox};
-use net_plugin::{Connected, NetConfig, NetStats, PacketBatch, Received, SendError};
-use shared::{C_Chat, C_LeaveGame, C_Move, Direction, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
+use net_plugin::{Connected, EncodeError, NetConfig, NetStats, PacketBatch, Received};
+use shared::{C_Chat, C_LeaveGame, C_Move, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
 use support::{QUIET, WAIT, recorded, start_server, start_server_with, stats, wait_recorded};
 
 #[test]
@@ -93,9 +93,7 @@ fn a_broadcast_reaches_each_of_500_sessions_exactly_once() {
     let (server, addr) = start_server();
     let mut clients: Vec<RawClient> = (0..500).map(|_| RawClient::connect(addr)).collect();
     assert!(wait_recorded::<Connected>(&server, 500));
-    server
-        .run(|app| with_outbox(app.world_mut(), |o| o.send_all(&S_Chat { player_id: 7, chat: "all".into() })))
-        .unwrap();
+    server.run(|app| with_outbox(app.world_mut(), |o| o.send_all(&S_Chat { player_id: 7, chat: "all".into() })));
     for client in &mut clients {
         match client.recv::<ServerPacket>(WAIT) {
             Some(ServerPacket::Chat(c)) => assert_eq!((c.player_id, c.chat.as_str()), (7, "all")),
@@ -118,13 +116,11 @@ fn packets_sent_in_one_frame_leave_in_one_write() {
     let mut client = RawClient::connect(addr);
     assert!(wait_recorded::<Connected>(&server, 1));
     let entity = recorded::<Connected>(&server)[0].entity;
-    server
-        .run(move |app| {
-            with_outbox(app.world_mut(), |o| {
-                (0..100).try_for_each(|i| o.send(entity, &S_Chat { player_id: i, chat: "x".into() }))
-            })
+    server.run(move |app| {
+        with_outbox(app.world_mut(), |o| {
+            (0..100).for_each(|i| o.send(entity, &S_Chat { player_id: i, chat: "x".into() }))
         })
-        .unwrap();
+    });
     for i in 0..100 {
         assert!(matches!(client.recv::<ServerPacket>(WAIT), Some(ServerPacket::Chat(c)) if c.player_id == i));
     }
@@ -137,16 +133,14 @@ fn a_batch_reaches_each_recipient_in_order() {
     let mut clients: Vec<RawClient> = (0..3).map(|_| RawClient::connect(addr)).collect();
     assert!(wait_recorded::<Connected>(&server, 3));
     let targets: Vec<_> = recorded::<Connected>(&server).iter().map(|c| c.entity).take(2).collect();
-    server
-        .run(move |app| {
-            let mut batch = PacketBatch::new();
-            for i in 0..10 {
-                batch.push(&S_BroadcastMove { player_id: i, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 })?;
-            }
-            assert_eq!(batch.len(), 10);
-            with_outbox(app.world_mut(), |o| o.send_batch(targets, &batch))
-        })
-        .unwrap();
+    server.run(move |app| {
+        let mut batch = PacketBatch::new();
+        for i in 0..10 {
+            batch.push(&S_BroadcastMove { player_id: i, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 });
+        }
+        assert_eq!(batch.len(), 10);
+        with_outbox(app.world_mut(), |o| o.send_batch(targets, &batch))
+    });
     let connected = recorded::<Connected>(&server);
     for client in &mut clients {
         let local = client.stream().local_addr().unwrap();
@@ -163,17 +157,29 @@ fn a_batch_reaches_each_recipient_in_order() {
     assert_eq!(stats(&server).packets_out, 20);
 }
 
+/// Sending a packet of the other direction does not compile (see the `compile_fail` example on
+/// `Outbox`); what can fail at run time is a packet too long for the wire format.
 #[test]
-fn a_side_cannot_send_the_other_sides_packets() {
+fn a_packet_too_long_to_encode_is_not_sent_and_is_counted() {
     let (server, addr) = start_server();
-    let _client = RawClient::connect(addr);
+    let mut client = RawClient::connect(addr);
     assert!(wait_recorded::<Connected>(&server, 1));
     let entity = recorded::<Connected>(&server)[0].entity;
-    let error = server.run(move |app| with_outbox(app.world_mut(), |o| o.send(entity, &C_LeaveGame))).unwrap_err();
-    assert_eq!(error, SendError::WrongDirection { packet: "C_LeaveGame", direction: Direction::ClientToServer });
-    let mut batch = PacketBatch::new();
-    batch.push(&S_Chat { player_id: 1, chat: String::new() }).unwrap();
-    assert!(matches!(batch.push(&C_LeaveGame), Err(SendError::WrongDirection { .. })));
+    // 40,000 UTF-16 units: 80,000 bytes, beyond the u16 string length.
+    let huge = S_Chat { player_id: 1, chat: "x".repeat(40_000) };
+    let error = server.run(move |app| {
+        with_outbox(app.world_mut(), |o| {
+            o.send(entity, &huge);
+            let error = o.try_send(entity, &huge).unwrap_err();
+            o.send(entity, &S_Chat { player_id: 2, chat: "fits".into() });
+            error
+        })
+    });
+    assert!(matches!(error, EncodeError::StringTooLong { .. } | EncodeError::PacketTooLarge { .. }), "{error:?}");
+    // Only the packet that fits arrives.
+    assert!(matches!(client.recv::<ServerPacket>(WAIT), Some(ServerPacket::Chat(c)) if c.player_id == 2));
+    assert!(client.recv_frame(QUIET).is_none());
+    assert!(server.wait_until(WAIT, |app| app.world().resource::<NetStats>().packets_unencodable == 1));
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Failures that must not take anything else down: a port in use, a bad address, a panic inside
-//! one session's task.
+//! one session's task, a panic in the writer or the accept loop (supervised).
 
 mod support;
 
@@ -107,4 +107,64 @@ fn a_panic_in_a_session_task_ends_that_session_only() {
     newcomer.send(&C_Chat { chat: "hello".into() });
     assert!(matches!(newcomer.recv::<ServerPacket>(WAIT), Some(ServerPacket::Chat(c)) if c.chat == "hello"));
     assert_eq!(recorded::<Disconnected>(&server).len(), 1);
+}
+
+/// A server echoing chat, with a handle on its injectable faults.
+fn echo_server() -> (AppThread, std::net::SocketAddr, std::sync::Arc<net_plugin::Faults>) {
+    let net = ServerPlugin::bind("127.0.0.1:0", NetConfig::default()).unwrap();
+    let addr = net.local_addr();
+    let server = AppThread::spawn(move || {
+        let mut app = App::new();
+        app.add_plugins(net).add_systems(Update, echo_chat);
+        record::<Connected>(&mut app);
+        app
+    });
+    let faults = server.run(|app| app.world().resource::<net_plugin::NetFaults>().0.clone());
+    (server, addr, faults)
+}
+
+fn echoed(client: &mut RawClient, text: &str) -> bool {
+    client.send(&C_Chat { chat: text.into() });
+    matches!(client.recv::<ServerPacket>(WAIT), Some(ServerPacket::Chat(c)) if c.chat == text)
+}
+
+#[test]
+fn the_writer_is_restarted_after_a_panic_and_loses_nothing() {
+    let (server, addr, faults) = echo_server();
+    let mut client = RawClient::connect(addr);
+    assert!(echoed(&mut client, "before"));
+    // The writer panics at its next pass, the one that would write this echo: the restarted
+    // writer finds the session's bytes and writes them.
+    faults.panic_writer_once();
+    assert!(echoed(&mut client, "during"));
+    assert!(echoed(&mut client, "after"));
+    let mut newcomer = RawClient::connect(addr);
+    assert!(echoed(&mut newcomer, "new"));
+    drop(server);
+}
+
+#[test]
+fn the_accept_loop_is_restarted_after_a_panic() {
+    let (server, addr, faults) = echo_server();
+    faults.panic_accept_loop_once();
+    // The connection accepted when it panicked is dropped; the next ones are served.
+    let mut unlucky = RawClient::connect(addr);
+    assert!(unlucky.wait_closed(WAIT));
+    let mut client = RawClient::connect(addr);
+    assert!(echoed(&mut client, "accepted again"));
+    assert_eq!(recorded::<Connected>(&server).len(), 1);
+}
+
+#[test]
+fn a_task_that_keeps_panicking_stops_the_server_with_an_error() {
+    let (mut server, addr, faults) = echo_server();
+    let mut client = RawClient::connect(addr);
+    // Five restarts are allowed in a minute; the sixth panic is one too many.
+    for i in 0..5 {
+        faults.panic_writer_once();
+        assert!(echoed(&mut client, &format!("restart {i}")));
+    }
+    faults.panic_writer_once();
+    client.send(&C_Chat { chat: "the last straw".into() });
+    assert_eq!(server.wait_exit(WAIT), Some(bevy_app::AppExit::error()));
 }

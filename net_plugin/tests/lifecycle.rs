@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bevy_app::{PostUpdate, Update};
 use bevy_ecs::prelude::*;
-use net_plugin::testing::{RawClient, with_outbox};
+use net_plugin::testing::{RawClient, io_stats, with_outbox};
 use net_plugin::{Connected, Connection, DisconnectKind, DisconnectReason, Disconnected, NetConfig, Outbox, Received};
 use shared::{C_Chat, C_Move, S_Chat, ServerPacket};
 use support::{QUIET, WAIT, recorded, start_server, start_server_with, stats, wait_recorded};
@@ -83,7 +83,7 @@ fn an_abrupt_close_is_noticed() {
 fn close_on_bye(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox) {
     for chat in chats.read() {
         if chat.packet.chat == "bye" {
-            outbox.send(chat.from, &S_Chat { player_id: 0, chat: "farewell".into() }).unwrap();
+            outbox.send(chat.from, &S_Chat { player_id: 0, chat: "farewell".into() });
             outbox.close(chat.from, DisconnectReason::ClosedByApp("said bye".into()));
         }
     }
@@ -112,7 +112,7 @@ fn packets_queued_when_the_server_closes_a_session_are_not_delivered() {
     assert!(wait_recorded::<Connected>(&server, 1));
     let entity = recorded::<Connected>(&server)[0].entity;
     let mut stream = client.stream().try_clone().unwrap();
-    // While the app is paused between frames: the client sends five moves, the I/O thread queues
+    // While the app is paused between frames: the client sends five moves, the I/O thread reads
     // them, then game code closes the session. None of the five may reach game code.
     server.run(move |app| {
         for i in 0..5 {
@@ -120,7 +120,10 @@ fn packets_queued_when_the_server_closes_a_session_are_not_delivered() {
                 .write_all(&shared::encode_to_vec(&C_Move { pos_x: i as f32, pos_y: 0.0, pos_z: 0.0 }).unwrap())
                 .unwrap();
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = std::time::Instant::now() + WAIT;
+        while io_stats(app.world()).bytes_in < 5 * 16 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         with_outbox(app.world_mut(), |outbox| outbox.close(entity, DisconnectReason::ClosedByApp("test".into())));
     });
     assert!(wait_recorded::<Disconnected>(&server, 1));
@@ -182,8 +185,7 @@ fn shutdown_flushes_queued_packets_then_closes_every_connection() {
     // Queue a packet for everyone and exit in the same frame.
     server.run(|app| {
         let world = app.world_mut();
-        with_outbox(world, |outbox| outbox.send_all(&S_Chat { player_id: 1, chat: "server going down".into() }))
-            .unwrap();
+        with_outbox(world, |outbox| outbox.send_all(&S_Chat { player_id: 1, chat: "server going down".into() }));
         world.write_message(bevy_app::AppExit::Success);
     });
     for client in &mut clients {
@@ -205,13 +207,27 @@ fn dropping_the_app_closes_connections() {
     assert!(wait_recorded::<Connected>(&server, 1));
     drop(server);
     assert!(client.wait_closed(WAIT));
+    // A clean end of stream (FIN), not a reset: the server closed gracefully.
     let mut buf = [0u8; 1];
-    assert_eq!(client_read(&mut client, &mut buf), 0);
+    assert!(matches!(client.stream().read(&mut buf), Ok(0)));
 }
 
-fn client_read(client: &mut RawClient, buf: &mut [u8]) -> usize {
-    let mut stream = client.stream();
-    stream.read(buf).unwrap_or(0)
+#[test]
+fn game_code_sees_every_disconnect_at_shutdown() {
+    let (server, addr) = start_server();
+    let _clients: Vec<RawClient> = (0..3).map(|_| RawClient::connect(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 3));
+    // Exit from inside a frame, as a game would, and read what the last pass recorded.
+    let (gone, despawned) = server.run(|app| {
+        app.world_mut().write_message(bevy_app::AppExit::Success);
+        app.update();
+        let gone = app.world().resource::<net_plugin::testing::Recorded<Disconnected>>().0.clone();
+        let despawned = gone.iter().all(|d| app.world().get_entity(d.entity).is_err());
+        (gone, despawned)
+    });
+    assert_eq!(gone.len(), 3);
+    assert!(gone.iter().all(|d| d.reason == DisconnectReason::Shutdown), "{gone:?}");
+    assert!(despawned, "their entities are despawned");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bevy_app::Update;
 use bevy_ecs::prelude::*;
-use net_plugin::testing::RawClient;
+use net_plugin::testing::{RawClient, io_stats};
 use net_plugin::{Connected, DisconnectKind, DisconnectReason, Disconnected, NetConfig, Outbox, RateLimit, Received};
 use shared::{C_Chat, C_Move, DecodeError, FrameError, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
 use support::{QUIET, WAIT, echo_chat, recorded, start_server_with, stats, wait_recorded};
@@ -119,7 +119,7 @@ fn flood_askers(mut chats: MessageReader<Received<C_Chat>>, mut victims: Local<V
     victims.extend(chats.read().filter(|c| c.packet.chat == "flood me").map(|c| c.from));
     let big = S_Chat { player_id: 0, chat: "x".repeat(1000) };
     for _ in 0..100 {
-        outbox.broadcast(victims.iter().copied(), &big).unwrap();
+        outbox.broadcast(victims.iter().copied(), &big);
     }
 }
 
@@ -151,24 +151,68 @@ fn a_client_that_stops_reading() {
     drop(slow);
 }
 
+/// The timers' rules are checked to the millisecond in `core.rs`, without sockets; over TCP it
+/// is enough that the silent client goes first, with the timer's reason.
 #[test]
 fn an_idle_client() {
-    let config = NetConfig { idle_timeout: Some(Duration::from_millis(300)), ..NetConfig::default() };
+    let limit = Duration::from_secs(2);
+    let config = NetConfig { idle_timeout: Some(limit), ..NetConfig::default() };
     let (server, addr) = start_server_with(config, |app| {
         app.add_systems(Update, echo_chat);
     });
-    let mut active = RawClient::connect(addr);
     let mut idle = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    // The active client connects after the idle one and keeps talking until the idle one is cut.
+    let mut active = RawClient::connect(addr);
     assert!(wait_recorded::<Connected>(&server, 2));
-    // The active client talks every 100 ms for a second; the idle one says nothing.
-    for i in 0..10 {
+    let mut i = 0;
+    while recorded::<Disconnected>(&server).is_empty() {
         assert_healthy(&mut active, &format!("ping {i}"));
-        std::thread::sleep(Duration::from_millis(100));
+        i += 1;
+        // Well within the packet rate limit.
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert!(idle.wait_closed(WAIT));
     let gone = recorded::<Disconnected>(&server);
-    assert_eq!(gone.len(), 1);
-    assert_eq!(gone[0].reason, DisconnectReason::IdleTimeout(Duration::from_millis(300)));
+    let idle_entity = recorded::<Connected>(&server)[0].entity;
+    assert_eq!((gone[0].entity, gone[0].reason.clone()), (idle_entity, DisconnectReason::IdleTimeout(limit)));
+}
+
+#[test]
+fn a_client_trickling_a_packet_it_never_finishes() {
+    let limit = Duration::from_millis(500);
+    // The idle timeout alone would never fire: a byte arrives every 100 ms.
+    let config =
+        NetConfig { frame_timeout: Some(limit), idle_timeout: Some(Duration::from_secs(1)), ..NetConfig::default() };
+    let reason = misbehave(config, |bad| {
+        let frame = encode_to_vec(&C_Chat { chat: "a long line, slowly".into() }).unwrap();
+        for byte in &frame[..frame.len() - 1] {
+            if std::io::Write::write_all(&mut bad.stream(), &[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert_eq!(reason, DisconnectReason::FrameTimeout(limit));
+}
+
+#[test]
+fn the_packets_before_a_bad_frame_in_the_same_read_are_delivered() {
+    let (server, addr) = start_server_with(NetConfig::default(), |_| {});
+    let mut client = RawClient::connect(addr);
+    let mut bytes = encode_to_vec(&C_Move { pos_x: 1.0, pos_y: 2.0, pos_z: 3.0 }).unwrap();
+    bytes.extend(encode_to_vec(&C_Chat { chat: "last words".into() }).unwrap());
+    bytes.extend([0x00, 0x00]);
+    client.send_bytes(&bytes);
+    assert!(client.wait_closed(WAIT));
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    assert_eq!(recorded::<Received<C_Move>>(&server).len(), 1);
+    assert_eq!(recorded::<Received<C_Chat>>(&server)[0].packet.chat, "last words");
+    assert_eq!(
+        recorded::<Disconnected>(&server)[0].reason,
+        DisconnectReason::MalformedFrame(FrameError::SizeTooSmall { size: 0 })
+    );
+    assert_eq!(stats(&server).packets_dropped, 0);
 }
 
 #[test]
@@ -194,39 +238,30 @@ fn the_connection_limit_refuses_newcomers_only() {
 }
 
 #[test]
-fn the_default_limits_are_documented_values() {
-    let c = NetConfig::default();
-    assert_eq!(c.max_packet_size, 4096);
-    assert_eq!(c.inbound_rate, Some(RateLimit { per_second: 100, burst: 200 }));
-    assert_eq!(c.outbound_backlog, 1 << 20);
-    assert!(c.keepalive.is_some());
-    assert_eq!(c.idle_timeout, None);
-}
-
-#[test]
 fn a_full_inbound_queue_pauses_reading_and_loses_nothing() {
     let config = NetConfig { inbound_queue: 10, inbound_rate: None, ..NetConfig::default() };
     let (server, addr) = start_server_with(config, |_| {});
     let mut client = RawClient::connect(addr);
     assert!(wait_recorded::<Connected>(&server, 1));
-    // While the app is paused, 500 moves arrive (in separate reads, so in small batches):
-    // readers fill the queue to its bound, then wait.
+    // While the app is paused, 500 moves arrive: the reader fills the queue to its bound, then
+    // waits for its turn (the app, paused, drains nothing until the reader has waited).
     let mut stream = client.stream().try_clone().unwrap();
-    server.run(move |_| {
+    let waited = server.run(move |app| {
         for i in 0..500 {
             let bytes = encode_to_vec(&C_Move { pos_x: i as f32, pos_y: 0.0, pos_z: 0.0 }).unwrap();
             std::io::Write::write_all(&mut stream, &bytes).unwrap();
-            if i % 50 == 0 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = std::time::Instant::now() + WAIT;
+        while io_stats(app.world()).inbound_waits == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        io_stats(app.world()).inbound_waits
     });
+    assert!(waited > 0, "the reader waited for room");
     assert!(wait_recorded::<Received<C_Move>>(&server, 500));
     let xs: Vec<f32> = recorded::<Received<C_Move>>(&server).iter().map(|m| m.packet.pos_x).collect();
     assert_eq!(xs, (0..500).map(|i| i as f32).collect::<Vec<_>>());
     let s = stats(&server);
-    assert!(s.queue_full_waits > 0, "the bound was reached");
     assert_eq!(s.packets_dropped, 0);
     assert!(recorded::<Disconnected>(&server).is_empty());
     client.send(&C_Chat { chat: "still fine".into() });

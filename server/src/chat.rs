@@ -44,9 +44,12 @@ fn relay_chat(
         }
         let Ok(room) = rooms.get(in_room.0) else { continue };
         let line = S_Chat { player_id: player.id, chat: packet.chat.clone() };
-        // A line as long as the largest C_Chat a client may send is 4 bytes too long for S_Chat.
-        if let Err(e) = outbox.broadcast(room.members().iter().copied(), &line) {
+        // A line as long as the largest C_Chat a client may send is 4 bytes too long for S_Chat:
+        // the sender's fault, not a reason to drop the line silently.
+        if let Err(e) = shared::wire_len(&line) {
             outbox.close(*from, DisconnectReason::InvalidInput(e.to_string().into()));
+            continue;
         }
+        outbox.broadcast(room.members().iter().copied(), &line);
     }
 }

@@ -94,11 +94,11 @@ fn broadcast_moves(
             continue;
         }
         let packet = S_BroadcastMove { player_id: player.id, pos_x: position.x, pos_y: position.y, pos_z: position.z };
-        batches.entry(in_room.0).or_default().push(&packet).expect("fits a packet");
+        batches.entry(in_room.0).or_default().push(&packet);
     }
     for (room, batch) in batches.iter_mut().filter(|(_, b)| !b.is_empty()) {
         if let Ok(room) = rooms.get(*room) {
-            outbox.send_batch(room.members().iter().copied(), batch).expect("server packets");
+            outbox.send_batch(room.members().iter().copied(), batch);
         }
         batch.clear();
     }

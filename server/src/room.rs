@@ -160,10 +160,10 @@ fn enter_players(
             })
             .collect();
         for list in player_lists(listed) {
-            outbox.send(c.entity, &list).expect("a list is split to fit a packet");
+            outbox.send(c.entity, &list);
         }
         let enter = S_BroadcastEnterGame { player_id: id, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 };
-        outbox.broadcast(room.members.iter().copied(), &enter).expect("fits a packet");
+        outbox.broadcast(room.members.iter().copied(), &enter);
         commands.entity(c.entity).insert((Player { id }, Position::default(), InRoom(room_entity)));
         tracing::debug!(player = id, peer = %c.peer, "player entered");
     }
@@ -203,8 +203,6 @@ fn announce_leave(
     let Ok(mut room) = rooms.get_mut(in_room.0) else { return };
     let Some(index) = room.members.iter().position(|m| *m == entity) else { return };
     room.members.remove(index);
-    outbox
-        .broadcast(room.members.iter().copied(), &S_BroadcastLeaveGame { player_id: player.id })
-        .expect("fits a packet");
+    outbox.broadcast(room.members.iter().copied(), &S_BroadcastLeaveGame { player_id: player.id });
     tracing::debug!(player = player.id, "player left");
 }

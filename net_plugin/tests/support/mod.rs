@@ -20,7 +20,7 @@ pub const QUIET: Duration = Duration::from_millis(300);
 /// Echoes each chat line to its sender as `S_Chat`.
 pub fn echo_chat(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox) {
     for chat in chats.read() {
-        outbox.send(chat.from, &S_Chat { player_id: 0, chat: chat.packet.chat.clone() }).expect("fits");
+        outbox.send(chat.from, &S_Chat { player_id: 0, chat: chat.packet.chat.clone() });
     }
 }
 
@@ -30,7 +30,7 @@ pub fn broadcast_moves(mut moves: MessageReader<Received<C_Move>>, mut outbox: O
         let p = &m.packet;
         let packet =
             S_BroadcastMove { player_id: m.from.index_u32() as i32, pos_x: p.pos_x, pos_y: p.pos_y, pos_z: p.pos_z };
-        outbox.send_all(&packet).expect("fits");
+        outbox.send_all(&packet);
     }
 }
 

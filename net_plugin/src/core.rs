@@ -1,0 +1,420 @@
+//! The rules of one session, free of I/O (as quinn keeps its protocol apart from its sockets).
+//!
+//! [`InboundRules`] is fed the bytes a socket gave and the time they came, and answers with the
+//! packets they hold, or why the session must end: a malformed frame or packet, a packet of the
+//! wrong direction, a flood beyond the rate, silence beyond the idle timeout, a frame begun and
+//! not finished within the frame timeout. [`OutboundQueue`] holds the bytes flushed for a peer
+//! and not yet written, under its cap. Neither reads a clock or touches a socket: the session's
+//! task ([`session`](crate::session)) and the writer ([`outbound`](crate::outbound)) drive them,
+//! and the unit tests below check every rule without sockets or sleeps.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use shared::{DecodeError, FrameDecoder, PacketSet};
+
+use crate::rate_limit::TokenBucket;
+use crate::{DisconnectReason, NetConfig};
+
+/// The inbound half of a session: bytes in, packets or a reason to close out.
+#[derive(Debug)]
+pub(crate) struct InboundRules<In> {
+    /// Splits the stream into packets; holds at most one partial frame between reads.
+    frames: FrameDecoder,
+    /// The packet rate limit, if any.
+    bucket: Option<TokenBucket>,
+    /// How long the peer may stay silent, if limited.
+    idle_timeout: Option<Duration>,
+    /// How long a frame may take from its first byte to its last, if limited: any byte resets
+    /// the idle timer, so only this one ends a peer that trickles a frame it never finishes.
+    frame_timeout: Option<Duration>,
+    /// When the peer last sent anything.
+    last_received: Instant,
+    /// When the partial frame now buffered began; `None` when nothing partial is buffered.
+    frame_started: Option<Instant>,
+    _in: PhantomData<fn() -> In>,
+}
+
+impl<In: PacketSet> InboundRules<In> {
+    /// The rules of `config`, for a session that opened at `now`.
+    pub fn new(config: &NetConfig, now: Instant) -> Self {
+        Self {
+            frames: FrameDecoder::new(config.max_packet_size),
+            bucket: config.inbound_rate.map(|limit| TokenBucket::new(limit, now)),
+            idle_timeout: config.idle_timeout,
+            frame_timeout: config.frame_timeout,
+            last_received: now,
+            frame_started: None,
+            _in: PhantomData,
+        }
+    }
+
+    /// Takes `bytes` received at `now`. Every whole packet goes to `packets`, in order, up to the
+    /// first rule broken, whose reason is returned: the packets before a bad frame are still the
+    /// peer's, and are delivered.
+    pub fn receive(&mut self, bytes: &[u8], now: Instant, packets: &mut Vec<In>) -> Result<(), DisconnectReason> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.last_received = now;
+        self.frames.extend_from_slice(bytes);
+        let mut completed = false;
+        let result = loop {
+            let frame = match self.frames.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(DisconnectReason::MalformedFrame(e)),
+            };
+            completed = true;
+            if let Some(bucket) = &mut self.bucket
+                && !bucket.try_take(now)
+            {
+                break Err(DisconnectReason::InboundFlood { per_second: bucket.per_second() });
+            }
+            match shared::decode::<In>(frame) {
+                Ok(packet) => packets.push(packet),
+                Err(DecodeError::WrongDirection { id, name, .. }) => {
+                    break Err(DisconnectReason::UnexpectedPacket { id, name });
+                }
+                Err(e) => break Err(DisconnectReason::MalformedPacket(e)),
+            }
+        };
+        if self.frames.buffered() == 0 {
+            self.frame_started = None;
+            self.frames.shrink_if_idle();
+        } else if completed || self.frame_started.is_none() {
+            // What is left began with these bytes.
+            self.frame_started = Some(now);
+        }
+        result
+    }
+
+    /// The next moment a timer may end the session, if any: for the driver to sleep until.
+    pub fn deadline(&self) -> Option<Instant> {
+        let idle = self.idle_timeout.map(|t| self.last_received + t);
+        let frame = self.frame_timeout.zip(self.frame_started).map(|(t, started)| started + t);
+        match (idle, frame) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Checks the timers at `now`.
+    pub fn check_timers(&self, now: Instant) -> Result<(), DisconnectReason> {
+        if let (Some(limit), Some(started)) = (self.frame_timeout, self.frame_started)
+            && now >= started + limit
+        {
+            return Err(DisconnectReason::FrameTimeout(limit));
+        }
+        if let Some(limit) = self.idle_timeout
+            && now >= self.last_received + limit
+        {
+            return Err(DisconnectReason::IdleTimeout(limit));
+        }
+        Ok(())
+    }
+
+    /// Bytes buffered that are not yet a whole packet.
+    #[cfg(test)]
+    pub fn buffered(&self) -> usize {
+        self.frames.buffered()
+    }
+}
+
+/// A flush that would take the backlog past the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BacklogFull {
+    /// Bytes that would have been waiting.
+    pub queued: usize,
+}
+
+/// The bytes flushed for one peer and not yet written, in order: one chunk per frame's flush.
+///
+/// A partial write advances the front chunk; a flush appends a chunk. Neither copies what is
+/// already queued, so a slow reader's backlog costs its bytes once, however many writes drain it.
+#[derive(Debug, Default)]
+pub(crate) struct OutboundQueue {
+    chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    len: usize,
+}
+
+/// The most chunks one vectored write takes.
+pub(crate) const MAX_WRITE_SLICES: usize = 64;
+
+impl OutboundQueue {
+    /// Appends a frame's bytes, unless the backlog would then exceed `cap`.
+    pub fn push(&mut self, bytes: Bytes, cap: usize) -> Result<(), BacklogFull> {
+        let queued = self.len + bytes.len();
+        if queued > cap {
+            return Err(BacklogFull { queued });
+        }
+        if !bytes.is_empty() {
+            self.len = queued;
+            self.chunks.push_back(bytes);
+        }
+        Ok(())
+    }
+
+    /// Bytes waiting.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The front chunks, as slices for one vectored write; returns how many were filled.
+    pub fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_WRITE_SLICES]) -> usize {
+        let mut n = 0;
+        for (slot, chunk) in out.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops the first `n` bytes: they were written.
+    pub fn advance(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len);
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else { return };
+            if n < front.len() {
+                front.advance(n);
+                return;
+            }
+            n -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    /// Drops everything (the session ends without writing it).
+    pub fn clear(&mut self) {
+        self.chunks = VecDeque::new();
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::{C_Chat, C_LeaveGame, C_Move, ClientPacket, FrameError, S_Chat, encode_to_vec};
+
+    use super::*;
+    use crate::RateLimit;
+
+    fn rules(config: NetConfig) -> (InboundRules<ClientPacket>, Instant) {
+        let t0 = Instant::now();
+        (InboundRules::new(&config, t0), t0)
+    }
+
+    fn quiet() -> NetConfig {
+        NetConfig { inbound_rate: None, idle_timeout: None, frame_timeout: None, ..NetConfig::default() }
+    }
+
+    fn mv(x: f32) -> Vec<u8> {
+        encode_to_vec(&C_Move { pos_x: x, pos_y: 0.0, pos_z: 0.0 }).unwrap()
+    }
+
+    #[test]
+    fn whole_packets_come_out_in_order_whatever_the_split() {
+        let stream: Vec<u8> = [mv(1.0), mv(2.0), encode_to_vec(&C_LeaveGame {}).unwrap(), mv(3.0)].concat();
+        for split in 0..=stream.len() {
+            let (mut rules, t0) = rules(quiet());
+            let mut packets = Vec::new();
+            rules.receive(&stream[..split], t0, &mut packets).unwrap();
+            rules.receive(&stream[split..], t0, &mut packets).unwrap();
+            let names: Vec<_> = packets.iter().map(|p| p.name()).collect();
+            assert_eq!(names, ["C_Move", "C_Move", "C_LeaveGame", "C_Move"], "split at {split}");
+            assert_eq!(rules.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn packets_before_a_bad_frame_are_delivered_then_the_reason() {
+        let (mut rules, t0) = rules(quiet());
+        let mut packets = Vec::new();
+        let bytes = [mv(1.0), vec![0x02, 0x00, 0x05, 0x00]].concat();
+        let reason = rules.receive(&bytes, t0, &mut packets).unwrap_err();
+        assert_eq!(packets.len(), 1);
+        assert_eq!(reason, DisconnectReason::MalformedFrame(FrameError::SizeTooSmall { size: 2 }));
+    }
+
+    #[test]
+    fn a_size_above_the_limit_ends_the_session_at_its_two_size_bytes() {
+        let (mut rules, t0) = rules(NetConfig { max_packet_size: 100, ..quiet() });
+        let reason = rules.receive(&[101, 0], t0, &mut Vec::new()).unwrap_err();
+        assert_eq!(reason, DisconnectReason::MalformedFrame(FrameError::SizeTooLarge { size: 101, max: 100 }));
+    }
+
+    #[test]
+    fn a_server_packet_from_a_client_is_unexpected() {
+        let (mut rules, t0) = rules(quiet());
+        let bytes = encode_to_vec(&S_Chat { player_id: 1, chat: "hi".into() }).unwrap();
+        let reason = rules.receive(&bytes, t0, &mut Vec::new()).unwrap_err();
+        assert_eq!(reason, DisconnectReason::UnexpectedPacket { id: 8, name: "S_Chat" });
+    }
+
+    #[test]
+    fn a_packet_that_does_not_decode_is_malformed() {
+        let (mut rules, t0) = rules(quiet());
+        // C_Chat with a string length of 3 bytes: odd, not UTF-16.
+        let reason = rules.receive(&[0x09, 0x00, 0x07, 0x00, 0x03, 0x00, b'a', 0, b'b'], t0, &mut Vec::new());
+        assert!(matches!(reason, Err(DisconnectReason::MalformedPacket(_))), "{reason:?}");
+    }
+
+    #[test]
+    fn the_rate_allows_the_burst_then_ends_a_flood_keeping_what_came_first() {
+        let limit = RateLimit { per_second: 10, burst: 3 };
+        let (mut rules, t0) = rules(NetConfig { inbound_rate: Some(limit), ..quiet() });
+        let mut packets = Vec::new();
+        rules.receive(&[mv(1.0), mv(2.0), mv(3.0)].concat(), t0, &mut packets).unwrap();
+        // 100 ms later one token came back: one more packet, not two.
+        let later = t0 + Duration::from_millis(100);
+        let reason = rules.receive(&[mv(4.0), mv(5.0)].concat(), later, &mut packets).unwrap_err();
+        assert_eq!(reason, DisconnectReason::InboundFlood { per_second: 10 });
+        assert_eq!(packets.len(), 4);
+    }
+
+    #[test]
+    fn silence_beyond_the_idle_timeout_ends_the_session_and_any_byte_resets_it() {
+        let limit = Duration::from_secs(30);
+        let (mut rules, t0) = rules(NetConfig { idle_timeout: Some(limit), ..quiet() });
+        assert_eq!(rules.deadline(), Some(t0 + limit));
+        assert_eq!(rules.check_timers(t0 + limit - Duration::from_millis(1)), Ok(()));
+        // One byte (half a header) at 20 s moves the deadline.
+        let t20 = t0 + Duration::from_secs(20);
+        rules.receive(&[0x10], t20, &mut Vec::new()).unwrap();
+        assert_eq!(rules.deadline(), Some(t20 + limit));
+        assert_eq!(rules.check_timers(t0 + limit), Ok(()));
+        assert_eq!(rules.check_timers(t20 + limit), Err(DisconnectReason::IdleTimeout(limit)));
+    }
+
+    #[test]
+    fn a_frame_trickled_byte_by_byte_ends_at_the_frame_timeout() {
+        let limit = Duration::from_secs(10);
+        let (mut rules, t0) = rules(NetConfig { frame_timeout: Some(limit), ..quiet() });
+        assert_eq!(rules.deadline(), None, "no frame begun, no deadline");
+        let frame = mv(1.0);
+        // One byte every 3 s: each resets nothing but the idle timer.
+        for (i, byte) in frame[..4].iter().enumerate() {
+            let at = t0 + Duration::from_secs(3 * i as u64);
+            rules.receive(&[*byte], at, &mut Vec::new()).unwrap();
+            assert_eq!(rules.deadline(), Some(t0 + limit));
+        }
+        assert_eq!(rules.check_timers(t0 + limit - Duration::from_millis(1)), Ok(()));
+        assert_eq!(rules.check_timers(t0 + limit), Err(DisconnectReason::FrameTimeout(limit)));
+    }
+
+    #[test]
+    fn the_frame_timer_restarts_with_each_new_frame_and_stops_when_none_is_partial() {
+        let limit = Duration::from_secs(10);
+        let (mut rules, t0) = rules(NetConfig { frame_timeout: Some(limit), ..quiet() });
+        let two = [mv(1.0), mv(2.0)].concat();
+        // A whole frame and half of the next.
+        rules.receive(&two[..20], t0, &mut Vec::new()).unwrap();
+        assert_eq!(rules.deadline(), Some(t0 + limit));
+        // The second completes and a third begins 5 s later: its own 10 s start then.
+        let t5 = t0 + Duration::from_secs(5);
+        let mut tail = two[20..].to_vec();
+        tail.extend_from_slice(&mv(3.0)[..3]);
+        let mut packets = Vec::new();
+        rules.receive(&tail, t5, &mut packets).unwrap();
+        assert_eq!(packets.len(), 1);
+        assert_eq!(rules.deadline(), Some(t5 + limit));
+        // Completing it stops the timer.
+        rules.receive(&mv(3.0)[3..], t5, &mut packets).unwrap();
+        assert_eq!(rules.deadline(), None);
+        assert_eq!(rules.check_timers(t0 + Duration::from_secs(3600)), Ok(()));
+    }
+
+    #[test]
+    fn the_earlier_of_two_timers_is_the_deadline() {
+        let config = NetConfig {
+            idle_timeout: Some(Duration::from_secs(60)),
+            frame_timeout: Some(Duration::from_secs(10)),
+            ..quiet()
+        };
+        let (mut rules, t0) = rules(config);
+        assert_eq!(rules.deadline(), Some(t0 + Duration::from_secs(60)));
+        rules.receive(&[0x10, 0x00], t0, &mut Vec::new()).unwrap();
+        assert_eq!(rules.deadline(), Some(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn nothing_received_changes_nothing() {
+        let (mut rules, t0) = rules(NetConfig { idle_timeout: Some(Duration::from_secs(1)), ..quiet() });
+        rules.receive(&[], t0 + Duration::from_secs(5), &mut Vec::new()).unwrap();
+        assert_eq!(rules.deadline(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_chat_line_decodes_with_its_text() {
+        let (mut rules, t0) = rules(quiet());
+        let mut packets = Vec::new();
+        rules.receive(&encode_to_vec(&C_Chat { chat: "héllo 😀".into() }).unwrap(), t0, &mut packets).unwrap();
+        assert_eq!(packets, [ClientPacket::Chat(C_Chat { chat: "héllo 😀".into() })]);
+    }
+
+    fn written(queue: &OutboundQueue) -> Vec<u8> {
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let n = queue.slices(&mut slices);
+        slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn the_queue_keeps_order_across_partial_writes_and_appends() {
+        let mut queue = OutboundQueue::default();
+        queue.push(Bytes::from_static(b"abcdef"), 100).unwrap();
+        queue.push(Bytes::from_static(b"gh"), 100).unwrap();
+        queue.advance(4);
+        assert_eq!(written(&queue), b"efgh");
+        queue.push(Bytes::from_static(b"ij"), 100).unwrap();
+        queue.advance(3);
+        assert_eq!(written(&queue), b"hij");
+        assert_eq!(queue.len(), 3);
+        queue.advance(3);
+        assert!(queue.is_empty());
+        assert_eq!(written(&queue), b"");
+    }
+
+    #[test]
+    fn a_partial_write_does_not_copy_the_backlog() {
+        let big = Bytes::from(vec![7u8; 1 << 20]);
+        let mut queue = OutboundQueue::default();
+        queue.push(big.clone(), usize::MAX).unwrap();
+        queue.advance(1000);
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        assert_eq!(queue.slices(&mut slices), 1);
+        // The slice points into the very allocation that was pushed.
+        assert_eq!(slices[0].as_ptr(), big[1000..].as_ptr());
+    }
+
+    #[test]
+    fn the_cap_refuses_a_flush_that_would_exceed_it_and_keeps_what_was_queued() {
+        let mut queue = OutboundQueue::default();
+        queue.push(Bytes::from(vec![0u8; 60]), 100).unwrap();
+        assert_eq!(queue.push(Bytes::from(vec![0u8; 41]), 100), Err(BacklogFull { queued: 101 }));
+        assert_eq!(queue.len(), 60);
+        queue.push(Bytes::from(vec![0u8; 40]), 100).unwrap();
+        assert_eq!(queue.len(), 100);
+    }
+
+    #[test]
+    fn a_write_takes_at_most_the_slice_limit_of_chunks() {
+        let mut queue = OutboundQueue::default();
+        for _ in 0..MAX_WRITE_SLICES + 10 {
+            queue.push(Bytes::from_static(b"x"), usize::MAX).unwrap();
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        assert_eq!(queue.slices(&mut slices), MAX_WRITE_SLICES);
+        queue.clear();
+        assert!(queue.is_empty());
+    }
+}

@@ -1,0 +1,475 @@
+//! Outbound: game systems → each connection's frame buffer → one flush per frame → the writer
+//! task → one write per connection → socket (the course's Send, SendBuffer and 250 ms flush
+//! timer, without locks in game code and without the wait).
+//!
+//! 1. Game systems send with [`Outbox`]: each packet is encoded once and appended to the frame
+//!    buffer of every connection it goes to (in its [`Connection`] component).
+//! 2. In `Last`, [`flush`] moves each non-empty frame buffer, whole, to the back of its session's
+//!    queue ([`OutboundQueue`]), lists the session, and wakes the writer once for all of them.
+//! 3. The [`Writer`] task writes each listed session's queue with one non-blocking (vectored)
+//!    write. What the socket does not take stays queued, the write having advanced the queue,
+//!    and the session joins the writer's list of sockets to finish when they drain.
+//!
+//! The writer is the only code that writes a session's socket (see
+//! [`session`](crate::session) for who does what with it). A queue never holds more than
+//! `outbound_backlog` bytes: a flush that would exceed it closes that connection
+//! ([`DisconnectReason::OutboundBacklog`]) and nobody else's.
+
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+
+use bevy_ecs::prelude::*;
+use bevy_ecs::system::SystemParam;
+use bytes::BytesMut;
+use shared::{EncodeError, Packet, PacketSet, ServerPacket};
+use tokio::sync::Notify;
+
+use crate::core::MAX_WRITE_SLICES;
+use crate::runtime::Faults;
+use crate::session::{Session, SessionRegistry};
+use crate::stats::IoCounters;
+use crate::throttle::LogThrottle;
+use crate::{Connection, DisconnectReason, NetStats};
+
+/// Which packet set this application sends: inserted by the server plugin (`ServerPacket`) or
+/// the client plugin (`ClientPacket`). An [`Outbox`] of the other set finds no such resource,
+/// and Bevy refuses to run its system, naming this type.
+#[derive(Resource)]
+pub struct Sends<Out: PacketSet>(PhantomData<fn() -> Out>);
+
+impl<Out: PacketSet> Default for Sends<Out> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// The network layer's counters, for the rare cases game-side code counts something itself
+/// (a packet that could not be encoded).
+#[derive(Resource, Clone)]
+pub(crate) struct Counters(pub Arc<IoCounters>);
+
+/// Packets encoded once, back to back, to send as one piece to many connections: a room's
+/// moves of one tick, say. Each recipient then costs one copy of the whole batch, instead of
+/// one lookup and one copy per packet. Only packets of one set go in (`ServerPacket` unless
+/// said otherwise), checked at compile time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketBatch<Out: PacketSet = ServerPacket> {
+    bytes: Vec<u8>,
+    packets: u64,
+    _out: PhantomData<fn() -> Out>,
+}
+
+impl<Out: PacketSet> Default for PacketBatch<Out> {
+    fn default() -> Self {
+        Self { bytes: Vec::new(), packets: 0, _out: PhantomData }
+    }
+}
+
+impl<Out: PacketSet> PacketBatch<Out> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `packet`. One that cannot be encoded (a string or list too long for the wire
+    /// format) is not appended: it is logged (at most once a second), as
+    /// [`Outbox::send`] does. [`try_push`](Self::try_push) returns the error instead.
+    pub fn push<P: Packet<Set = Out>>(&mut self, packet: &P) {
+        if let Err(error) = self.try_push(packet) {
+            static THROTTLE: Mutex<Option<LogThrottle>> = Mutex::new(None);
+            let mut throttle = THROTTLE.lock().unwrap_or_else(PoisonError::into_inner);
+            let throttle = throttle.get_or_insert_with(|| LogThrottle::new(std::time::Duration::from_secs(1)));
+            if let Some(held_back) = throttle.hit() {
+                tracing::error!(packet = P::NAME, %error, held_back, "a packet could not be encoded; not batched");
+            }
+        }
+    }
+
+    /// Appends `packet`, or says why it cannot be encoded and appends nothing.
+    pub fn try_push<P: Packet<Set = Out>>(&mut self, packet: &P) -> Result<(), EncodeError> {
+        shared::encode(packet, &mut self.bytes)?;
+        self.packets += 1;
+        Ok(())
+    }
+
+    /// Packets in the batch.
+    pub fn len(&self) -> usize {
+        self.packets as usize
+    }
+
+    /// Whether the batch holds no packet.
+    pub fn is_empty(&self) -> bool {
+        self.packets == 0
+    }
+
+    /// The bytes on the wire.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.packets = 0;
+    }
+}
+
+/// Sends packets to connections. Everything sent to a connection during a frame goes out in
+/// one write after the frame's game systems, in the order it was sent.
+///
+/// `Out` is the packet set this side sends: `ServerPacket` (the default) on a server,
+/// `ClientPacket` on a client ([`ClientOutbox`]). Sending a packet of the other direction does
+/// not compile:
+///
+/// ```compile_fail
+/// # use bevy_ecs::prelude::*;
+/// # use net_plugin::Outbox;
+/// fn wrong_way(mut outbox: Outbox, to: In<Entity>) {
+///     outbox.send(*to, &shared::C_LeaveGame {}); // a client packet, on a server
+/// }
+/// ```
+///
+/// Sending to an entity that is not (or no longer) a connection, or whose connection is
+/// closing, does nothing: its [`Disconnected`](crate::Disconnected) tells game code it is gone.
+/// A packet that cannot be encoded (a string or list longer than the wire format's `u16`
+/// lengths) is not sent: [`send`](Self::send) logs it and counts it in
+/// [`NetStats::packets_unencodable`]; [`try_send`](Self::try_send) returns the error instead.
+///
+/// ```
+/// # use bevy_ecs::prelude::*;
+/// # use net_plugin::{Outbox, Received};
+/// # use shared::{C_Chat, S_Chat};
+/// fn echo_chat(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox) {
+///     for Received { from, packet, .. } in chats.read() {
+///         outbox.send(*from, &S_Chat { player_id: 0, chat: packet.chat.clone() });
+///     }
+/// }
+/// ```
+#[derive(SystemParam)]
+pub struct Outbox<'w, 's, Out: PacketSet = ServerPacket> {
+    connections: Query<'w, 's, &'static mut Connection>,
+    entities: Query<'w, 's, Entity, With<Connection>>,
+    counters: Res<'w, Counters>,
+    /// Present only on the side that sends `Out`: on the other, Bevy refuses the system, naming
+    /// this field.
+    #[allow(dead_code)]
+    sends_this_packet_set: Res<'w, Sends<Out>>,
+    /// Reused for encoding, so a send allocates nothing once warm.
+    scratch: Local<'s, Vec<u8>>,
+    /// Keeps unencodable packets from flooding the log.
+    unencodable: Local<'s, Option<LogThrottle>>,
+}
+
+/// The [`Outbox`] of a client: it sends `C_` packets.
+pub type ClientOutbox<'w, 's> = Outbox<'w, 's, shared::ClientPacket>;
+
+impl<Out: PacketSet> Outbox<'_, '_, Out> {
+    /// Encodes into the scratch buffer, or logs and counts why not.
+    fn encode_scratch<P: Packet>(&mut self, packet: &P) -> Result<(), EncodeError> {
+        self.scratch.clear();
+        shared::encode(packet, &mut *self.scratch).map(|_| ())
+    }
+
+    fn unencodable<P: Packet>(&mut self, error: &EncodeError) {
+        IoCounters::add(&self.counters.0.packets_unencodable, 1);
+        let throttle = self.unencodable.get_or_insert_with(|| LogThrottle::new(std::time::Duration::from_secs(1)));
+        if let Some(held_back) = throttle.hit() {
+            tracing::error!(packet = P::NAME, %error, held_back, "a packet could not be encoded; not sent");
+        }
+    }
+
+    fn push(&mut self, to: Entity, bytes: &[u8], packets: u64) {
+        if let Ok(mut connection) = self.connections.get_mut(to) {
+            connection.push(bytes, packets);
+        }
+    }
+
+    /// Sends `packet` to one connection.
+    pub fn send<P: Packet<Set = Out>>(&mut self, to: Entity, packet: &P) {
+        if let Err(e) = self.try_send(to, packet) {
+            self.unencodable::<P>(&e);
+        }
+    }
+
+    /// Sends `packet` to one connection, or says why it cannot be encoded.
+    pub fn try_send<P: Packet<Set = Out>>(&mut self, to: Entity, packet: &P) -> Result<(), EncodeError> {
+        self.encode_scratch(packet)?;
+        let scratch = std::mem::take(&mut *self.scratch);
+        self.push(to, &scratch, 1);
+        *self.scratch = scratch;
+        Ok(())
+    }
+
+    /// Sends `packet` to each of `to`, encoding it once.
+    pub fn broadcast<P: Packet<Set = Out>>(&mut self, to: impl IntoIterator<Item = Entity>, packet: &P) {
+        if let Err(e) = self.encode_scratch(packet) {
+            self.unencodable::<P>(&e);
+            return;
+        }
+        let scratch = std::mem::take(&mut *self.scratch);
+        for entity in to {
+            self.push(entity, &scratch, 1);
+        }
+        *self.scratch = scratch;
+    }
+
+    /// Sends `packet` to every open connection, encoding it once.
+    pub fn send_all<P: Packet<Set = Out>>(&mut self, packet: &P) {
+        if let Err(e) = self.encode_scratch(packet) {
+            self.unencodable::<P>(&e);
+            return;
+        }
+        for mut connection in &mut self.connections {
+            connection.push(&self.scratch, 1);
+        }
+    }
+
+    /// Sends every packet of `batch`, in order, to each of `to`.
+    pub fn send_batch(&mut self, to: impl IntoIterator<Item = Entity>, batch: &PacketBatch<Out>) {
+        if batch.is_empty() {
+            return;
+        }
+        for entity in to {
+            self.push(entity, &batch.bytes, batch.packets);
+        }
+    }
+
+    /// Closes a connection. What was sent to it before, this frame included, is still written
+    /// (within the configured linger time), then the socket is closed; packets it sends from now
+    /// on are not delivered, and its [`Disconnected`](crate::Disconnected) follows in a later
+    /// frame with this reason (or an earlier one, if it was already closing).
+    pub fn close(&mut self, entity: Entity, reason: DisconnectReason) {
+        if let Ok(mut connection) = self.connections.get_mut(entity) {
+            connection.request_close(reason);
+        }
+    }
+
+    /// Whether `entity` is an open connection (not closing).
+    pub fn is_open(&self, entity: Entity) -> bool {
+        self.connections.get(entity).is_ok_and(|c| !c.is_closing())
+    }
+
+    /// Every connection entity, open or closing.
+    pub fn connections(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.entities.iter()
+    }
+}
+
+/// The per-session cap on bytes waiting for the writer.
+#[derive(Resource, Debug, Clone, Copy)]
+pub(crate) struct BacklogCap(pub usize);
+
+/// The writer that [`flush`] hands the frame's sessions to.
+#[derive(Resource)]
+pub(crate) struct WriterHandle(pub Arc<Writer>);
+
+/// In `Last` ([`NetSystems::Send`](crate::NetSystems::Send)): moves each connection's frame
+/// buffer to its session's queue, once per frame after all game systems, and wakes the writer
+/// once for all of them.
+pub(crate) fn flush(
+    mut connections: Query<&mut Connection>,
+    cap: Res<BacklogCap>,
+    writer: Res<WriterHandle>,
+    mut stats: ResMut<NetStats>,
+    mut listed: Local<Vec<Arc<Session>>>,
+) {
+    for mut connection in &mut connections {
+        // A connection game code closed this frame still gets what it was sent before.
+        let closing = connection.take_close_request();
+        let cap = if closing.is_some() { usize::MAX } else { cap.0 };
+        if let Some((packets, listed_now)) = connection.hand_over(cap) {
+            stats.packets_out += packets;
+            stats.flushes += 1;
+            if listed_now {
+                listed.push(connection.session().clone());
+            }
+        }
+        if let Some(reason) = closing {
+            connection.session().close(reason);
+        }
+    }
+    writer.0.submit(&mut listed);
+}
+
+/// Hands a frame's bytes to a session's queue: `Some((packets, newly listed))` when there were
+/// bytes, `None` when the frame sent it nothing. Closes the session if its queue is full.
+pub(crate) fn hand_over(session: &Session, frame: &mut BytesMut, cap: usize) -> Option<bool> {
+    if frame.is_empty() {
+        return None;
+    }
+    let bytes = std::mem::take(frame).freeze();
+    if session.is_closed() {
+        // Closing: what it was sent before is written; nothing sent since.
+        return Some(false);
+    }
+    let mut out = session.outgoing();
+    if out.abandoned {
+        return Some(false);
+    }
+    match out.queue.push(bytes, cap) {
+        Ok(()) => Some(!std::mem::replace(&mut out.listed, true)),
+        Err(full) => {
+            drop(out);
+            session.close(DisconnectReason::OutboundBacklog { queued: full.queued, limit: cap });
+            Some(false)
+        }
+    }
+}
+
+/// Writes every session's queue: the one task that writes sockets.
+///
+/// Once a frame, [`flush`] lists the sessions with new bytes and wakes it; it writes each with
+/// one non-blocking write. A socket that did not take everything (its peer reads slowly) joins
+/// the writer's `blocked` list, and the writer finishes it when the kernel says it drained,
+/// polling only those sockets' readiness: a slow reader costs nothing while its socket is full,
+/// and never delays anyone else's write.
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    /// Sessions listed since the last pass.
+    pending: Mutex<Vec<Arc<Session>>>,
+    /// Wakes the writer task.
+    wake: Notify,
+}
+
+/// How one write attempt ended.
+enum Wrote {
+    /// The queue is empty (or abandoned): nothing more to do until the next flush.
+    All,
+    /// The socket is full; the rest waits for it to drain.
+    Blocked,
+}
+
+impl Writer {
+    /// Lists sessions with new bytes and wakes the writer (called once a frame).
+    pub fn submit(&self, sessions: &mut Vec<Arc<Session>>) {
+        if sessions.is_empty() {
+            return;
+        }
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner).append(sessions);
+        self.wake.notify_one();
+    }
+
+    /// Lists one session (a closing one, for its last bytes).
+    pub fn submit_one(&self, session: &Arc<Session>) {
+        let listed = {
+            let mut out = session.outgoing();
+            !std::mem::replace(&mut out.listed, true)
+        };
+        if listed {
+            self.pending.lock().unwrap_or_else(PoisonError::into_inner).push(session.clone());
+        }
+        self.wake.notify_one();
+    }
+
+    /// Wakes the writer so it looks at its blocked sockets again (one was abandoned).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The writer task: writes what each frame lists, until the runtime stops. Started again by
+    /// the runtime's supervisor after a panic; it then first looks at every open session, since
+    /// what the panicked run held is lost.
+    pub async fn run(
+        self: Arc<Self>,
+        registry: Arc<SessionRegistry>,
+        counters: Arc<IoCounters>,
+        faults: Arc<Faults>,
+        restarted: bool,
+    ) {
+        let mut blocked: Vec<Arc<Session>> = Vec::new();
+        let mut batch: Vec<Arc<Session>> = Vec::new();
+        if restarted {
+            for session in registry.all() {
+                let mut out = session.outgoing();
+                out.listed = true;
+                out.blocked = false;
+                drop(out);
+                batch.push(session);
+            }
+        }
+        loop {
+            faults.writer();
+            for session in batch.drain(..) {
+                session.outgoing().listed = false;
+                if let Wrote::Blocked = write(&session, &counters) {
+                    let mut out = session.outgoing();
+                    if !std::mem::replace(&mut out.blocked, true) {
+                        drop(out);
+                        blocked.push(session);
+                    }
+                }
+            }
+            // Until the next frame's list, finish the blocked sockets as they drain.
+            tokio::select! {
+                biased;
+                () = self.wake.notified() => {}
+                () = poll_fn(|cx| {
+                    blocked.retain(|session| loop {
+                        match session.stream.poll_write_ready(cx) {
+                            Poll::Pending => return true,
+                            Poll::Ready(Err(_)) | Poll::Ready(Ok(())) => {}
+                        }
+                        if let Wrote::All = write(session, &counters) {
+                            session.outgoing().blocked = false;
+                            return false;
+                        }
+                    });
+                    Poll::<()>::Pending
+                }) => {}
+            }
+            std::mem::swap(&mut batch, &mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+            // Drop the sessions abandoned meanwhile (each woke us), so their sockets close now.
+            blocked.retain(|session| {
+                let mut out = session.outgoing();
+                let keep = !out.abandoned;
+                if !keep {
+                    out.blocked = false;
+                }
+                keep
+            });
+        }
+    }
+}
+
+/// Writes as much of a session's queue as the socket takes: one vectored write, repeated only
+/// while the socket takes everything offered (a queue longer than one write's slices).
+fn write(session: &Session, counters: &IoCounters) -> Wrote {
+    let mut out = session.outgoing();
+    loop {
+        if out.abandoned {
+            return Wrote::All;
+        }
+        if out.queue.is_empty() {
+            if out.finishing {
+                let _ = socket2::SockRef::from(&session.stream).shutdown(std::net::Shutdown::Write);
+                out.abandoned = true;
+                session.finished();
+            }
+            return Wrote::All;
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let n = out.queue.slices(&mut slices);
+        let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
+        match session.stream.try_write_vectored(&slices[..n]) {
+            Ok(written) => {
+                IoCounters::add(&counters.bytes_out, written as u64);
+                out.queue.advance(written);
+                if written < offered {
+                    return Wrote::Blocked;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Wrote::Blocked,
+            Err(e) => {
+                out.queue.clear();
+                out.abandoned = true;
+                drop(out);
+                session.close(DisconnectReason::Io(e.kind()));
+                session.finished();
+                return Wrote::All;
+            }
+        }
+    }
+}
