@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use client_bot::BotConfig;
 use client_bot::bench::{self, BenchArgs};
-use server::cli;
+use net_plugin::cli;
 
 /// Opens N bot connections to a server, behaves like the course's DummyClient, checks the
 /// protocol as it goes, and reports. Exit code 1 when a violation, a mismatch, a lost echo, a
