@@ -7,6 +7,7 @@
 //! and resident memory while the scenario runs, and prints one result row per run; `--json`
 //! writes them all.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,10 +83,12 @@ pub struct BenchArgs {
     /// Override the scenario's duration.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
-    /// Extra flags for the bots, e.g. `--bot-arg=--move-pattern=spread`.
+    /// Extra flags for the bots, e.g. `--bot-arg=--move-pattern=spread`; one the scenario sets
+    /// (e.g. `--ramp-rate`) replaces the scenario's value.
     #[arg(long = "bot-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub bot_args: Vec<String>,
-    /// Extra flags for the server, e.g. `--server-arg=--tick-hz=20`.
+    /// Extra flags for the server, e.g. `--server-arg=--tick-hz=20`; one the scenario sets (e.g.
+    /// `--room-capacity`) replaces the scenario's value.
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
     /// Do not pin the server and the bots to different cores.
@@ -93,7 +96,53 @@ pub struct BenchArgs {
     pub no_pin: bool,
 }
 
+/// Flags the runner must set itself, with the reason: it reads the children's results and
+/// events through them, and reports the plan's bots and duration.
+const RESERVED_BOT_FLAGS: [(&str, &str); 5] = [
+    ("--addr", "the bots connect to the server the runner started"),
+    ("--json", "the runner reads the bots' report from its own file"),
+    ("--events", "the runner reads the bots' progress events"),
+    ("--bots", "use bench's own --bots"),
+    ("--duration", "use bench's own --duration"),
+];
+const RESERVED_SERVER_FLAGS: [(&str, &str); 1] = [("--stats-json", "the runner reads the server's summary")];
+
+/// The flag an extra argument names (`--flag` or `--flag=value`); `None` for a value.
+fn flag_name(arg: &str) -> Option<&str> {
+    arg.starts_with("--").then(|| arg.split_once('=').map_or(arg, |(name, _)| name))
+}
+
+/// A child's command line: the runner's `own` flags (with their values), then the user's
+/// `extra`. A flag named among the extras is left out of the runner's, so the user's value
+/// replaces it: both binaries refuse a flag given twice.
+fn child_args(own: Vec<(&str, Option<OsString>)>, extra: &[String]) -> Vec<OsString> {
+    let named: Vec<&str> = extra.iter().filter_map(|a| flag_name(a)).collect();
+    let mut argv = Vec::new();
+    for (flag, value) in own.into_iter().filter(|(flag, _)| !named.contains(flag)) {
+        argv.push(OsString::from(flag));
+        argv.extend(value);
+    }
+    argv.extend(extra.iter().map(OsString::from));
+    argv
+}
+
 impl BenchArgs {
+    /// Refuses extra flags that would take from the runner what it needs to run and report.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            ("--bot-arg", &self.bot_args, &RESERVED_BOT_FLAGS[..]),
+            ("--server-arg", &self.server_args, &RESERVED_SERVER_FLAGS[..]),
+        ];
+        for (option, extra, reserved) in checks {
+            for name in extra.iter().filter_map(|a| flag_name(a)) {
+                if let Some((flag, why)) = reserved.iter().find(|(flag, _)| *flag == name) {
+                    return Err(format!("{option} cannot set {flag}: {why}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The scenario's parameters, with `--bots` and `--duration` applied (whole seconds, at
     /// least one).
     pub fn plan(&self) -> Plan {
@@ -191,6 +240,7 @@ impl Drop for Guard {
 
 /// Runs the scenario `args.runs` times; returns the results.
 pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
+    args.validate()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let server = args.server.clone().unwrap_or_else(|| exe.with_file_name("server"));
     if !server.exists() {
@@ -246,13 +296,15 @@ pub fn row(r: &RunResult) -> String {
 /// no periodic statistics line, its summary to `stats_json`, the scenario's room capacity and
 /// room for every bot; then the `--server-arg`s.
 fn server_command(args: &BenchArgs, plan: &Plan, server: &Path, stats_json: &Path, core: Option<usize>) -> Command {
+    let own = vec![
+        ("--bind", Some("127.0.0.1:0".into())),
+        ("--stats-interval", Some("0s".into())),
+        ("--stats-json", Some(stats_json.into())),
+        ("--room-capacity", Some(plan.room_capacity.to_string().into())),
+        ("--max-connections", Some((plan.bots as usize + 1000).to_string().into())),
+    ];
     let mut c = command(server, core);
-    c.args(["--bind", "127.0.0.1:0", "--stats-interval", "0s", "--stats-json"])
-        .arg(stats_json)
-        .args(["--room-capacity", &plan.room_capacity.to_string()])
-        .args(["--max-connections", &(plan.bots as usize + 1000).to_string()])
-        .args(&args.server_args)
-        .env("RUST_LOG", "warn,net_plugin::server=info");
+    c.args(child_args(own, &args.server_args)).env("RUST_LOG", "warn,net_plugin::server=info");
     c
 }
 
@@ -268,14 +320,21 @@ fn bots_command(
     report_json: &Path,
     core: Option<usize>,
 ) -> Command {
+    let mut own = vec![
+        ("--addr", Some(addr.to_string().into())),
+        ("--bots", Some(plan.bots.to_string().into())),
+        ("--duration", Some(format!("{}s", plan.duration_s).into())),
+        ("--ramp-rate", Some(plan.ramp_rate.to_string().into())),
+        ("--seed", Some(run.to_string().into())),
+        ("--events", None),
+        ("--quiet", None),
+        ("--json", Some(report_json.into())),
+    ];
+    if plan.idle {
+        own.push(("--idle", None));
+    }
     let mut c = command(exe, core);
-    c.args(["--addr", &addr.to_string(), "--bots", &plan.bots.to_string()])
-        .args(["--duration", &format!("{}s", plan.duration_s), "--ramp-rate", &plan.ramp_rate.to_string()])
-        .args(["--seed", &run.to_string(), "--events", "--quiet", "--json"])
-        .arg(report_json)
-        .args(plan.idle.then_some("--idle"))
-        .args(&args.bot_args)
-        .env("RUST_LOG", "warn");
+    c.args(child_args(own, &args.bot_args)).env("RUST_LOG", "warn");
     c
 }
 
@@ -497,6 +556,42 @@ mod tests {
         let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
         assert_eq!(values(&server, "--max-connections"), ["1020"]);
         assert_eq!(bench(&["--scenario", "s1", "--duration", "10ms"]).plan().duration_s, 1, "at least a second");
+    }
+
+    #[test]
+    fn extra_flags_replace_the_scenarios_values_and_add_others() {
+        let args = bench(&[
+            "--scenario=s3",
+            "--bot-arg=--ramp-rate=5",
+            "--bot-arg=--move-pattern",
+            "--bot-arg=spread",
+            "--bot-arg=--seed=42",
+            "--server-arg=--room-capacity=7",
+            "--server-arg=--tick-hz=20",
+        ]);
+        args.validate().unwrap();
+        let plan = args.plan();
+        let bots = parse_bots(&bots_command(&args, &plan, 1, Path::new("bots"), addr(), Path::new("b.json"), None));
+        assert_eq!((bots.ramp_rate, bots.move_pattern, bots.seed), (5, crate::MovePattern::Spread, 42));
+        assert_eq!((bots.bots, bots.idle), (5000, true), "the rest of the scenario stays");
+        let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
+        assert_eq!(values(&server, "--room-capacity"), ["7"]);
+        assert_eq!(values(&server, "--tick-hz"), ["20"]);
+        assert_eq!(values(&server, "--max-connections"), ["6000"]);
+    }
+
+    #[test]
+    fn extra_flags_cannot_take_what_the_runner_reads() {
+        for (flag, refused) in [
+            ("--bot-arg=--json=x.json", "--bot-arg cannot set --json"),
+            ("--bot-arg=--addr", "--bot-arg cannot set --addr"),
+            ("--bot-arg=--bots=3", "use bench's own --bots"),
+            ("--server-arg=--stats-json=x.json", "--server-arg cannot set --stats-json"),
+        ] {
+            let err = bench(&["--scenario=s1", flag]).validate().unwrap_err();
+            assert!(err.contains(refused), "{flag}: {err}");
+        }
+        bench(&["--scenario=s1", "--bot-arg=--move-pattern=spread", "--server-arg=--tick-hz=20"]).validate().unwrap();
     }
 
     #[test]

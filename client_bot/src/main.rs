@@ -33,6 +33,10 @@ fn main() -> ExitCode {
     cli::init_logging();
     match cli.command {
         Some(Mode::Bench(args)) => {
+            if let Err(e) = args.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(cli::USAGE);
+            }
             println!("{}", bench::HEADER);
             match bench::run(&args) {
                 Ok(results) if results.iter().all(|r| r.bots.clean()) => ExitCode::SUCCESS,

@@ -61,7 +61,14 @@ fn help_documents_every_flag() {
 
 #[test]
 fn a_bad_flag_is_one_line_and_exit_code_2() {
-    for args in [&["--bots", "many"][..], &["--frob"], &["--bots", "0"], &["--duration", "long"]] {
+    for args in [
+        &["--bots", "many"][..],
+        &["--frob"],
+        &["--bots", "0"],
+        &["--duration", "long"],
+        &["bench", "--scenario", "s9"],
+        &["bench", "--scenario", "s1", "--bot-arg=--json=elsewhere.json"],
+    ] {
         let out = bots().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
