@@ -7,6 +7,7 @@
 //! and resident memory while the scenario runs, and prints one result row per run; `--json`
 //! writes them all.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,15 +83,78 @@ pub struct BenchArgs {
     /// Override the scenario's duration.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
-    /// Extra flags for the bots, e.g. `--bot-arg=--move-pattern=spread`.
+    /// Extra flags for the bots, e.g. `--bot-arg=--move-pattern=spread`; one the scenario sets
+    /// (e.g. `--ramp-rate`) replaces the scenario's value.
     #[arg(long = "bot-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub bot_args: Vec<String>,
-    /// Extra flags for the server, e.g. `--server-arg=--tick-hz=20`.
+    /// Extra flags for the server, e.g. `--server-arg=--tick-hz=20`; one the scenario sets (e.g.
+    /// `--room-capacity`) replaces the scenario's value.
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
     /// Do not pin the server and the bots to different cores.
     #[arg(long)]
     pub no_pin: bool,
+}
+
+/// Flags the runner must set itself, with the reason: it reads the children's results and
+/// events through them, and reports the plan's bots and duration.
+const RESERVED_BOT_FLAGS: [(&str, &str); 5] = [
+    ("--addr", "the bots connect to the server the runner started"),
+    ("--json", "the runner reads the bots' report from its own file"),
+    ("--events", "the runner reads the bots' progress events"),
+    ("--bots", "use bench's own --bots"),
+    ("--duration", "use bench's own --duration"),
+];
+const RESERVED_SERVER_FLAGS: [(&str, &str); 1] = [("--stats-json", "the runner reads the server's summary")];
+
+/// The flag an extra argument names (`--flag` or `--flag=value`); `None` for a value.
+fn flag_name(arg: &str) -> Option<&str> {
+    arg.starts_with("--").then(|| arg.split_once('=').map_or(arg, |(name, _)| name))
+}
+
+/// A child's command line: the runner's `own` flags (with their values), then the user's
+/// `extra`. A flag named among the extras is left out of the runner's, so the user's value
+/// replaces it: both binaries refuse a flag given twice.
+fn child_args(own: Vec<(&str, Option<OsString>)>, extra: &[String]) -> Vec<OsString> {
+    let named: Vec<&str> = extra.iter().filter_map(|a| flag_name(a)).collect();
+    let mut argv = Vec::new();
+    for (flag, value) in own.into_iter().filter(|(flag, _)| !named.contains(flag)) {
+        argv.push(OsString::from(flag));
+        argv.extend(value);
+    }
+    argv.extend(extra.iter().map(OsString::from));
+    argv
+}
+
+impl BenchArgs {
+    /// Refuses extra flags that would take from the runner what it needs to run and report.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            ("--bot-arg", &self.bot_args, &RESERVED_BOT_FLAGS[..]),
+            ("--server-arg", &self.server_args, &RESERVED_SERVER_FLAGS[..]),
+        ];
+        for (option, extra, reserved) in checks {
+            for name in extra.iter().filter_map(|a| flag_name(a)) {
+                if let Some((flag, why)) = reserved.iter().find(|(flag, _)| *flag == name) {
+                    return Err(format!("{option} cannot set {flag}: {why}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The scenario's parameters, with `--bots` and `--duration` applied (whole seconds, at
+    /// least one).
+    pub fn plan(&self) -> Plan {
+        let mut plan = self.scenario.plan();
+        if let Some(bots) = self.bots {
+            plan.bots = bots;
+        }
+        if let Some(d) = self.duration {
+            plan.duration_s = d.as_secs().max(1);
+        }
+        plan
+    }
 }
 
 /// One run's results.
@@ -176,6 +240,7 @@ impl Drop for Guard {
 
 /// Runs the scenario `args.runs` times; returns the results.
 pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
+    args.validate()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let server = args.server.clone().unwrap_or_else(|| exe.with_file_name("server"));
     if !server.exists() {
@@ -188,13 +253,7 @@ pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
     let pinned = !args.no_pin && taskset_available() && cores() >= 2;
-    let mut plan = args.scenario.plan();
-    if let Some(bots) = args.bots {
-        plan.bots = bots;
-    }
-    if let Some(d) = args.duration {
-        plan.duration_s = d.as_secs().max(1);
-    }
+    let plan = args.plan();
     let mut results = Vec::new();
     for run in 1..=args.runs {
         let result = run_once(args, &plan, run, &server, &exe, pinned)?;
@@ -233,6 +292,52 @@ pub fn row(r: &RunResult) -> String {
     )
 }
 
+/// The server's command line for a run of `plan`: an ephemeral port (read back from its log),
+/// no periodic statistics line, its summary to `stats_json`, the scenario's room capacity and
+/// room for every bot; then the `--server-arg`s.
+fn server_command(args: &BenchArgs, plan: &Plan, server: &Path, stats_json: &Path, core: Option<usize>) -> Command {
+    let own = vec![
+        ("--bind", Some("127.0.0.1:0".into())),
+        ("--stats-interval", Some("0s".into())),
+        ("--stats-json", Some(stats_json.into())),
+        ("--room-capacity", Some(plan.room_capacity.to_string().into())),
+        ("--max-connections", Some((plan.bots as usize + 1000).to_string().into())),
+    ];
+    let mut c = command(server, core);
+    c.args(child_args(own, &args.server_args)).env("RUST_LOG", "warn,net_plugin::server=info");
+    c
+}
+
+/// The bots' command line for run number `run` of `plan` against `addr`: the scenario's bots,
+/// duration, ramp and idleness, the run number as seed, progress events on stdout for the
+/// runner, the report to `report_json`; then the `--bot-arg`s.
+fn bots_command(
+    args: &BenchArgs,
+    plan: &Plan,
+    run: u32,
+    exe: &Path,
+    addr: SocketAddr,
+    report_json: &Path,
+    core: Option<usize>,
+) -> Command {
+    let mut own = vec![
+        ("--addr", Some(addr.to_string().into())),
+        ("--bots", Some(plan.bots.to_string().into())),
+        ("--duration", Some(format!("{}s", plan.duration_s).into())),
+        ("--ramp-rate", Some(plan.ramp_rate.to_string().into())),
+        ("--seed", Some(run.to_string().into())),
+        ("--events", None),
+        ("--quiet", None),
+        ("--json", Some(report_json.into())),
+    ];
+    if plan.idle {
+        own.push(("--idle", None));
+    }
+    let mut c = command(exe, core);
+    c.args(child_args(own, &args.bot_args)).env("RUST_LOG", "warn");
+    c
+}
+
 fn run_once(
     args: &BenchArgs,
     plan: &Plan,
@@ -247,14 +352,8 @@ fn run_once(
     let bots_json = dir.join("bots.json");
 
     // The server, on core 0.
-    let mut child = command(server, pinned.then_some(0))
+    let mut child = server_command(args, plan, server, &server_json, pinned.then_some(0))
         .current_dir(&dir)
-        .args(["--bind", "127.0.0.1:0", "--stats-interval", "0s", "--stats-json"])
-        .arg(&server_json)
-        .args(["--room-capacity", &plan.room_capacity.to_string()])
-        .args(["--max-connections", &(plan.bots as usize + 1000).to_string()])
-        .args(&args.server_args)
-        .env("RUST_LOG", "warn,net_plugin::server=info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -269,14 +368,7 @@ fn run_once(
     let cpu_start = cpu_seconds(pid).unwrap_or(0.0);
 
     // The bots, on core 1.
-    let mut bots = command(exe, pinned.then_some(1))
-        .args(["--addr", &addr.to_string(), "--bots", &plan.bots.to_string()])
-        .args(["--duration", &format!("{}s", plan.duration_s), "--ramp-rate", &plan.ramp_rate.to_string()])
-        .args(["--seed", &run.to_string(), "--events", "--quiet", "--json"])
-        .arg(&bots_json)
-        .args(plan.idle.then_some("--idle"))
-        .args(&args.bot_args)
-        .env("RUST_LOG", "warn")
+    let mut bots = bots_command(args, plan, run, exe, addr, &bots_json, pinned.then_some(1))
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the bots: {e}"))?;
@@ -384,12 +476,129 @@ mod tests {
         assert_eq!(cpu_seconds(u32::MAX), None);
     }
 
+    /// `client_bot bench` with these flags.
+    fn bench(flags: &[&str]) -> BenchArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        <Cli as clap::Parser>::try_parse_from(["bench"].iter().chain(flags)).unwrap().bench
+    }
+
+    /// The bots' flags as the bots binary reads them.
+    fn parse_bots(c: &Command) -> crate::BotConfig {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bots: crate::BotConfig,
+        }
+        let argv = std::iter::once(c.get_program()).chain(c.get_args());
+        match <Cli as clap::Parser>::try_parse_from(argv) {
+            Ok(cli) => cli.bots,
+            Err(e) => panic!("the bots would refuse {:?}: {e}", c.get_args().collect::<Vec<_>>()),
+        }
+    }
+
+    /// The values a command gives `flag` (as `--flag VALUE` or `--flag=VALUE`).
+    fn values(c: &Command, flag: &str) -> Vec<String> {
+        let args: Vec<String> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let mut found = Vec::new();
+        for (i, arg) in args.iter().enumerate() {
+            if arg == flag {
+                found.extend(args.get(i + 1).cloned());
+            } else if let Some(value) = arg.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')) {
+                found.push(value.to_string());
+            }
+        }
+        found
+    }
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 4321))
+    }
+
     #[test]
-    fn the_scenarios_are_those_of_the_issue() {
-        assert_eq!(Scenario::S1.plan().bots, 500);
-        assert_eq!(Scenario::S1.plan().duration_s, 60);
-        assert_eq!(Scenario::S2.plan().bots, 1000);
-        assert_eq!((Scenario::S3.plan().bots, Scenario::S3.plan().room_capacity), (5000, 500));
-        assert_eq!(Scenario::S4.plan().bots, 9000);
+    fn each_scenario_reaches_the_server_and_the_bots_it_starts() {
+        for scenario in Scenario::value_variants() {
+            let name = scenario.to_possible_value().unwrap().get_name().to_string();
+            let args = bench(&["--scenario", &name]);
+            let plan = scenario.plan();
+            let stats = Path::new("/tmp/run/server.json");
+            let server = server_command(&args, &plan, Path::new("/bin/server"), stats, None);
+            assert_eq!(server.get_program(), "/bin/server");
+            assert_eq!(values(&server, "--room-capacity"), [plan.room_capacity.to_string()], "{name}");
+            let max: Vec<usize> = values(&server, "--max-connections").iter().map(|v| v.parse().unwrap()).collect();
+            assert!(matches!(max[..], [max] if max >= plan.bots as usize), "{name}: {max:?} for {} bots", plan.bots);
+            assert_eq!(values(&server, "--stats-json"), ["/tmp/run/server.json"]);
+            assert_eq!(values(&server, "--bind"), ["127.0.0.1:0"], "the runner reads the port from the log");
+
+            let report = Path::new("/tmp/run/bots.json");
+            let bots = parse_bots(&bots_command(&args, &plan, 3, Path::new("/bin/client_bot"), addr(), report, None));
+            assert_eq!(bots.addr, addr());
+            assert_eq!(bots.bots, plan.bots, "{name}");
+            assert_eq!(bots.duration, Duration::from_secs(plan.duration_s), "{name}");
+            assert_eq!(bots.ramp_rate, plan.ramp_rate, "{name}");
+            assert_eq!(bots.idle, plan.idle, "{name}");
+            assert_eq!(bots.seed, 3, "each run its own seed");
+            assert!(bots.events, "the runner reads the bots' progress events");
+            assert_eq!(bots.json.as_deref(), Some(report));
+        }
+    }
+
+    #[test]
+    fn bots_and_duration_flags_replace_the_scenarios() {
+        let args = bench(&["--scenario", "s2", "--bots", "20", "--duration", "2500ms"]);
+        let plan = args.plan();
+        assert_eq!((plan.bots, plan.duration_s, plan.ramp_rate), (20, 2, Scenario::S2.plan().ramp_rate));
+        let bots = parse_bots(&bots_command(&args, &plan, 1, Path::new("bots"), addr(), Path::new("b.json"), None));
+        assert_eq!((bots.bots, bots.duration), (20, Duration::from_secs(2)));
+        let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
+        assert_eq!(values(&server, "--max-connections"), ["1020"]);
+        assert_eq!(bench(&["--scenario", "s1", "--duration", "10ms"]).plan().duration_s, 1, "at least a second");
+    }
+
+    #[test]
+    fn extra_flags_replace_the_scenarios_values_and_add_others() {
+        let args = bench(&[
+            "--scenario=s3",
+            "--bot-arg=--ramp-rate=5",
+            "--bot-arg=--move-pattern",
+            "--bot-arg=spread",
+            "--bot-arg=--seed=42",
+            "--server-arg=--room-capacity=7",
+            "--server-arg=--tick-hz=20",
+        ]);
+        args.validate().unwrap();
+        let plan = args.plan();
+        let bots = parse_bots(&bots_command(&args, &plan, 1, Path::new("bots"), addr(), Path::new("b.json"), None));
+        assert_eq!((bots.ramp_rate, bots.move_pattern, bots.seed), (5, crate::MovePattern::Spread, 42));
+        assert_eq!((bots.bots, bots.idle), (5000, true), "the rest of the scenario stays");
+        let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
+        assert_eq!(values(&server, "--room-capacity"), ["7"]);
+        assert_eq!(values(&server, "--tick-hz"), ["20"]);
+        assert_eq!(values(&server, "--max-connections"), ["6000"]);
+    }
+
+    #[test]
+    fn extra_flags_cannot_take_what_the_runner_reads() {
+        for (flag, refused) in [
+            ("--bot-arg=--json=x.json", "--bot-arg cannot set --json"),
+            ("--bot-arg=--addr", "--bot-arg cannot set --addr"),
+            ("--bot-arg=--bots=3", "use bench's own --bots"),
+            ("--server-arg=--stats-json=x.json", "--server-arg cannot set --stats-json"),
+        ] {
+            let err = bench(&["--scenario=s1", flag]).validate().unwrap_err();
+            assert!(err.contains(refused), "{flag}: {err}");
+        }
+        bench(&["--scenario=s1", "--bot-arg=--move-pattern=spread", "--server-arg=--tick-hz=20"]).validate().unwrap();
+    }
+
+    #[test]
+    fn pinned_processes_run_under_taskset_on_their_core() {
+        let c = command(Path::new("/bin/server"), Some(1));
+        assert_eq!(c.get_program(), "taskset");
+        assert_eq!(c.get_args().collect::<Vec<_>>(), ["-c", "1", "/bin/server"]);
+        assert_eq!(command(Path::new("/bin/server"), None).get_program(), "/bin/server");
     }
 }

@@ -93,6 +93,19 @@ impl Run {
         let beats = (now.duration_since(self.started).as_secs_f64() / every).ceil();
         self.started + Duration::from_secs_f64(beats * every)
     }
+
+    /// When a bot whose move was due at `at` and went out at `now` moves next: one interval
+    /// after `at`, keeping the cadence. After a stall that let that moment pass too, bursts
+    /// rejoin the beat after `now` and spread bots wait an interval from `now`: a stalled bot
+    /// sends no catch-up volley, which would load the server beyond the run's rate.
+    pub fn next_move(&self, at: Instant, now: Instant) -> Instant {
+        let next = at + self.config.move_interval;
+        match (next > now, self.config.move_pattern) {
+            (true, _) => next,
+            (false, MovePattern::Burst) => self.next_beat(now + Duration::from_millis(1)),
+            (false, MovePattern::Spread) => now + self.config.move_interval,
+        }
+    }
 }
 
 /// The report, once the run is done.
@@ -303,7 +316,6 @@ fn send_moves(
         return;
     }
     let now = Instant::now();
-    let every = run.config.move_interval;
     for (entity, mut bot) in &mut bots {
         let bot = &mut *bot;
         if let Some(at) = bot.next_move
@@ -320,13 +332,7 @@ fn send_moves(
                 bot.last_sent = Some(pos);
                 metrics.moves_sent += 1;
             }
-            // Keep the cadence; after a stall, start again from the next beat (bursts) or now.
-            let next = at + every;
-            bot.next_move = Some(match (next > now, run.config.move_pattern) {
-                (true, _) => next,
-                (false, MovePattern::Burst) => run.next_beat(now + Duration::from_millis(1)),
-                (false, MovePattern::Spread) => now + every,
-            });
+            bot.next_move = Some(run.next_move(at, now));
         }
         if let (Some(at), Some(every)) = (bot.next_chat, run.config.chat_interval)
             && at <= now
@@ -389,4 +395,51 @@ fn progress(mut metrics: ResMut<Metrics>, run: Res<Run>, net: Res<NetStats>, pha
         return;
     }
     metrics.progress(run.config.bots, net.packets_in);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn run(move_pattern: MovePattern) -> Run {
+        let config = BotConfig { move_interval: ms(100), move_pattern, ..BotConfig::default() };
+        Run { config, started: Instant::now(), launched: 0 }
+    }
+
+    #[test]
+    fn beats_fall_every_interval_from_the_start() {
+        let run = run(MovePattern::Burst);
+        let t0 = run.started;
+        assert_eq!(run.next_beat(t0), t0);
+        assert_eq!(run.next_beat(t0 + ms(1)), t0 + ms(100));
+        assert_eq!(run.next_beat(t0 + ms(250)), t0 + ms(300));
+        assert_eq!(run.next_beat(t0 + ms(1001)), t0 + ms(1100));
+    }
+
+    #[test]
+    fn a_bot_on_time_keeps_the_cadence() {
+        for pattern in [MovePattern::Burst, MovePattern::Spread] {
+            let run = run(pattern);
+            let t0 = run.started;
+            // Sent late within the interval: the next move is still one interval after the due one.
+            assert_eq!(run.next_move(t0 + ms(130), t0 + ms(170)), t0 + ms(230), "{pattern:?}");
+        }
+    }
+
+    #[test]
+    fn a_stalled_bot_skips_the_moves_it_missed() {
+        let burst = run(MovePattern::Burst);
+        let t0 = burst.started;
+        // Due at 100 ms, sent at 350 ms: the beats at 200 and 300 ms are skipped, not sent at once.
+        assert_eq!(burst.next_move(t0 + ms(100), t0 + ms(350)), t0 + ms(400));
+        // Sent exactly when the next beat falls: that beat is this move, the next is one later.
+        assert_eq!(burst.next_move(t0 + ms(100), t0 + ms(200)), t0 + ms(300));
+        let spread = run(MovePattern::Spread);
+        let t0 = spread.started;
+        assert_eq!(spread.next_move(t0 + ms(130), t0 + ms(350)), t0 + ms(450));
+    }
 }

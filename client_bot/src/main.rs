@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use client_bot::BotConfig;
 use client_bot::bench::{self, BenchArgs};
-use server::cli;
+use net_plugin::cli;
 
 /// Opens N bot connections to a server, behaves like the course's DummyClient, checks the
 /// protocol as it goes, and reports. Exit code 1 when a violation, a mismatch, a lost echo, a
@@ -33,6 +33,10 @@ fn main() -> ExitCode {
     cli::init_logging();
     match cli.command {
         Some(Mode::Bench(args)) => {
+            if let Err(e) = args.validate() {
+                eprintln!("error: {e}");
+                return ExitCode::from(cli::USAGE);
+            }
             println!("{}", bench::HEADER);
             match bench::run(&args) {
                 Ok(results) if results.iter().all(|r| r.bots.clean()) => ExitCode::SUCCESS,

@@ -118,7 +118,8 @@ fn an_echo_at_a_position_never_sent_is_a_violation() {
 #[test]
 fn moves_never_echoed_are_lost_echoes() {
     let report = run_against(Fault::NoEcho);
-    assert!(report.moves_sent >= 5);
+    // How many moves fit in the run is timing; that every one of them is counted lost is not.
+    assert!(report.moves_sent >= 1, "{report}");
     assert_eq!(report.echo_lost, report.moves_sent, "{report}");
     assert!(!report.clean());
 }

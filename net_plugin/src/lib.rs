@@ -66,6 +66,11 @@
 
 #![forbid(unsafe_code)]
 
+/// The binaries' command-line and logging conventions, shared by `server` and `client_bot` so
+/// that a bot binary need not depend on the server (feature `cli`, off by default: a library
+/// user does not pay for clap and a log subscriber).
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod config;
 mod connection;

@@ -43,7 +43,7 @@ fn answer_pings(mut pings: MessageReader<Received<C_Ping>>, mut outbox: Outbox) 
 
 #[allow(dead_code)]
 fn main() -> ExitCode {
-    server::cli::init_logging();
+    net_plugin::cli::init_logging();
     let (config, _) = match ServerConfig::load(None) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -44,7 +44,6 @@
 #![forbid(unsafe_code)]
 
 mod chat;
-pub mod cli;
 mod config;
 mod movement;
 mod room;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bevy_app::AppExit;
 use clap::Parser;
-use net_plugin::ServerPlugin;
-use server::{ServerConfig, ShutdownSignalPlugin, cli};
+use net_plugin::{ServerPlugin, cli};
+use server::{ServerConfig, ShutdownSignalPlugin};
 
 /// A headless game server, wire-compatible with the course's Unity client and DummyClient.
 ///
@@ -87,11 +87,7 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::USAGE);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    cli::init_logging();
     match &file {
         Some(path) => tracing::info!(config = %path.display(), "settings read"),
         None => tracing::info!("no settings file; using the built-in defaults"),
