@@ -1,18 +1,25 @@
 //! The networking plugin: it owns every socket, so game code never does.
 //!
-//! Sockets run on a tokio runtime on threads of their own. Each connection's task reads, frames
-//! and decodes packets (with `shared`) off the ECS thread and passes them, one batch per read, over
-//! a bounded channel; a `PreUpdate` system turns them into typed messages, one message type per
-//! packet. Game systems send with [`Outbox`]; once per frame, after every game system, each
-//! connection's packets are handed over as one buffer, and the runtime's writer task writes every
-//! connection's buffer with one `write` each. A connection whose socket is full (a client that
-//! reads slowly) has the rest written by its own task as the socket drains, up to a cap.
+//! Sockets run on a tokio runtime on threads of its own. Follow one packet top-down through one
+//! module per direction:
+//!
+//! - inbound: a connection's task reads its socket; the session's rules (a
+//!   sans-IO state machine in `core.rs`) split the bytes into packets; the packets of one read
+//!   cross to the ECS as one batch over a bounded, fair queue; a `PreUpdate` system writes them
+//!   as typed messages, one message type per packet ([`Received<P>`]).
+//! - outbound: game systems send with [`Outbox`] into each connection's frame buffer; once per
+//!   frame, after every game system, the buffers move to their sessions' queues, and one writer
+//!   task writes each with one (vectored) write.
+//! - the session (`session.rs`) owns one socket's life: open, read, close exactly once.
 //!
 //! ```text
-//! socket → session task (read, frame, decode) → channel → PreUpdate: Received<P> messages
-//!        → game systems (Outbox::send) → Last: one flush per connection
-//!        → writer task (one write per connection) → socket
+//! socket → session task (read) → rules (frames, limits, decode) → inbound queue
+//!        → PreUpdate: Received<P> messages → game systems (Outbox::send)
+//!        → Last: one flush per connection → writer task (one write per connection) → socket
 //! ```
+//!
+//! A socket is read only by its session's task and written only by the writer task; the ECS
+//! never touches one.
 //!
 //! # Quick start: a server
 //!
@@ -24,14 +31,13 @@
 //!
 //! fn greet(mut connected: MessageReader<Connected>, mut outbox: Outbox) {
 //!     for c in connected.read() {
-//!         let hello = S_Chat { player_id: 0, chat: format!("welcome, {}", c.peer) };
-//!         outbox.send(c.entity, &hello).unwrap();
+//!         outbox.send(c.entity, &S_Chat { player_id: 0, chat: format!("welcome, {}", c.peer) });
 //!     }
 //! }
 //!
 //! fn relay_chat(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox) {
 //!     for chat in chats.read() {
-//!         outbox.send_all(&S_Chat { player_id: 0, chat: chat.packet.chat.clone() }).unwrap();
+//!         outbox.send_all(&S_Chat { player_id: 0, chat: chat.packet.chat.clone() });
 //!     }
 //! }
 //!
@@ -42,27 +48,34 @@
 //!     .run();
 //! ```
 //!
-//! A client is the same with [`ClientPlugin`] and [`Connector::connect`].
+//! A client is the same with [`ClientPlugin`], [`Connector::connect`] and [`ClientOutbox`].
+//! Packets travel one way only, checked at compile time: a server's [`Outbox`] sends `S_`
+//! packets, a client's `C_` packets.
 //!
 //! # Connections are entities
 //!
 //! [`Connected`] comes with a new entity holding a [`Connection`]; game code adds its own
 //! components to it. Exactly one [`Disconnected`] follows, with its [`DisconnectReason`], after
 //! every packet the connection delivered; the entity is despawned at the end of that frame.
+//! Despawning it (or removing its `Connection`) closes the connection.
 //!
 //! # Limits
 //!
 //! Every queue is bounded ([`NetConfig`] documents each bound and what happens when it is
 //! reached): a malformed frame or packet, a packet of the wrong direction, a flood beyond the
-//! inbound rate, a backlog beyond the outbound cap (a client that stops reading), an idle
-//! timeout: each closes that connection alone, with its own reason and a log line. A panic in a
-//! session's task ends that session ([`DisconnectReason::InternalError`]) and nothing else.
+//! inbound rate, a packet begun and not finished in time, a backlog beyond the outbound cap (a
+//! client that stops reading), an idle timeout: each closes that connection alone, with its own
+//! reason. The packets before the fault are still delivered. A panic in a session's task ends
+//! that session ([`DisconnectReason::InternalError`]) and nothing else; the writer and the accept
+//! loop are restarted after a panic, and one that keeps panicking makes the app exit with an
+//! error. Peers' faults are logged at `debug` each and summarised at `warn` every few seconds,
+//! so faulty clients cannot flood the log.
 //!
 //! # Shutdown
 //!
-//! On [`AppExit`](bevy_app::AppExit) (or when the app is dropped), the plugin stops accepting,
-//! writes what is queued, closes every socket and joins its threads within
-//! [`NetConfig::shutdown_timeout`].
+//! On [`AppExit`](bevy_app::AppExit), the plugin stops accepting, writes what is queued, closes
+//! every socket (within [`NetConfig::shutdown_timeout`]), runs one last pass of `PreUpdate`,
+//! `Update` and `PostUpdate` so game code sees every [`Disconnected`], and joins its threads.
 
 #![forbid(unsafe_code)]
 
