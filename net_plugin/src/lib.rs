@@ -83,7 +83,7 @@ pub mod testing;
 mod throttle;
 
 pub use client::{ClientPlugin, Connector};
-pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads};
+pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads, off};
 pub use connection::{ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId};
 pub use outbox::{OutboundBuffer, Outbox, PacketBatch, SendError};
 pub use plugin::NetSystems;
