@@ -45,6 +45,8 @@ pub enum Msg {
     Move { id: i32, x: f32, y: f32, z: f32 },
     /// id 8
     Chat { id: i32, text: String },
+    /// id 10: clientTime
+    Pong(i64),
     /// Anything else: id and body.
     Other(u16, Vec<u8>),
 }
@@ -94,6 +96,10 @@ pub fn decode(packet: &[u8]) -> Msg {
             let units: Vec<u16> = b[6..].chunks(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect();
             Msg::Chat { id: i32_at(b, 0), text: String::from_utf16(&units).expect("valid UTF-16") }
         }
+        10 => {
+            assert_eq!(b.len(), 8);
+            Msg::Pong(i64::from_le_bytes(b.try_into().unwrap()))
+        }
         other => Msg::Other(other, b.to_vec()),
     }
 }
@@ -119,6 +125,13 @@ pub fn chat_bytes(text: &str) -> Vec<u8> {
     b.extend(7u16.to_le_bytes());
     b.extend(((units.len() * 2) as u16).to_le_bytes());
     units.iter().for_each(|u| b.extend(u.to_le_bytes()));
+    b
+}
+
+/// `C_Ping` by hand: size 12, id 9, clientTime as an i64.
+pub fn ping_bytes(client_time: i64) -> Vec<u8> {
+    let mut b = vec![12, 0, 9, 0];
+    b.extend(client_time.to_le_bytes());
     b
 }
 
