@@ -153,7 +153,11 @@ pub struct CourseClient {
 
 impl CourseClient {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a socket connected (and set up) by the test.
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_nodelay(true).unwrap();
         Self { stream, buf: Vec::new(), id: None }
     }
