@@ -2,7 +2,8 @@
 //!
 //! Every queue the plugin keeps is bounded by one of these, and each bound has a policy when it
 //! is reached (see the field docs). All fields can be set from TOML (`[net]` in the server's
-//! config file); durations are written like `"30s"` or `"250ms"`.
+//! config file); durations are written like `"30s"` or `"250ms"`. A field left out keeps its
+//! default; an optional one (`Option`) is turned off with the string `"off"` (see [`off`]).
 
 use std::time::Duration;
 
@@ -32,9 +33,10 @@ pub struct NetConfig {
     pub max_packet_size: usize,
 
     /// How fast a peer may send packets. Beyond it, the connection is closed with
-    /// [`DisconnectReason::InboundFlood`](crate::DisconnectReason::InboundFlood). `None` turns it
-    /// off (clients trust their server). Default: 100 packets/s with bursts of 200 (the course's
-    /// clients send 4 moves a second).
+    /// [`DisconnectReason::InboundFlood`](crate::DisconnectReason::InboundFlood). `None` (`"off"`
+    /// in a file) turns it off (clients trust their server). Default: 100 packets/s with bursts
+    /// of 200 (the course's clients send 4 moves a second).
+    #[serde(with = "off")]
     pub inbound_rate: Option<RateLimit>,
 
     /// Bytes that may wait for one peer that does not read, beyond what the kernel's socket
@@ -52,23 +54,25 @@ pub struct NetConfig {
     pub inbound_queue: usize,
 
     /// TCP keepalive, so a peer that vanished without closing (power loss, cable) is found and
-    /// its session ended. `None` turns it off. Default: probe after 30 s idle, every 10 s, give
-    /// up after 3 (a dead peer is found within about a minute).
+    /// its session ended. `None` (`"off"` in a file) turns it off. Default: probe after 30 s idle,
+    /// every 10 s, give up after 3 (a dead peer is found within about a minute).
+    #[serde(with = "off")]
     pub keepalive: Option<Keepalive>,
 
     /// Closes a connection that has sent nothing for this long, with
     /// [`DisconnectReason::IdleTimeout`](crate::DisconnectReason::IdleTimeout). `None` (the
-    /// default) turns it off: the course's clients may legitimately stay quiet.
-    #[serde(with = "humantime_serde")]
+    /// default; `"off"` in a file) turns it off: the course's clients may legitimately stay quiet.
+    #[serde(with = "off::duration")]
     pub idle_timeout: Option<Duration>,
 
     /// How long a peer may take to finish a packet it began, from its first byte to its last.
     /// Beyond it the connection is closed with
     /// [`DisconnectReason::FrameTimeout`](crate::DisconnectReason::FrameTimeout): any byte
     /// resets the idle timeout, so without this a peer trickling a byte every few seconds of a
-    /// packet it never finishes would hold its connection (and its slot) forever. `None` turns
-    /// it off. Default: 10 s (the course's packets are sent whole, in one write).
-    #[serde(with = "humantime_serde")]
+    /// packet it never finishes would hold its connection (and its slot) forever. `None`
+    /// (`"off"` in a file) turns it off. Default: 10 s (the course's packets are sent whole, in
+    /// one write).
+    #[serde(with = "off::duration")]
     pub frame_timeout: Option<Duration>,
 
     /// How long a closing connection may take to write what is queued for it before the socket
@@ -88,6 +92,104 @@ pub struct NetConfig {
     /// Disables Nagle's algorithm. The plugin already gathers a frame's packets into one write;
     /// Nagle would only add up to 40 ms of delay to it. Default: on.
     pub nodelay: bool,
+}
+
+/// `"off"` for an optional setting: use with `#[serde(with = "net_plugin::off")]` on an
+/// `Option<T>` field (`net_plugin::off::duration` for an `Option<Duration>` written like `"2m"`).
+///
+/// Settings structs take `#[serde(default)]`, so that a line left out of a file means the
+/// built-in default — also for a setting that is on by default, such as the inbound rate limit.
+/// TOML has no null, so turning such a setting off needs a value of its own: the string `"off"`
+/// ([`OFF`](off::OFF)), the same for every optional setting. `None` is written as `"off"`, so a
+/// configuration serializes and reads back to itself.
+pub mod off {
+    use std::fmt;
+    use std::marker::PhantomData;
+    use std::time::Duration;
+
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+    use serde::de::{self, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// The value that turns an optional setting off.
+    pub const OFF: &str = "off";
+
+    /// Writes `None` as `"off"`, and `Some(v)` as `v`.
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => v.serialize(serializer),
+            None => serializer.serialize_str(OFF),
+        }
+    }
+
+    /// Reads `"off"` as `None`, and anything else as `Some` of `T`.
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+        // `deserialize_any`, then handing the value on to `T`, keeps `T`'s own error messages
+        // (an unknown or missing field of a table, say) instead of a vague "no variant matched".
+        deserializer.deserialize_any(OffOr(PhantomData))
+    }
+
+    struct OffOr<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OffOr<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "\"{OFF}\" or a setting")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if v == OFF {
+                return Ok(None);
+            }
+            or_off(T::deserialize(IntoDeserializer::<E>::into_deserializer(v)))
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            or_off(T::deserialize(IntoDeserializer::<E>::into_deserializer(v)))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            or_off(T::deserialize(IntoDeserializer::<E>::into_deserializer(v)))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            or_off(T::deserialize(IntoDeserializer::<E>::into_deserializer(v)))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            or_off(T::deserialize(IntoDeserializer::<E>::into_deserializer(v)))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(SeqAccessDeserializer::new(seq)).map(Some)
+        }
+    }
+
+    /// A plain value `T` did not take: the message also offers `"off"` (a table's own errors,
+    /// such as a missing field, are left as they are).
+    fn or_off<T, E: de::Error>(result: Result<T, E>) -> Result<Option<T>, E> {
+        result.map(Some).map_err(|e| E::custom(format_args!("{}, or \"{OFF}\"", e.to_string().trim_end())))
+    }
+
+    /// `"off"` or a duration written like `"2m"`, for an `Option<Duration>`.
+    pub mod duration {
+        use super::*;
+
+        /// Writes `None` as `"off"`, and a duration like `"2m"`.
+        pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+            super::serialize(&value.map(humantime_serde::Serde::from), serializer)
+        }
+
+        /// Reads `"off"` as `None`, and a duration like `"2m"`.
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+            Ok(super::deserialize::<humantime_serde::Serde<Duration>, D>(deserializer)?.map(|d| d.into_inner()))
+        }
+    }
 }
 
 /// A token bucket: `per_second` packets on average, `burst` at once.

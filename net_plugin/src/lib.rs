@@ -101,7 +101,7 @@ pub mod testing;
 mod throttle;
 
 pub use client::{ClientPlugin, Connector};
-pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads};
+pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads, off};
 pub use connection::{ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId};
 pub use outbound::{ClientOutbox, Outbox, PacketBatch, Sends};
 pub use plugin::NetSystems;

@@ -1,5 +1,8 @@
 //! The server's settings: built-in defaults (also written out in `assets/server.toml`), a TOML
 //! file, then command-line flags, each overriding the one before.
+//!
+//! One rule for every file: a line left out means the built-in default, and an optional
+//! setting is turned off with `"off"` ([`net_plugin::off`]), whatever its default.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,8 +30,9 @@ pub struct ServerConfig {
     /// ticks as are due) and flushes. Default: `0`, meaning the tick rate. Above it, enters,
     /// leaves and chat are answered sooner; moves still wait for the tick.
     pub frame_hz: u32,
-    /// How often one statistics line is logged. Default: 5 s. `0s` turns it off.
-    #[serde(with = "humantime_serde")]
+    /// How often one statistics line is logged. Default: 5 s. `"off"` (or `0s`, as held here)
+    /// turns it off.
+    #[serde(with = "zero_is_off")]
     pub stats_interval: Duration,
     /// Rooms.
     pub room: RoomConfig,
@@ -92,6 +96,22 @@ impl Default for ServerConfig {
             chat: ChatConfig::default(),
             net: NetConfig::default(),
         }
+    }
+}
+
+/// A period where zero means never, written `"off"` in files (`"0s"` is read too), so it follows
+/// the `"off"` rule of every optional setting while the code keeps a plain `Duration`.
+mod zero_is_off {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        net_plugin::off::duration::serialize(&Some(*value).filter(|d| !d.is_zero()), serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(net_plugin::off::duration::deserialize(deserializer)?.unwrap_or(Duration::ZERO))
     }
 }
 

@@ -9,30 +9,34 @@
 //! | [`RoomPlugin`] | GameRoom.Enter / Leave | players enter a room on connect (`S_PlayerList`, `S_BroadcastEnterGame`) and leave it on `C_LeaveGame`, on disconnect, or when game code removes their [`Player`] or despawns them (`S_BroadcastLeaveGame`, once) |
 //! | [`MovementPlugin`] | C_Move handler, JobTimer flush | moves applied at the next tick, each moved player broadcast once per tick to its room |
 //! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room |
+//! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
 //!
 //! # Adding your own packet and system
 //!
-//! Append the packet to `assets/PDL.xml`, then read it as a message and answer with
-//! [`Outbox`](net_plugin::Outbox) — `examples/ping.rs` does this for `C_Ping`/`S_Pong`:
+//! The README's walkthrough appends a packet pair to `assets/PDL.xml` and relays it with a
+//! system of its own; [`PingPlugin`] is a whole small example. A system reads packets as
+//! [`Received`](net_plugin::Received) messages (or connections as
+//! [`Connected`](net_plugin::Connected)) and answers through [`Outbox`](net_plugin::Outbox):
 //!
 //! ```no_run
 //! use bevy_app::Update;
 //! use bevy_ecs::prelude::*;
-//! use net_plugin::{Outbox, Received, ServerPlugin};
+//! use net_plugin::{Connected, Outbox, ServerPlugin};
 //! use server::ServerConfig;
-//! use shared::{C_Ping, S_Pong};
+//! use shared::S_Chat;
 //!
-//! fn answer_pings(mut pings: MessageReader<Received<C_Ping>>, mut outbox: Outbox) {
-//!     for ping in pings.read() {
-//!         let _ = outbox.send(ping.from, &S_Pong { client_time: ping.packet.client_time });
+//! /// Greets each newcomer; `Update` runs after it entered its room, so after its player list.
+//! fn greet(mut connected: MessageReader<Connected>, mut outbox: Outbox) {
+//!     for c in connected.read() {
+//!         outbox.send(c.entity, &S_Chat { player_id: 0, chat: "welcome".into() });
 //!     }
 //! }
 //!
 //! let config = ServerConfig::default();
 //! let net = ServerPlugin::bind(&config.bind, config.net.clone()).expect("port free");
 //! let mut app = server::app(&config, net, None);
-//! app.add_systems(Update, answer_pings);
+//! app.add_systems(Update, greet);
 //! app.run();
 //! ```
 //!
@@ -46,6 +50,7 @@
 mod chat;
 mod config;
 mod movement;
+mod ping;
 mod room;
 mod shutdown;
 mod stats;
@@ -57,9 +62,18 @@ use bevy_ecs::schedule::SystemSet;
 use bevy_time::{Fixed, Time, TimePlugin};
 use net_plugin::ServerPlugin;
 
+/// The README's Rust blocks, compiled by `cargo test --doc` so they cannot rot. The walkthrough's
+/// blocks (`rust,ignore`) need packets that exist only once its step 1 is done:
+/// `tests/walkthrough.rs` builds those, in a copy of the repository. `docs/` has no Rust blocks;
+/// a file there that gets one is added the same way.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
 pub use chat::{ChatLimit, ChatPlugin};
 pub use config::{ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, OutOfBounds, RoomConfig, ServerConfig, WorldConfig};
 pub use movement::{MovementPlugin, WorldBounds};
+pub use ping::PingPlugin;
 pub use room::{InRoom, MAX_PLAYERS_PER_LIST, Player, Position, Room, RoomCapacity, RoomPlugin, player_lists};
 pub use shutdown::ShutdownSignalPlugin;
 pub use stats::{ServerStats, ServerStatsPlugin, StatsSystems};
@@ -78,9 +92,11 @@ pub enum GameSystems {
     BroadcastMoves,
     /// `Update`: chat lines are relayed to rooms.
     Chat,
+    /// `Update`: pings are answered.
+    Ping,
 }
 
-/// The game: rooms, movement and chat, configured from [`ServerConfig`].
+/// The game: rooms, movement, chat and the latency probe, configured from [`ServerConfig`].
 pub struct GamePlugins {
     /// The settings to build from.
     pub config: ServerConfig,
@@ -93,6 +109,7 @@ impl PluginGroup for GamePlugins {
             .add(RoomPlugin { capacity: (c.room.capacity > 0).then_some(c.room.capacity) })
             .add(MovementPlugin { world: c.world })
             .add(ChatPlugin { max_chars: c.chat.max_chars })
+            .add(PingPlugin)
     }
 }
 

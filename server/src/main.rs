@@ -37,8 +37,8 @@ struct Cli {
     /// Network I/O threads.
     #[arg(long, value_name = "N")]
     io_threads: Option<usize>,
-    /// How often a statistics line is logged, e.g. 5s (0s: never).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// How often a statistics line is logged, e.g. 5s ("off" or 0s: never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     stats_interval: Option<Duration>,
     /// Write a JSON summary of the run here at exit.
     #[arg(long, value_name = "PATH")]
@@ -73,6 +73,11 @@ impl Cli {
         config.validate()?;
         Ok((config, file))
     }
+}
+
+/// A duration like `5s`, or `off` (zero: never), as in the settings file.
+fn parse_interval(text: &str) -> Result<Duration, humantime::DurationError> {
+    if text == net_plugin::off::OFF { Ok(Duration::ZERO) } else { humantime::parse_duration(text) }
 }
 
 fn main() -> ExitCode {
@@ -125,5 +130,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         AppExit::Error(code) => ExitCode::from(code.get()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_interval_flag_takes_off_like_the_file() {
+        assert_eq!(parse_interval("off").unwrap(), Duration::ZERO);
+        assert_eq!(parse_interval("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_interval("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_interval("Off").is_err());
     }
 }

@@ -1,5 +1,7 @@
 //! SIGINT and SIGTERM end the server gracefully: the next frame writes `AppExit`, the network
-//! flushes and closes every connection, and the process exits 0. A second signal exits at once.
+//! flushes and closes every connection, and the process exits 0. A second signal exits at once
+//! (a client that does not read can hold the graceful exit for `net.shutdown_timeout`), with
+//! status 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use server::ServerConfig;
-use support::{Msg, WAIT, join};
+use support::{CourseClient, Msg, WAIT, join};
 
 fn server_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
@@ -80,6 +79,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that fails midway leaves no server behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[test]
 fn help_lists_every_flag() {
     let out = server_command().arg("--help").output().unwrap();
@@ -108,6 +117,10 @@ fn a_bad_settings_file_is_one_line_and_exit_code_2() {
         ("tick_hz = \"fast\"\n", "line 1: invalid type: string \"fast\", expected u32"),
         ("bind = \"x\"\n\n[room]\ncapcity = 3\n", "line 4: unknown field `capcity`"),
         ("[net]\nmax_packet_size = 2\n", "net.max_packet_size must be between 4 and 65535 bytes"),
+        (
+            "[net]\ninbound_rate = \"none\"\n",
+            "line 2: invalid type: string \"none\", expected struct RateLimit, or \"off\"",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad{i}.toml"));
@@ -174,14 +187,6 @@ fn sigint_stops_it_too() {
 }
 
 #[test]
-fn the_settings_file_holds_the_built_in_defaults() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/server.toml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let parsed = ServerConfig::parse(std::path::Path::new(path), &text).unwrap();
-    assert_eq!(parsed, ServerConfig::default());
-}
-
-#[test]
 fn flags_override_the_settings_file() {
     let dir = std::env::temp_dir().join(format!("server-flags-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -195,4 +200,71 @@ fn flags_override_the_settings_file() {
     assert!(log.iter().any(|l| l.contains("tick_hz=20") && l.contains("room_capacity=2")), "{log:?}");
     server.signal("TERM");
     assert_eq!(server.wait().0, 0);
+}
+
+/// A client that stops reading while the server has megabytes queued for it: its receive
+/// buffer is tiny, so its kernel holds almost nothing of them.
+fn stalled_client(addr: SocketAddr) -> CourseClient {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    CourseClient::from_stream(socket.into())
+}
+
+/// The most a TCP send buffer may grow to on this machine (`tcp_wmem`'s maximum): what the
+/// server's kernel can take off its hands for a client that does not read, as long as the
+/// network plugin leaves the send buffer's size to the kernel (it sets no `SO_SNDBUF`).
+fn largest_send_buffer() -> usize {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap_or_default();
+    text.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or(4 << 20)
+}
+
+#[test]
+fn a_second_signal_exits_at_once_while_the_graceful_exit_waits() {
+    // A graceful exit that would wait a minute for a client that does not read; chat lines of
+    // 2,000 characters (4,010 bytes relayed), any number of them at once.
+    let dir = std::env::temp_dir().join(format!("server-second-signal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = dir.join("slow-exit.toml");
+    std::fs::write(
+        &settings,
+        "[chat]\nmax_chars = 2000\n\n[net]\ninbound_rate = \"off\"\noutbound_backlog = 67108864\n\
+         close_linger = \"60s\"\nshutdown_timeout = \"60s\"\n",
+    )
+    .unwrap();
+    let mut server = spawn(&["--config", settings.to_str().unwrap()]);
+    let mut stalled = stalled_client(server.addr);
+    stalled.enter();
+    let stalled_id = stalled.my_id();
+    let (mut reader, _) = join(server.addr);
+    // The stalled client sends lines that the room, itself included, receives: 2 MB more than
+    // the server's kernel can hold for it, so that much waits in the server. It never reads.
+    let line = support::chat_bytes(&"x".repeat(2000));
+    let lines = (largest_send_buffer() + (2 << 20)) / (line.len() + 4) + 1;
+    let mut writer = stalled.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        for _ in 0..lines {
+            std::io::Write::write_all(&mut writer, &line).unwrap();
+        }
+    });
+    // The reader sees every line, so each is queued for the stalled client too.
+    let mut seen = 0;
+    while seen < lines {
+        match reader.recv(WAIT).expect("the relayed lines") {
+            Msg::Chat { id, .. } if id == stalled_id => seen += 1,
+            _ => {}
+        }
+    }
+    sender.join().unwrap();
+
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_secs(1));
+    let still_running = server.child.try_wait().unwrap().is_none();
+    assert!(still_running, "the graceful exit waits for the stalled client: {:?}", server.log());
+    server.signal("TERM");
+    let (code, took) = server.wait();
+    assert_eq!(code, 128 + 15, "128 + SIGTERM's number: {:?}", server.log());
+    assert!(took < Duration::from_secs(3), "exited {took:?} after the second signal");
+    drop(stalled);
 }

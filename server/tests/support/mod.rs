@@ -45,6 +45,8 @@ pub enum Msg {
     Move { id: i32, x: f32, y: f32, z: f32 },
     /// id 8
     Chat { id: i32, text: String },
+    /// id 10: clientTime
+    Pong(i64),
     /// Anything else: id and body.
     Other(u16, Vec<u8>),
 }
@@ -94,6 +96,10 @@ pub fn decode(packet: &[u8]) -> Msg {
             let units: Vec<u16> = b[6..].chunks(2).map(|p| u16::from_le_bytes([p[0], p[1]])).collect();
             Msg::Chat { id: i32_at(b, 0), text: String::from_utf16(&units).expect("valid UTF-16") }
         }
+        10 => {
+            assert_eq!(b.len(), 8);
+            Msg::Pong(i64::from_le_bytes(b.try_into().unwrap()))
+        }
         other => Msg::Other(other, b.to_vec()),
     }
 }
@@ -122,6 +128,13 @@ pub fn chat_bytes(text: &str) -> Vec<u8> {
     b
 }
 
+/// `C_Ping` by hand: size 12, id 9, clientTime as an i64.
+pub fn ping_bytes(client_time: i64) -> Vec<u8> {
+    let mut b = vec![12, 0, 9, 0];
+    b.extend(client_time.to_le_bytes());
+    b
+}
+
 /// What one read brought.
 #[derive(Debug, PartialEq, Eq)]
 enum ReadOutcome {
@@ -140,7 +153,11 @@ pub struct CourseClient {
 
 impl CourseClient {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a socket connected (and set up) by the test.
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_nodelay(true).unwrap();
         Self { stream, buf: Vec::new(), id: None }
     }

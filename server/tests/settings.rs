@@ -1,0 +1,277 @@
+//! The settings file, read as the server reads it (`ServerConfig::load`, which is what
+//! `--config PATH` does): a line left out means the built-in default, `"off"` turns an optional
+//! setting off, `assets/server.toml` holds every default, and settings from a file reach the
+//! running server.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use net_plugin::{DisconnectKind, Keepalive, NetConfig, NetStats, RateLimit};
+use server::{ConfigError, ServerConfig};
+use support::{CourseClient, Msg, WAIT, join, move_bytes};
+
+/// Writes `text` to a settings file of its own and loads it as `--config` would.
+fn load(text: &str) -> Result<ServerConfig, ConfigError> {
+    static FILES: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("settings-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("s{}.toml", FILES.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&path, text).unwrap();
+    let (config, used) = ServerConfig::load(Some(&path))?;
+    assert_eq!(used, Some(path));
+    config.validate()?;
+    Ok(config)
+}
+
+/// The test server's own lines (loopback, any port, no statistics lines), then `net`.
+fn load_net(net: &str) -> ServerConfig {
+    load(&format!("bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n\n[net]\n{net}")).expect("valid settings")
+}
+
+#[test]
+fn off_in_the_file_turns_each_optional_setting_off() {
+    let config = load_net("inbound_rate = \"off\"\nkeepalive = \"off\"\nidle_timeout = \"off\"\n");
+    assert_eq!(config.net.inbound_rate, None);
+    assert_eq!(config.net.keepalive, None);
+    assert_eq!(config.net.idle_timeout, None);
+    assert_eq!(config.stats_interval, Duration::ZERO);
+    // Nothing else moved.
+    let expected = NetConfig { inbound_rate: None, keepalive: None, ..NetConfig::default() };
+    assert_eq!(config.net, expected);
+}
+
+#[test]
+fn a_missing_line_means_the_built_in_default_even_when_that_is_on() {
+    let config = load("[net]\nmax_connections = 5\n").unwrap();
+    assert_eq!(config.net.max_connections, 5);
+    assert_eq!(config.net.inbound_rate, Some(RateLimit { per_second: 100, burst: 200 }));
+    assert_eq!(config.net.keepalive, Some(Keepalive::default()));
+    assert_eq!(config.net.idle_timeout, None);
+    assert_eq!(config.stats_interval, Duration::from_secs(5));
+    assert_eq!(load("").unwrap(), ServerConfig::default());
+}
+
+#[test]
+fn optional_settings_take_values_too() {
+    let config = load(
+        "stats_interval = \"250ms\"\n[net]\nidle_timeout = \"2m\"\ninbound_rate = { per_second = 5, burst = 7 }\n\
+         [net.keepalive]\nidle = \"7s\"\ninterval = \"1s\"\nretries = 2\n",
+    )
+    .unwrap();
+    assert_eq!(config.stats_interval, Duration::from_millis(250));
+    assert_eq!(config.net.idle_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(config.net.inbound_rate, Some(RateLimit { per_second: 5, burst: 7 }));
+    let keepalive = Keepalive { idle: Duration::from_secs(7), interval: Duration::from_secs(1), retries: 2 };
+    assert_eq!(config.net.keepalive, Some(keepalive));
+    assert_eq!(load("stats_interval = \"0s\"\n").unwrap().stats_interval, Duration::ZERO);
+}
+
+#[test]
+fn a_wrong_optional_value_names_its_line_and_the_off_spelling() {
+    let message = |text: &str| load(text).unwrap_err().to_string();
+    let m = message("bind = \"127.0.0.1:0\"\n[net]\ninbound_rate = \"none\"\n");
+    assert!(m.contains("line 3") && m.contains("or \"off\""), "{m}");
+    let m = message("[net]\nidle_timeout = \"soon\"\n");
+    assert!(m.contains("line 2") && m.contains("or \"off\""), "{m}");
+    // "Off" is a word of its own, not a spelling of false or zero.
+    let m = message("[net]\nkeepalive = false\n");
+    assert!(m.contains("line 2"), "{m}");
+    let m = message("[net]\nkeepalive = \"OFF\"\n");
+    assert!(m.contains("line 2"), "{m}");
+    // The table's own checks still apply.
+    let m = message("[net]\nkeepalive = { idle = \"30s\", retries = 3 }\n");
+    assert!(m.contains("line 2") && m.contains("missing field `interval`"), "{m}");
+    let m = message("[net]\ninbound_rate = { per_second = 1, burst = 2, bursts = 3 }\n");
+    assert!(m.contains("unknown field `bursts`"), "{m}");
+    let m = message("[net]\ninbound_rate = { per_second = 0, burst = 2 }\n");
+    assert!(m.contains("net.inbound_rate needs per_second and burst of at least 1"), "{m}");
+}
+
+#[test]
+fn settings_written_out_read_back_the_same() {
+    let all_off = ServerConfig {
+        stats_interval: Duration::ZERO,
+        net: NetConfig { inbound_rate: None, keepalive: None, idle_timeout: None, ..NetConfig::default() },
+        ..ServerConfig::default()
+    };
+    let all_on = ServerConfig {
+        net: NetConfig { idle_timeout: Some(Duration::from_millis(1500)), ..NetConfig::default() },
+        ..ServerConfig::default()
+    };
+    let client_side = ServerConfig { net: NetConfig::client_default(), ..ServerConfig::default() };
+    for config in [all_off.clone(), all_on, client_side, ServerConfig::default()] {
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(ServerConfig::parse(Path::new("written"), &text).unwrap(), config, "{text}");
+    }
+    let text = toml::to_string(&all_off).unwrap();
+    for line in ["stats_interval = \"off\"", "inbound_rate = \"off\"", "keepalive = \"off\"", "idle_timeout = \"off\""]
+    {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
+
+fn shipped_file() -> (PathBuf, String) {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/server.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
+/// Every setting's dotted name (`net.keepalive.idle`) in a TOML table.
+fn keys(table: &toml::Table, prefix: &str, out: &mut BTreeSet<String>) {
+    for (key, value) in table {
+        let name = format!("{prefix}{key}");
+        match value {
+            toml::Value::Table(inner) => keys(inner, &format!("{name}."), out),
+            _ => {
+                out.insert(name);
+            }
+        }
+    }
+}
+
+/// The settings the built-in defaults have and `text` does not spell out (or the reverse).
+/// `net.io_threads` depends on the machine, so the file leaves it to the default.
+fn settings_not_written_out(text: &str) -> BTreeSet<String> {
+    let mut defaults = BTreeSet::new();
+    keys(&toml::Table::try_from(ServerConfig::default()).unwrap(), "", &mut defaults);
+    defaults.remove("net.io_threads");
+    let mut written = BTreeSet::new();
+    keys(&text.parse::<toml::Table>().unwrap(), "", &mut written);
+    defaults.symmetric_difference(&written).cloned().collect()
+}
+
+#[test]
+fn the_shipped_file_spells_out_every_built_in_default() {
+    let (path, text) = shipped_file();
+    assert_eq!(ServerConfig::parse(&path, &text).unwrap(), ServerConfig::default());
+    assert_eq!(settings_not_written_out(&text), BTreeSet::new());
+    // Comparing parsed settings alone could never fail on a line left out (it reads as its
+    // default); the check of written-out names does.
+    let without_rate: String =
+        text.lines().filter(|l| !l.starts_with("inbound_rate")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(ServerConfig::parse(&path, &without_rate).unwrap(), ServerConfig::default());
+    assert!(settings_not_written_out(&without_rate).contains("net.inbound_rate.burst"));
+    let rate_off = text.replace("inbound_rate = { per_second = 100, burst = 200 }", "inbound_rate = \"off\"");
+    assert_ne!(ServerConfig::parse(&path, &rate_off).unwrap(), ServerConfig::default());
+}
+
+#[test]
+fn the_shipped_files_examples_do_what_its_comments_say() {
+    let (_, text) = shipped_file();
+    let comments: String = text.lines().filter(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let net = |line: &str| {
+        assert!(comments.contains(line), "the file's comments show {line:?}");
+        load(&format!("[net]\n{line}\n")).unwrap().net
+    };
+    assert_eq!(net("inbound_rate = \"off\"").inbound_rate, None);
+    assert_eq!(net("keepalive = \"off\"").keepalive, None);
+    assert_eq!(net("idle_timeout = \"2m\"").idle_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(net("io_threads = 1").io_threads, 1);
+    // "Durations are written like "250ms", "5s", "1m"."
+    for (written, meant) in [("250ms", 250), ("5s", 5_000), ("1m", 60_000)] {
+        assert!(comments.contains(&format!("\"{written}\"")));
+        let config = load(&format!("[net]\nclose_linger = \"{written}\"\n")).unwrap();
+        assert_eq!(config.net.close_linger, Duration::from_millis(meant));
+    }
+    // "0 = the tick rate".
+    assert!(text.contains("frame_hz = 0") && comments.contains("0 = the tick rate"));
+    assert_eq!(load("tick_hz = 50\nframe_hz = 0\n").unwrap().frame_period(), Duration::from_millis(20));
+    // "One statistics line this often ("off", or "0s": never)."
+    assert!(comments.contains("(\"off\", or \"0s\": never)"));
+    assert_eq!(load("stats_interval = \"off\"\n").unwrap().stats_interval, Duration::ZERO);
+}
+
+#[test]
+fn with_the_inbound_rate_off_a_burst_of_500_packets_is_served() {
+    let (server, addr) = support::start(load_net("inbound_rate = \"off\"\n"));
+    let (mut client, _) = join(addr);
+    let burst: Vec<u8> = (0..500).flat_map(|i| move_bytes(i as f32, 0.0, 0.0)).collect();
+    client.send(&burst);
+    client.send_chat("still here");
+    client.recv_until(|m| matches!(m, Msg::Chat { text, .. } if text == "still here"));
+    let stats = server.run(|app| app.world().resource::<NetStats>().clone());
+    assert_eq!(stats.disconnects(DisconnectKind::InboundFlood), 0);
+    assert!(stats.packets_in >= 501, "{stats:?}");
+}
+
+#[test]
+fn with_the_default_inbound_rate_the_same_burst_closes_the_connection() {
+    let (server, addr) = support::start(load_net(""));
+    let (mut client, _) = join(addr);
+    let burst: Vec<u8> = (0..500).flat_map(|i| move_bytes(i as f32, 0.0, 0.0)).collect();
+    client.send(&burst);
+    assert!(client.closed(), "the flood closes the connection");
+    assert!(
+        server
+            .wait_until(WAIT, |app| app.world().resource::<NetStats>().disconnects(DisconnectKind::InboundFlood) == 1)
+    );
+}
+
+/// The kernel's view of one TCP socket, from `/proc/net/tcp`.
+#[cfg(target_os = "linux")]
+#[derive(Debug, PartialEq)]
+struct KernelTimer {
+    /// `tr`: 0 none, 1 retransmit, 2 `sk_timer` (for an established socket: keepalive), 4 probe.
+    kind: u8,
+    /// `tm->when`, in clock ticks.
+    ticks: u64,
+}
+
+/// Clock ticks per second in `/proc` (`USER_HZ`), fixed at 100 by Linux's user-space ABI.
+#[cfg(target_os = "linux")]
+const USER_HZ: u64 = 100;
+
+/// The timer of the established socket from `local` to `remote`, once no retransmission is
+/// pending (that would hide the keepalive timer).
+#[cfg(target_os = "linux")]
+fn socket_timer(local: SocketAddr, remote: SocketAddr) -> KernelTimer {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_ne_bytes(v4.ip().octets()), v4.port()),
+        SocketAddr::V6(_) => panic!("the tests listen on IPv4"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        let line = table
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 5 && f[1] == local && f[2] == remote)
+            .expect("the server's side of the connection");
+        assert_eq!(line[3], "01", "established");
+        let (kind, when) = line[5].split_once(':').unwrap();
+        let timer = KernelTimer { kind: kind.parse().unwrap(), ticks: u64::from_str_radix(when, 16).unwrap() };
+        if timer.kind != 1 || Instant::now() > deadline {
+            return timer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Joins, and returns the timer of the server's socket for this client.
+#[cfg(target_os = "linux")]
+fn servers_socket_timer(config: ServerConfig) -> KernelTimer {
+    let (_server, addr) = support::start(config);
+    let (client, _): (CourseClient, _) = join(addr);
+    socket_timer(addr, client.stream.local_addr().unwrap())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn keepalive_from_the_file_reaches_the_accepted_socket() {
+    let off = servers_socket_timer(load_net("keepalive = \"off\"\n"));
+    assert_eq!(off, KernelTimer { kind: 0, ticks: 0 }, "no keepalive timer");
+
+    let short = servers_socket_timer(load_net("keepalive = { idle = \"7s\", interval = \"1s\", retries = 2 }\n"));
+    assert_eq!(short.kind, 2, "a keepalive timer: {short:?}");
+    assert!((1..=7 * USER_HZ).contains(&short.ticks), "the first probe within 7 s: {short:?}");
+
+    let default = servers_socket_timer(load_net(""));
+    assert_eq!(default.kind, 2, "keepalive is on by default: {default:?}");
+    assert!((20 * USER_HZ..=30 * USER_HZ).contains(&default.ticks), "the first probe within 30 s: {default:?}");
+}
