@@ -138,6 +138,74 @@ impl Drop for AppThread {
     }
 }
 
+/// Makes an app ready to be stepped by hand with [`App::update`] (what a runner does first):
+/// its plugins' `finish` and `cleanup`.
+pub fn ready(mut app: App) -> App {
+    app.finish();
+    app.cleanup();
+    app
+}
+
+/// Steps `apps` in turn, one frame each, until `done` holds (then `true`) or `timeout` passes
+/// (then `false`): for tests that run a server and its clients on the test's own thread, frame
+/// by frame, as `bevy_replicon`'s do. Between rounds it yields a millisecond to the I/O threads.
+pub fn step_until(apps: &mut [&mut App], timeout: Duration, mut done: impl FnMut(&mut [&mut App]) -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for app in apps.iter_mut() {
+            app.update();
+        }
+        if done(apps) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Opens `n` connections from `client` (an app with the [`ClientPlugin`](crate::ClientPlugin))
+/// to `server` (one with the [`ServerPlugin`](crate::ServerPlugin)), stepping both until each
+/// side has them all; returns the client side's connection entities.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use bevy_app::App;
+/// use net_plugin::testing::{connect, ready};
+/// use net_plugin::{ClientPlugin, NetConfig, ServerPlugin};
+///
+/// let mut server = App::new();
+/// server.add_plugins(ServerPlugin::bind("127.0.0.1:0", NetConfig::default()).unwrap());
+/// let mut server = ready(server);
+/// let mut client = App::new();
+/// client.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap());
+/// let mut client = ready(client);
+/// let connections = connect(&mut server, &mut client, 3, Duration::from_secs(10));
+/// assert_eq!(connections.len(), 3);
+/// ```
+pub fn connect(server: &mut App, client: &mut App, n: usize, timeout: Duration) -> Vec<Entity> {
+    use bevy_ecs::system::RunSystemOnce;
+    let addr = server.world().resource::<crate::ServerAddr>().0;
+    let entities = client
+        .world_mut()
+        .run_system_once(move |mut connector: crate::Connector| {
+            (0..n).map(|_| connector.connect(addr)).collect::<Vec<_>>()
+        })
+        .expect("the client app has the ClientPlugin");
+    let wanted = entities.clone();
+    let open = |app: &mut App| {
+        let mut connections = app.world_mut().query::<&crate::Connection>();
+        connections.iter(app.world()).count()
+    };
+    let connected = step_until(&mut [server, client], timeout, |apps| {
+        let [server, client] = apps else { return false };
+        open(server) >= n && wanted.iter().all(|e| client.world().get::<crate::Connection>(*e).is_some())
+    });
+    assert!(connected, "{n} connections opened within {timeout:?}");
+    entities
+}
+
 /// Runs `f` with an [`Outbox`](crate::Outbox) on `world`, as a system would: to send from a
 /// test between frames.
 pub fn with_outbox<R>(world: &mut World, f: impl FnOnce(&mut crate::Outbox<'_, '_>) -> R) -> R {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bevy_app::{App, Update};
 use bevy_ecs::prelude::*;
-use net_plugin::testing::{AppThread, Recorded, record};
+use net_plugin::testing::{AppThread, Recorded, connect, ready, record, step_until};
 use net_plugin::{
-    ClientOutbox, ClientPlugin, ConnectFailed, Connected, Connector, Disconnected, NetConfig, NetStats, Received,
+    ClientOutbox, ClientPlugin, ConnectFailed, Connected, Connector, DisconnectReason, Disconnected, NetConfig,
+    NetStats, Received, ServerPlugin,
 };
 use shared::{C_Chat, C_Move, S_BroadcastMove, S_Chat};
 use support::{WAIT, start_server};
@@ -52,27 +53,45 @@ fn count<M: Message + Clone>(app: &AppThread) -> usize {
     app.run(|app| app.world().resource::<Recorded<M>>().0.len())
 }
 
+fn recorded_in<M: Message + Clone>(app: &App) -> &[M] {
+    &app.world().resource::<Recorded<M>>().0
+}
+
+/// A server and a client app on the test's own thread, stepped frame by frame.
 #[test]
 fn clients_connect_send_and_receive_typed_packets() {
-    let (server, addr) = start_server();
-    let clients = client_app(addr, 10);
-    assert!(clients.wait_until(WAIT, |app| app.world().resource::<Recorded<Connected>>().0.len() == 10));
+    let mut server = App::new();
+    server
+        .add_plugins(ServerPlugin::bind("127.0.0.1:0", NetConfig::default()).unwrap())
+        .add_systems(Update, (support::echo_chat, support::broadcast_moves));
+    let mut server = ready(server);
+    let mut client = App::new();
+    client.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap()).add_systems(Update, greet_on_connect);
+    record::<Disconnected>(&mut client);
+    record::<Received<S_Chat>>(&mut client);
+    record::<Received<S_BroadcastMove>>(&mut client);
+    let mut client = ready(client);
+
+    let entities = connect(&mut server, &mut client, 10, WAIT);
     // Each gets its own chat echoed, and every move broadcast (10 moves to 10 connections).
-    assert!(clients.wait_until(WAIT, |app| app.world().resource::<Recorded<Received<S_Chat>>>().0.len() == 10));
-    assert!(
-        clients
-            .wait_until(WAIT, |app| { app.world().resource::<Recorded<Received<S_BroadcastMove>>>().0.len() == 100 })
-    );
-    let chats = clients.run(|app| app.world().resource::<Recorded<Received<S_Chat>>>().0.clone());
-    for chat in chats {
+    assert!(step_until(&mut [&mut server, &mut client], WAIT, |apps| {
+        recorded_in::<Received<S_Chat>>(apps[1]).len() == 10
+            && recorded_in::<Received<S_BroadcastMove>>(apps[1]).len() == 100
+    }));
+    for chat in recorded_in::<Received<S_Chat>>(&client) {
         assert_eq!(chat.packet.chat, format!("hi from {}", chat.from), "each echo reaches its own connection");
+        assert!(entities.contains(&chat.from));
     }
-    assert_eq!(count::<ConnectFailed>(&clients), 0);
     // The server closing ends the client sessions, once each.
-    server.exit();
-    assert!(clients.wait_until(WAIT, |app| app.world().resource::<Recorded<Disconnected>>().0.len() == 10));
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(count::<Disconnected>(&clients), 10);
+    server.world_mut().write_message(bevy_app::AppExit::Success);
+    server.update();
+    assert!(step_until(&mut [&mut client], WAIT, |apps| recorded_in::<Disconnected>(apps[0]).len() >= 10));
+    for _ in 0..10 {
+        client.update();
+    }
+    let gone = recorded_in::<Disconnected>(&client);
+    assert_eq!(gone.len(), 10, "{gone:?}");
+    assert!(gone.iter().all(|d| d.reason == DisconnectReason::ClosedByPeer), "{gone:?}");
 }
 
 #[test]
