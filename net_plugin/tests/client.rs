@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
 
 use bevy_app::{App, Update};
 use bevy_ecs::prelude::*;
