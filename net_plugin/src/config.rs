@@ -22,6 +22,20 @@ pub struct NetConfig {
     /// untouched. Default: 10,000.
     pub max_connections: usize,
 
+    /// Open connections accepted at once from one IP address (server side), so one source
+    /// cannot take every slot. Beyond it a newcomer from that address is closed at once (counted
+    /// in [`NetStats::refused_per_ip`](crate::NetStats::refused_per_ip)). Loopback addresses are
+    /// exempt unless [`per_ip_counts_loopback`](Self::per_ip_counts_loopback) says otherwise.
+    /// `None` (`"off"` in a file) turns it off. Default: 64 (room for a household or a small
+    /// office behind one NAT; raise it for carrier-grade NAT).
+    #[serde(with = "off")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Whether loopback addresses (127.0.0.0/8, ::1) count against
+    /// [`max_connections_per_ip`](Self::max_connections_per_ip). Default: false, since a load
+    /// test on the same machine, or a proxy on it, is not one attacker.
+    pub per_ip_counts_loopback: bool,
+
     /// The listen backlog: connections the kernel queues before they are accepted, for bursts of
     /// joins. Default: 4,096 (the kernel caps it at `net.core.somaxconn`).
     pub listen_backlog: u32,
@@ -39,12 +53,30 @@ pub struct NetConfig {
     #[serde(with = "off")]
     pub inbound_rate: Option<RateLimit>,
 
-    /// Bytes that may wait for one peer that does not read, beyond what the kernel's socket
-    /// buffer holds. When a flush would exceed it, the connection is closed with
-    /// [`DisconnectReason::OutboundBacklog`](crate::DisconnectReason::OutboundBacklog): a client
-    /// that stops reading costs at most this much memory, and never slows the others. Default:
-    /// 1 MiB (about 10 s of a 500-player room's moves).
+    /// Bytes that may wait for one peer, beyond what the kernel's socket buffer holds, for as
+    /// long as [`write_stall_timeout`](Self::write_stall_timeout). A backlog that stays above it
+    /// that long (the peer reads, but slower than it is sent to) closes the connection with
+    /// [`DisconnectReason::OutboundBacklog`](crate::DisconnectReason::OutboundBacklog); so does a
+    /// backlog of 4 times this at any moment, so a peer costs at most that much memory. A burst
+    /// above it that the peer drains (one big frame of chat, say) closes nothing. Default: 1 MiB
+    /// (about 10 s of a 500-player room's moves).
     pub outbound_backlog: usize,
+
+    /// How long bytes may wait for a peer with no write progress at all before the connection is
+    /// closed with [`DisconnectReason::WriteStall`](crate::DisconnectReason::WriteStall) (the
+    /// peer does not read), and how long a backlog may stay above
+    /// [`outbound_backlog`](Self::outbound_backlog). A peer cut for either is reset (`SO_LINGER`
+    /// 0), so the kernel frees its buffers at once. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub write_stall_timeout: Duration,
+
+    /// The kernel's send buffer per connection (`SO_SNDBUF`), in bytes; the kernel doubles it for
+    /// its bookkeeping. Left to the kernel, it grows to megabytes per connection (about 4 MB on
+    /// loopback), which a few hundred peers that never read can pin in the kernel, outside this
+    /// process's own limits. `None` (`"off"` in a file) leaves it to the kernel. Default: 128 KiB
+    /// on the server (seconds of a 1,000-player room's moves), the kernel's choice on clients.
+    #[serde(with = "off")]
+    pub send_buffer: Option<usize>,
 
     /// Packets that may wait between the I/O threads and the ECS (one read's worth more, if a
     /// single read decoded more; plus each connection's connect and disconnect). When it is
@@ -233,10 +265,14 @@ impl Default for NetConfig {
         Self {
             io_threads: default_io_threads(),
             max_connections: 10_000,
+            max_connections_per_ip: Some(64),
+            per_ip_counts_loopback: false,
             listen_backlog: 4096,
             max_packet_size: 4096,
             inbound_rate: Some(RateLimit { per_second: 100, burst: 200 }),
             outbound_backlog: 1 << 20,
+            write_stall_timeout: Duration::from_secs(10),
+            send_buffer: Some(128 * 1024),
             inbound_queue: 1 << 16,
             keepalive: Some(Keepalive::default()),
             idle_timeout: None,
@@ -251,9 +287,15 @@ impl Default for NetConfig {
 
 impl NetConfig {
     /// The defaults for the client side: large packets accepted (player lists), no rate limit on
-    /// the server, a deep inbound queue for load-test processes.
+    /// the server, a deep inbound queue for load-test processes, the kernel's send buffer.
     pub fn client_default() -> Self {
-        Self { max_packet_size: shared::MAX_PACKET_LEN, inbound_rate: None, inbound_queue: 1 << 18, ..Self::default() }
+        Self {
+            max_packet_size: shared::MAX_PACKET_LEN,
+            inbound_rate: None,
+            inbound_queue: 1 << 18,
+            send_buffer: None,
+            ..Self::default()
+        }
     }
 
     /// Checks values that would make the plugin misbehave; the message names the field.
@@ -284,6 +326,15 @@ impl NetConfig {
         }
         if self.inbound_queue == 0 {
             return Err("net.inbound_queue must be at least 1".into());
+        }
+        if self.max_connections_per_ip == Some(0) {
+            return Err("net.max_connections_per_ip must be at least 1 (or \"off\")".into());
+        }
+        if self.write_stall_timeout.is_zero() {
+            return Err("net.write_stall_timeout must be longer than 0s".into());
+        }
+        if self.send_buffer.is_some_and(|b| b < 4096) {
+            return Err("net.send_buffer must be at least 4096 bytes (or \"off\")".into());
         }
         Ok(())
     }

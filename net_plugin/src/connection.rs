@@ -14,6 +14,7 @@ use bevy_ecs::world::DeferredWorld;
 use bytes::BytesMut;
 use shared::Packet;
 
+use crate::core::BacklogLimits;
 use crate::session::Session;
 use crate::{DisconnectReason, outbound};
 
@@ -122,9 +123,9 @@ impl Connection {
     /// Moves this frame's bytes to the session's queue (see [`outbound::hand_over`]): the
     /// packets moved and whether the session was newly listed for the writer, or `None` when
     /// nothing was sent to it this frame.
-    pub(crate) fn hand_over(&mut self, cap: usize) -> Option<(u64, bool)> {
+    pub(crate) fn hand_over(&mut self, now: Instant, limits: &BacklogLimits) -> Option<(u64, bool)> {
         let len = self.frame.len();
-        let listed = outbound::hand_over(&self.session, &mut self.frame, cap)?;
+        let listed = outbound::hand_over(&self.session, &mut self.frame, now, limits)?;
         self.last_len = len;
         Some((std::mem::take(&mut self.packets), listed))
     }

@@ -124,37 +124,103 @@ impl<In: PacketSet> InboundRules<In> {
     }
 }
 
-/// A flush that would take the backlog past the cap.
+/// When a peer that does not keep up is cut: the backlog's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BacklogFull {
-    /// Bytes that would have been waiting.
-    pub queued: usize,
+pub(crate) struct BacklogLimits {
+    /// Bytes that may wait beyond the kernel's socket buffer for as long as `stall_timeout`.
+    pub cap: usize,
+    /// How long bytes may wait with no write progress, or the backlog stay above `cap`.
+    pub stall_timeout: Duration,
 }
 
-/// The bytes flushed for one peer and not yet written, in order: one chunk per frame's flush.
+impl BacklogLimits {
+    /// The limits of `config`.
+    pub fn of(config: &NetConfig) -> Self {
+        Self { cap: config.outbound_backlog, stall_timeout: config.write_stall_timeout }
+    }
+
+    /// The backlog that closes a connection at once: beyond it the peer cannot be catching up
+    /// soon, and waiting would only cost memory.
+    pub fn ceiling(&self) -> usize {
+        self.cap.saturating_mul(HARD_CEILING_FACTOR)
+    }
+}
+
+/// How many times the cap a backlog may reach for a moment (see [`BacklogLimits::ceiling`]).
+pub(crate) const HARD_CEILING_FACTOR: usize = 4;
+
+/// The bytes flushed for one peer and not yet written, in order: one chunk per frame's flush;
+/// and the rules that tell a peer that reads slowly for a moment from one that does not read.
 ///
 /// A partial write advances the front chunk; a flush appends a chunk. Neither copies what is
 /// already queued, so a slow reader's backlog costs its bytes once, however many writes drain it.
-#[derive(Debug, Default)]
+///
+/// A peer is cut when bytes have waited `stall_timeout` with no write progress at all
+/// ([`DisconnectReason::WriteStall`]: it does not read), or when its backlog stayed above the cap
+/// for `stall_timeout` ([`DisconnectReason::OutboundBacklog`]: it reads, but slower than it is
+/// sent to), or at once when the backlog would pass [`BacklogLimits::ceiling`]. Never because
+/// one frame was big: a burst the server produced, which a reading peer drains, costs nothing.
+#[derive(Debug)]
 pub(crate) struct OutboundQueue {
     chunks: VecDeque<Bytes>,
     /// Bytes in `chunks`.
     len: usize,
+    /// When the peer last made progress: a write took bytes, or the queue was empty.
+    last_progress: Instant,
+    /// Since when the backlog has been above the cap, if it is.
+    over_cap_since: Option<Instant>,
+}
+
+impl Default for OutboundQueue {
+    fn default() -> Self {
+        Self { chunks: VecDeque::new(), len: 0, last_progress: Instant::now(), over_cap_since: None }
+    }
 }
 
 /// The most chunks one vectored write takes.
 pub(crate) const MAX_WRITE_SLICES: usize = 64;
 
 impl OutboundQueue {
-    /// Appends a frame's bytes, unless the backlog would then exceed `cap`.
-    pub fn push(&mut self, bytes: Bytes, cap: usize) -> Result<(), BacklogFull> {
+    /// Appends a frame's bytes at `now`, unless the backlog would pass the ceiling.
+    pub fn push(&mut self, bytes: Bytes, now: Instant, limits: &BacklogLimits) -> Result<(), DisconnectReason> {
         let queued = self.len + bytes.len();
-        if queued > cap {
-            return Err(BacklogFull { queued });
+        if queued > limits.ceiling() {
+            return Err(DisconnectReason::OutboundBacklog { queued, limit: limits.cap });
         }
-        if !bytes.is_empty() {
-            self.len = queued;
-            self.chunks.push_back(bytes);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.len == 0 {
+            // Nothing was waiting: the peer is up to date, and the wait starts now.
+            self.last_progress = now;
+        }
+        self.len = queued;
+        self.chunks.push_back(bytes);
+        if self.len > limits.cap && self.over_cap_since.is_none() {
+            self.over_cap_since = Some(now);
+        }
+        Ok(())
+    }
+
+    /// When the rules may next cut the peer, if bytes are waiting.
+    pub fn deadline(&self, limits: &BacklogLimits) -> Option<Instant> {
+        if self.len == 0 {
+            return None;
+        }
+        let stall = self.last_progress + limits.stall_timeout;
+        Some(self.over_cap_since.map_or(stall, |since| stall.min(since + limits.stall_timeout)))
+    }
+
+    /// Checks the rules at `now`.
+    pub fn check(&self, now: Instant, limits: &BacklogLimits) -> Result<(), DisconnectReason> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        if now >= self.last_progress + limits.stall_timeout {
+            return Err(DisconnectReason::WriteStall(limits.stall_timeout));
+        }
+        if self.over_cap_since.is_some_and(|since| now >= since + limits.stall_timeout) {
+            return Err(DisconnectReason::OutboundBacklog { queued: self.len, limit: limits.cap });
         }
         Ok(())
     }
@@ -180,10 +246,16 @@ impl OutboundQueue {
         n
     }
 
-    /// Drops the first `n` bytes: they were written.
-    pub fn advance(&mut self, mut n: usize) {
+    /// Drops the first `n` bytes: they were written at `now`.
+    pub fn advance(&mut self, mut n: usize, now: Instant, limits: &BacklogLimits) {
         debug_assert!(n <= self.len);
         self.len -= n.min(self.len);
+        if n > 0 {
+            self.last_progress = now;
+        }
+        if self.len <= limits.cap {
+            self.over_cap_since = None;
+        }
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else { return };
             if n < front.len() {
@@ -199,6 +271,7 @@ impl OutboundQueue {
     pub fn clear(&mut self) {
         self.chunks = VecDeque::new();
         self.len = 0;
+        self.over_cap_since = None;
     }
 }
 
@@ -362,6 +435,12 @@ mod tests {
         assert_eq!(packets, [ClientPacket::Chat(C_Chat { chat: "héllo 😀".into() })]);
     }
 
+    const LIMITS: BacklogLimits = BacklogLimits { cap: 100, stall_timeout: Duration::from_secs(10) };
+
+    fn bytes(n: usize) -> Bytes {
+        Bytes::from(vec![0u8; n])
+    }
+
     fn written(queue: &OutboundQueue) -> Vec<u8> {
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
         let n = queue.slices(&mut slices);
@@ -370,26 +449,29 @@ mod tests {
 
     #[test]
     fn the_queue_keeps_order_across_partial_writes_and_appends() {
+        let t0 = Instant::now();
         let mut queue = OutboundQueue::default();
-        queue.push(Bytes::from_static(b"abcdef"), 100).unwrap();
-        queue.push(Bytes::from_static(b"gh"), 100).unwrap();
-        queue.advance(4);
+        queue.push(Bytes::from_static(b"abcdef"), t0, &LIMITS).unwrap();
+        queue.push(Bytes::from_static(b"gh"), t0, &LIMITS).unwrap();
+        queue.advance(4, t0, &LIMITS);
         assert_eq!(written(&queue), b"efgh");
-        queue.push(Bytes::from_static(b"ij"), 100).unwrap();
-        queue.advance(3);
+        queue.push(Bytes::from_static(b"ij"), t0, &LIMITS).unwrap();
+        queue.advance(3, t0, &LIMITS);
         assert_eq!(written(&queue), b"hij");
         assert_eq!(queue.len(), 3);
-        queue.advance(3);
+        queue.advance(3, t0, &LIMITS);
         assert!(queue.is_empty());
         assert_eq!(written(&queue), b"");
     }
 
     #[test]
     fn a_partial_write_does_not_copy_the_backlog() {
+        let t0 = Instant::now();
         let big = Bytes::from(vec![7u8; 1 << 20]);
         let mut queue = OutboundQueue::default();
-        queue.push(big.clone(), usize::MAX).unwrap();
-        queue.advance(1000);
+        let roomy = BacklogLimits { cap: 1 << 30, ..LIMITS };
+        queue.push(big.clone(), t0, &roomy).unwrap();
+        queue.advance(1000, t0, &roomy);
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
         assert_eq!(queue.slices(&mut slices), 1);
         // The slice points into the very allocation that was pushed.
@@ -397,20 +479,104 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_refuses_a_flush_that_would_exceed_it_and_keeps_what_was_queued() {
+    fn a_burst_above_the_cap_is_fine_while_the_peer_drains_it() {
+        let t0 = Instant::now();
         let mut queue = OutboundQueue::default();
-        queue.push(Bytes::from(vec![0u8; 60]), 100).unwrap();
-        assert_eq!(queue.push(Bytes::from(vec![0u8; 41]), 100), Err(BacklogFull { queued: 101 }));
-        assert_eq!(queue.len(), 60);
-        queue.push(Bytes::from(vec![0u8; 40]), 100).unwrap();
-        assert_eq!(queue.len(), 100);
+        // 3.5 times the cap in one frame: below the ceiling of 4.
+        queue.push(bytes(350), t0, &LIMITS).unwrap();
+        assert_eq!(queue.check(t0, &LIMITS), Ok(()));
+        // The peer reads 100 bytes every 2 s: always progress, and below the cap within 10 s.
+        for i in 1..=3 {
+            let at = t0 + Duration::from_secs(2 * i);
+            queue.advance(100, at, &LIMITS);
+            assert_eq!(queue.check(at, &LIMITS), Ok(()), "at {i}");
+        }
+        assert_eq!(queue.len(), 50);
+        assert_eq!(queue.check(t0 + Duration::from_secs(15), &LIMITS), Ok(()), "under the cap; progress at 6 s");
+    }
+
+    #[test]
+    fn a_peer_that_makes_no_progress_is_cut_at_the_stall_timeout() {
+        let t0 = Instant::now();
+        let mut queue = OutboundQueue::default();
+        queue.push(bytes(10), t0, &LIMITS).unwrap();
+        assert_eq!(queue.deadline(&LIMITS), Some(t0 + LIMITS.stall_timeout));
+        // More bytes do not count as progress.
+        queue.push(bytes(10), t0 + Duration::from_secs(5), &LIMITS).unwrap();
+        assert_eq!(queue.check(t0 + Duration::from_millis(9_999), &LIMITS), Ok(()));
+        assert_eq!(
+            queue.check(t0 + LIMITS.stall_timeout, &LIMITS),
+            Err(DisconnectReason::WriteStall(LIMITS.stall_timeout))
+        );
+    }
+
+    #[test]
+    fn a_peer_above_the_cap_for_the_stall_timeout_is_cut_though_it_reads() {
+        let t0 = Instant::now();
+        let mut queue = OutboundQueue::default();
+        queue.push(bytes(150), t0, &LIMITS).unwrap();
+        // It reads 10 bytes a second and is sent 10: progress, but never back under the cap.
+        for i in 1..10 {
+            let at = t0 + Duration::from_secs(i);
+            queue.advance(10, at, &LIMITS);
+            queue.push(bytes(10), at, &LIMITS).unwrap();
+            assert_eq!(queue.check(at, &LIMITS), Ok(()));
+        }
+        let at = t0 + LIMITS.stall_timeout;
+        assert_eq!(queue.deadline(&LIMITS), Some(at));
+        assert_eq!(queue.check(at, &LIMITS), Err(DisconnectReason::OutboundBacklog { queued: 150, limit: 100 }));
+    }
+
+    #[test]
+    fn back_under_the_cap_the_over_cap_timer_starts_again() {
+        let t0 = Instant::now();
+        let mut queue = OutboundQueue::default();
+        queue.push(bytes(150), t0, &LIMITS).unwrap();
+        queue.advance(60, t0 + Duration::from_secs(8), &LIMITS);
+        let t9 = t0 + Duration::from_secs(9);
+        queue.push(bytes(20), t9, &LIMITS).unwrap();
+        assert_eq!(
+            queue.deadline(&LIMITS),
+            Some(t0 + Duration::from_secs(18)),
+            "progress at 8 s; over the cap since 9 s"
+        );
+        assert_eq!(queue.check(t0 + Duration::from_secs(17), &LIMITS), Ok(()));
+    }
+
+    #[test]
+    fn a_flush_past_the_ceiling_closes_at_once_and_appends_nothing() {
+        let t0 = Instant::now();
+        let mut queue = OutboundQueue::default();
+        queue.push(bytes(300), t0, &LIMITS).unwrap();
+        assert_eq!(
+            queue.push(bytes(101), t0, &LIMITS),
+            Err(DisconnectReason::OutboundBacklog { queued: 401, limit: 100 })
+        );
+        assert_eq!(queue.len(), 300);
+        queue.push(bytes(100), t0, &LIMITS).unwrap();
+    }
+
+    #[test]
+    fn an_empty_queue_has_no_deadline_and_a_new_wait_starts_when_bytes_come() {
+        let t0 = Instant::now();
+        let mut queue = OutboundQueue::default();
+        assert_eq!(queue.deadline(&LIMITS), None);
+        queue.push(bytes(10), t0, &LIMITS).unwrap();
+        queue.advance(10, t0, &LIMITS);
+        assert_eq!(queue.deadline(&LIMITS), None);
+        // An hour later: the old progress does not count against the new bytes.
+        let later = t0 + Duration::from_secs(3600);
+        queue.push(bytes(10), later, &LIMITS).unwrap();
+        assert_eq!(queue.check(later, &LIMITS), Ok(()));
+        assert_eq!(queue.deadline(&LIMITS), Some(later + LIMITS.stall_timeout));
     }
 
     #[test]
     fn a_write_takes_at_most_the_slice_limit_of_chunks() {
+        let t0 = Instant::now();
         let mut queue = OutboundQueue::default();
         for _ in 0..MAX_WRITE_SLICES + 10 {
-            queue.push(Bytes::from_static(b"x"), usize::MAX).unwrap();
+            queue.push(Bytes::from_static(b"x"), t0, &LIMITS).unwrap();
         }
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
         assert_eq!(queue.slices(&mut slices), MAX_WRITE_SLICES);

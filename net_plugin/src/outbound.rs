@@ -11,9 +11,10 @@
 //!    and the session joins the writer's list of sockets to finish when they drain.
 //!
 //! The writer is the only code that writes a session's socket (see
-//! [`session`](crate::session) for who does what with it). A queue never holds more than
-//! `outbound_backlog` bytes: a flush that would exceed it closes that connection
-//! ([`DisconnectReason::OutboundBacklog`]) and nobody else's.
+//! [`session`](crate::session) for who does what with it). A peer that does not keep up is told
+//! apart from one that does not read by the rules of [`OutboundQueue`]: no write progress for
+//! `write_stall_timeout`, or a backlog above `outbound_backlog` for that long, closes that
+//! connection and nobody else's; a burst it drains closes nothing.
 
 use std::future::poll_fn;
 use std::io::IoSlice;
@@ -27,7 +28,7 @@ use bytes::BytesMut;
 use shared::{EncodeError, Packet, PacketSet, ServerPacket};
 use tokio::sync::Notify;
 
-use crate::core::MAX_WRITE_SLICES;
+use crate::core::{BacklogLimits, MAX_WRITE_SLICES};
 use crate::runtime::Faults;
 use crate::session::{Session, SessionRegistry};
 use crate::stats::IoCounters;
@@ -258,9 +259,9 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
     }
 }
 
-/// The per-session cap on bytes waiting for the writer.
+/// The limits on bytes waiting for the writer.
 #[derive(Resource, Debug, Clone, Copy)]
-pub(crate) struct BacklogCap(pub usize);
+pub(crate) struct Backlog(pub BacklogLimits);
 
 /// The writer that [`flush`] hands the frame's sessions to.
 #[derive(Resource)]
@@ -271,16 +272,18 @@ pub(crate) struct WriterHandle(pub Arc<Writer>);
 /// once for all of them.
 pub(crate) fn flush(
     mut connections: Query<&mut Connection>,
-    cap: Res<BacklogCap>,
+    backlog: Res<Backlog>,
     writer: Res<WriterHandle>,
     mut stats: ResMut<NetStats>,
     mut listed: Local<Vec<Arc<Session>>>,
 ) {
+    let now = std::time::Instant::now();
+    let unlimited = BacklogLimits { cap: usize::MAX / 4, ..backlog.0 };
     for mut connection in &mut connections {
         // A connection game code closed this frame still gets what it was sent before.
         let closing = connection.take_close_request();
-        let cap = if closing.is_some() { usize::MAX } else { cap.0 };
-        if let Some((packets, listed_now)) = connection.hand_over(cap) {
+        let limits = if closing.is_some() { &unlimited } else { &backlog.0 };
+        if let Some((packets, listed_now)) = connection.hand_over(now, limits) {
             stats.packets_out += packets;
             stats.flushes += 1;
             if listed_now {
@@ -294,9 +297,14 @@ pub(crate) fn flush(
     writer.0.submit(&mut listed);
 }
 
-/// Hands a frame's bytes to a session's queue: `Some((packets, newly listed))` when there were
-/// bytes, `None` when the frame sent it nothing. Closes the session if its queue is full.
-pub(crate) fn hand_over(session: &Session, frame: &mut BytesMut, cap: usize) -> Option<bool> {
+/// Hands a frame's bytes to a session's queue: `Some(newly listed)` when there were bytes,
+/// `None` when the frame sent it nothing. Closes the session if its backlog passed the ceiling.
+pub(crate) fn hand_over(
+    session: &Session,
+    frame: &mut BytesMut,
+    now: std::time::Instant,
+    limits: &BacklogLimits,
+) -> Option<bool> {
     if frame.is_empty() {
         return None;
     }
@@ -309,11 +317,11 @@ pub(crate) fn hand_over(session: &Session, frame: &mut BytesMut, cap: usize) -> 
     if out.abandoned {
         return Some(false);
     }
-    match out.queue.push(bytes, cap) {
+    match out.queue.push(bytes, now, limits) {
         Ok(()) => Some(!std::mem::replace(&mut out.listed, true)),
-        Err(full) => {
+        Err(reason) => {
             drop(out);
-            session.close(DisconnectReason::OutboundBacklog { queued: full.queued, limit: cap });
+            session.close(reason);
             Some(false)
         }
     }
@@ -326,12 +334,14 @@ pub(crate) fn hand_over(session: &Session, frame: &mut BytesMut, cap: usize) -> 
 /// the writer's `blocked` list, and the writer finishes it when the kernel says it drained,
 /// polling only those sockets' readiness: a slow reader costs nothing while its socket is full,
 /// and never delays anyone else's write.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Writer {
     /// Sessions listed since the last pass.
     pending: Mutex<Vec<Arc<Session>>>,
     /// Wakes the writer task.
     wake: Notify,
+    /// The backlog rules, for the progress each write makes.
+    limits: BacklogLimits,
 }
 
 /// How one write attempt ended.
@@ -343,6 +353,10 @@ enum Wrote {
 }
 
 impl Writer {
+    pub fn new(limits: BacklogLimits) -> Self {
+        Self { pending: Mutex::default(), wake: Notify::new(), limits }
+    }
+
     /// Lists sessions with new bytes and wakes the writer (called once a frame).
     pub fn submit(&self, sessions: &mut Vec<Arc<Session>>) {
         if sessions.is_empty() {
@@ -394,10 +408,12 @@ impl Writer {
             faults.writer();
             for session in batch.drain(..) {
                 session.outgoing().listed = false;
-                if let Wrote::Blocked = write(&session, &counters) {
+                if let Wrote::Blocked = write(&session, &counters, &self.limits) {
                     let mut out = session.outgoing();
                     if !std::mem::replace(&mut out.blocked, true) {
                         drop(out);
+                        // Its task keeps the stall timers while the socket stays full.
+                        session.wake_task();
                         blocked.push(session);
                     }
                 }
@@ -412,7 +428,7 @@ impl Writer {
                             Poll::Pending => return true,
                             Poll::Ready(Err(_)) | Poll::Ready(Ok(())) => {}
                         }
-                        if let Wrote::All = write(session, &counters) {
+                        if let Wrote::All = write(session, &counters, &self.limits) {
                             session.outgoing().blocked = false;
                             return false;
                         }
@@ -436,7 +452,7 @@ impl Writer {
 
 /// Writes as much of a session's queue as the socket takes: one vectored write, repeated only
 /// while the socket takes everything offered (a queue longer than one write's slices).
-fn write(session: &Session, counters: &IoCounters) -> Wrote {
+fn write(session: &Session, counters: &IoCounters, limits: &BacklogLimits) -> Wrote {
     let mut out = session.outgoing();
     loop {
         if out.abandoned {
@@ -456,7 +472,7 @@ fn write(session: &Session, counters: &IoCounters) -> Wrote {
         match session.stream.try_write_vectored(&slices[..n]) {
             Ok(written) => {
                 IoCounters::add(&counters.bytes_out, written as u64);
-                out.queue.advance(written);
+                out.queue.advance(written, std::time::Instant::now(), limits);
                 if written < offered {
                     return Wrote::Blocked;
                 }

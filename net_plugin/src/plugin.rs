@@ -10,8 +10,9 @@ use bevy_ecs::prelude::*;
 use shared::{Packet, PacketSet, PacketTypeVisitor};
 
 use crate::connection::{PendingDespawn, SessionIndex};
+use crate::core::BacklogLimits;
 use crate::inbound::{self, InboundQueue, Inbox};
-use crate::outbound::{self, BacklogCap, Counters, Sends, WriterHandle};
+use crate::outbound::{self, Backlog, Counters, Sends, WriterHandle};
 use crate::runtime::{IoRuntime, NetFaults};
 use crate::session::SessionContext;
 use crate::stats::IoCounters;
@@ -49,8 +50,7 @@ impl<In: PacketSet> IoStart<In> {
     pub fn new(thread_name: &'static str, config: NetConfig) -> Result<Self, BindError> {
         config.validate().map_err(BindError::Config)?;
         let counters = Arc::new(IoCounters::default());
-        let runtime = IoRuntime::start(thread_name, config.io_threads, config.shutdown_timeout, counters.clone())
-            .map_err(BindError::Runtime)?;
+        let runtime = IoRuntime::start(thread_name, &config, counters.clone()).map_err(BindError::Runtime)?;
         let (inbound, inbox): (InboundQueue<In>, Inbox<In>) = inbound::channel(config.inbound_queue, counters.clone());
         let cx = Arc::new(SessionContext {
             config,
@@ -65,20 +65,20 @@ impl<In: PacketSet> IoStart<In> {
     /// Hands the runtime and the channel to the app, with the systems and messages both sides
     /// share. `Out` is the packet set this side sends.
     pub fn install<Out: PacketSet>(self, app: &mut App) {
-        let outbound_backlog = self.cx.config.outbound_backlog;
+        let backlog = BacklogLimits::of(&self.cx.config);
         app.insert_resource(WriterHandle(self.runtime.writer().clone()))
             .insert_resource(Counters(self.runtime.counters().clone()))
             .insert_resource(NetFaults(self.runtime.faults().clone()))
             .insert_resource(self.runtime)
             .insert_resource(self.inbox)
-            .add_plugins(NetCorePlugin::<In, Out> { outbound_backlog, _sets: PhantomData });
+            .add_plugins(NetCorePlugin::<In, Out> { backlog, _sets: PhantomData });
     }
 }
 
 /// Adds everything both sides share. Added by [`ServerPlugin`](crate::ServerPlugin) and
 /// [`ClientPlugin`](crate::ClientPlugin); not used directly.
 struct NetCorePlugin<In: PacketSet, Out: PacketSet> {
-    outbound_backlog: usize,
+    backlog: BacklogLimits,
     _sets: PhantomData<fn() -> (In, Out)>,
 }
 
@@ -102,7 +102,7 @@ impl<In: PacketSet, Out: PacketSet> Plugin for NetCorePlugin<In, Out> {
             .add_message::<ConnectFailed>()
             .add_message::<AppExit>()
             .init_resource::<Sends<Out>>()
-            .insert_resource(BacklogCap(self.outbound_backlog))
+            .insert_resource(Backlog(self.backlog))
             .init_resource::<SessionIndex>()
             .init_resource::<PendingDespawn>()
             .init_resource::<NetStats>()

@@ -31,13 +31,17 @@ pub enum DisconnectReason {
         /// The configured rate, packets per second.
         per_second: u32,
     },
-    /// The peer did not read what it was sent, and the backlog reached the configured cap.
+    /// The peer read more slowly than it was sent to: its backlog stayed above the configured cap
+    /// for the write stall timeout, or reached 4 times the cap.
     OutboundBacklog {
         /// Bytes that would have been waiting.
         queued: usize,
         /// The configured cap.
         limit: usize,
     },
+    /// Bytes waited for the peer for the write stall timeout with no write progress: it does
+    /// not read.
+    WriteStall(Duration),
     /// The peer sent nothing for the configured idle timeout.
     IdleTimeout(Duration),
     /// The peer began a packet and did not finish it within the configured frame timeout (a
@@ -64,6 +68,7 @@ pub enum DisconnectKind {
     UnexpectedPacket,
     InboundFlood,
     OutboundBacklog,
+    WriteStall,
     IdleTimeout,
     FrameTimeout,
     InvalidInput,
@@ -74,7 +79,7 @@ pub enum DisconnectKind {
 
 impl DisconnectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [DisconnectKind; 13] = [
+    pub const ALL: [DisconnectKind; 14] = [
         DisconnectKind::ClosedByPeer,
         DisconnectKind::Io,
         DisconnectKind::MalformedFrame,
@@ -82,6 +87,7 @@ impl DisconnectKind {
         DisconnectKind::UnexpectedPacket,
         DisconnectKind::InboundFlood,
         DisconnectKind::OutboundBacklog,
+        DisconnectKind::WriteStall,
         DisconnectKind::IdleTimeout,
         DisconnectKind::FrameTimeout,
         DisconnectKind::InvalidInput,
@@ -100,6 +106,7 @@ impl DisconnectKind {
             DisconnectKind::UnexpectedPacket => "unexpected_packet",
             DisconnectKind::InboundFlood => "inbound_flood",
             DisconnectKind::OutboundBacklog => "outbound_backlog",
+            DisconnectKind::WriteStall => "write_stall",
             DisconnectKind::IdleTimeout => "idle_timeout",
             DisconnectKind::FrameTimeout => "frame_timeout",
             DisconnectKind::InvalidInput => "invalid_input",
@@ -121,6 +128,7 @@ impl DisconnectReason {
             DisconnectReason::UnexpectedPacket { .. } => DisconnectKind::UnexpectedPacket,
             DisconnectReason::InboundFlood { .. } => DisconnectKind::InboundFlood,
             DisconnectReason::OutboundBacklog { .. } => DisconnectKind::OutboundBacklog,
+            DisconnectReason::WriteStall(_) => DisconnectKind::WriteStall,
             DisconnectReason::IdleTimeout(_) => DisconnectKind::IdleTimeout,
             DisconnectReason::FrameTimeout(_) => DisconnectKind::FrameTimeout,
             DisconnectReason::InvalidInput(_) => DisconnectKind::InvalidInput,
@@ -135,14 +143,17 @@ impl DisconnectReason {
     pub(crate) fn flushes_before_close(&self) -> bool {
         !matches!(
             self,
-            DisconnectReason::Io(_) | DisconnectReason::OutboundBacklog { .. } | DisconnectReason::InternalError(_)
+            DisconnectReason::Io(_)
+                | DisconnectReason::OutboundBacklog { .. }
+                | DisconnectReason::WriteStall(_)
+                | DisconnectReason::InternalError(_)
         )
     }
 
     /// Whether the connection is reset rather than closed gracefully: a peer that does not
     /// read would otherwise keep its unsent bytes in the kernel while the close waits on it.
     pub(crate) fn resets_connection(&self) -> bool {
-        matches!(self, DisconnectReason::OutboundBacklog { .. })
+        matches!(self, DisconnectReason::OutboundBacklog { .. } | DisconnectReason::WriteStall(_))
     }
 
     /// Whether the peer misbehaved: summarised in the log (see `FaultLog`), never a line each.
@@ -154,6 +165,7 @@ impl DisconnectReason {
                 | DisconnectReason::UnexpectedPacket { .. }
                 | DisconnectReason::InboundFlood { .. }
                 | DisconnectReason::OutboundBacklog { .. }
+                | DisconnectReason::WriteStall(_)
                 | DisconnectReason::FrameTimeout(_)
                 | DisconnectReason::InvalidInput(_)
         )
@@ -176,8 +188,11 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::OutboundBacklog { queued, limit } => {
                 write!(
                     f,
-                    "outbound backlog: {queued} bytes waiting, above the {limit}-byte cap (the peer is not reading)"
+                    "outbound backlog: {queued} bytes waiting, above the {limit}-byte cap for too long (the peer reads too slowly)"
                 )
+            }
+            DisconnectReason::WriteStall(t) => {
+                write!(f, "write stall: bytes waited {t:?} with none taken (the peer is not reading)")
             }
             DisconnectReason::IdleTimeout(t) => write!(f, "idle timeout: nothing received for {t:?}"),
             DisconnectReason::FrameTimeout(t) => write!(f, "frame timeout: a packet begun and not finished in {t:?}"),

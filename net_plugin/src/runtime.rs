@@ -14,10 +14,11 @@ use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::DisconnectReason;
+use crate::core::BacklogLimits;
 use crate::outbound::Writer;
 use crate::session::{SessionRegistry, panic_message};
 use crate::stats::IoCounters;
+use crate::{DisconnectReason, NetConfig};
 
 /// A supervised task that panics more often than this within [`RESTART_WINDOW`] is given up on:
 /// the network stops and the app exits with an error, rather than limp along half-dead.
@@ -89,14 +90,9 @@ pub struct NetFaults(pub Arc<Faults>);
 impl IoRuntime {
     /// Starts `threads` I/O worker threads named `name` (`top -H` shows which side is busy), and
     /// the writer.
-    pub fn start(
-        name: &'static str,
-        threads: usize,
-        shutdown_timeout: Duration,
-        counters: Arc<IoCounters>,
-    ) -> std::io::Result<Self> {
+    pub fn start(name: &'static str, config: &NetConfig, counters: Arc<IoCounters>) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(config.io_threads)
             .thread_name(name)
             .enable_io()
             .enable_time()
@@ -105,10 +101,10 @@ impl IoRuntime {
             runtime: Some(runtime),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            shutdown_timeout,
+            shutdown_timeout: config.shutdown_timeout,
             counters,
             registry: Arc::new(SessionRegistry::default()),
-            writer: Arc::new(Writer::default()),
+            writer: Arc::new(Writer::new(BacklogLimits::of(config))),
             fatal: Arc::new(OnceLock::new()),
             faults: Arc::new(Faults::default()),
         };

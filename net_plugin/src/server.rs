@@ -1,7 +1,8 @@
 //! The server side: a listener under a connection limit (the course's Listener).
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -130,6 +131,11 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ServerPlugin<In, Out> {
         let accept = Arc::new(AcceptState {
             listener,
             limit: Arc::new(Semaphore::new(self.config.max_connections)),
+            per_ip: Arc::new(PerIp {
+                limit: self.config.max_connections_per_ip,
+                counts_loopback: self.config.per_ip_counts_loopback,
+                open: Mutex::default(),
+            }),
             next_id: AtomicU64::new(1),
             cx: io.cx.clone(),
             spawner: io.runtime.spawner(),
@@ -162,6 +168,8 @@ struct AcceptState<In> {
     listener: Arc<TcpListener>,
     /// One permit per open connection, held by its session task for as long as it runs.
     limit: Arc<Semaphore>,
+    /// Open connections per address.
+    per_ip: Arc<PerIp>,
     next_id: AtomicU64,
     cx: Arc<SessionContext<In>>,
     spawner: Spawner,
@@ -172,7 +180,7 @@ impl<In: PacketSet> AcceptState<In> {
     /// Accepts until shutdown. Each connection takes a permit of the connection limit for as long
     /// as its session runs; without one it is closed at once.
     async fn run(self: Arc<Self>) {
-        let Self { listener, limit, next_id, cx, spawner, faults } = &*self;
+        let Self { listener, limit, per_ip, next_id, cx, spawner, faults } = &*self;
         let mut refusals = LogThrottle::new(Duration::from_secs(1));
         let mut failures = LogThrottle::new(Duration::from_secs(1));
         loop {
@@ -192,6 +200,13 @@ impl<In: PacketSet> AcceptState<In> {
                     continue;
                 }
             };
+            let Some(address_slot) = PerIp::take(per_ip, peer.ip()) else {
+                IoCounters::add(&cx.counters.refused_per_ip, 1);
+                if let Some(held_back) = refusals.hit() {
+                    tracing::warn!(%peer, limit = ?per_ip.limit, held_back, "connection refused: at the per-address limit");
+                }
+                continue;
+            };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
                 IoCounters::add(&cx.counters.refused, 1);
                 if let Some(held_back) = refusals.hit() {
@@ -207,8 +222,93 @@ impl<In: PacketSet> AcceptState<In> {
             let (cx, shutdown) = (cx.clone(), spawner.shutdown.clone());
             spawner.tasks.spawn(async move {
                 session::run::<In>(stream, id, peer, cx, &shutdown).await;
-                drop(permit);
+                drop((permit, address_slot));
             });
+        }
+    }
+}
+
+/// Open connections per IP address, under `max_connections_per_ip`.
+#[derive(Debug)]
+struct PerIp {
+    limit: Option<usize>,
+    counts_loopback: bool,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in its address's count, given back when dropped.
+struct AddressSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    /// A slot for a connection from `ip`, or `None` when that address is at the limit. Loopback
+    /// addresses are not counted unless configured so; nothing is when there is no limit.
+    fn take(this: &Arc<Self>, ip: IpAddr) -> Option<Option<AddressSlot>> {
+        let ip = ip.to_canonical();
+        let Some(limit) = this.limit.filter(|_| this.counts_loopback || !ip.is_loopback()) else {
+            return Some(None);
+        };
+        let mut open = this.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(Some(AddressSlot { per_ip: this.clone(), ip }))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per_ip(limit: Option<usize>) -> Arc<PerIp> {
+        Arc::new(PerIp { limit, counts_loopback: false, open: Mutex::default() })
+    }
+
+    #[test]
+    fn an_address_gets_at_most_its_limit_and_slots_come_back() {
+        let limits = per_ip(Some(2));
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let a = PerIp::take(&limits, ip).unwrap();
+        let b = PerIp::take(&limits, ip).unwrap();
+        assert!(PerIp::take(&limits, ip).is_none());
+        // Another address is not affected.
+        assert!(PerIp::take(&limits, "203.0.113.8".parse().unwrap()).is_some());
+        drop(a);
+        let c = PerIp::take(&limits, ip).unwrap();
+        drop((b, c));
+        assert!(limits.open.lock().unwrap().get(&ip).is_none(), "no entry is kept for an address with none open");
+    }
+
+    #[test]
+    fn loopback_is_exempt_and_mapped_addresses_count_as_their_ipv4() {
+        let limits = per_ip(Some(1));
+        let held: Vec<_> = (0..5).map(|_| PerIp::take(&limits, "127.0.0.1".parse().unwrap()).unwrap()).collect();
+        assert!(held.iter().all(Option::is_none), "loopback takes no slot");
+        let _v4 = PerIp::take(&limits, "198.51.100.1".parse().unwrap()).unwrap();
+        assert!(PerIp::take(&limits, "::ffff:198.51.100.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn no_limit_counts_nothing() {
+        let limits = per_ip(None);
+        for _ in 0..100 {
+            assert!(PerIp::take(&limits, "203.0.113.9".parse().unwrap()).unwrap().is_none());
         }
     }
 }

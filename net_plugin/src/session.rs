@@ -28,7 +28,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::core::{InboundRules, OutboundQueue};
+use crate::core::{BacklogLimits, InboundRules, OutboundQueue};
 use crate::inbound::{InboundQueue, IoEvent};
 use crate::outbound::Writer;
 use crate::stats::IoCounters;
@@ -135,6 +135,11 @@ impl Session {
         self.reason.get_or_init(|| DisconnectReason::Shutdown).clone()
     }
 
+    /// Wakes the session's task, so it looks at its outbound state (its socket just filled).
+    pub fn wake_task(&self) {
+        self.task.wake();
+    }
+
     /// Resolves once the session is closed. For the session's own task only (one waker).
     pub async fn closed(&self) {
         poll_fn(|cx| {
@@ -191,9 +196,12 @@ pub(crate) struct SessionContext<In> {
     pub registry: Arc<SessionRegistry>,
 }
 
-/// Sets the socket options every connection gets: no Nagle delay, keepalive.
+/// Sets the socket options every connection gets: no Nagle delay, the send buffer, keepalive.
 pub(crate) fn configure_socket(stream: &TcpStream, config: &NetConfig) -> std::io::Result<()> {
     stream.set_nodelay(config.nodelay)?;
+    if let Some(bytes) = config.send_buffer {
+        socket2::SockRef::from(stream).set_send_buffer_size(bytes)?;
+    }
     if let Some(k) = config.keepalive {
         let keepalive =
             socket2::TcpKeepalive::new().with_time(k.idle).with_interval(k.interval).with_retries(k.retries);
@@ -267,11 +275,20 @@ enum Wake {
 /// (its reason) or it is closed from elsewhere (`None`).
 async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext<In>) -> Option<DisconnectReason> {
     let mut rules = InboundRules::<In>::new(&cx.config, Instant::now());
+    let limits = BacklogLimits::of(&cx.config);
     // Armed (reset to a deadline) only when the rules have one; polled only then.
     let mut timer = pin!(tokio::time::sleep(Duration::ZERO));
     let mut armed = None;
     loop {
-        let deadline = rules.deadline();
+        // The inbound rules' timers, and the outbound ones while the writer waits on the socket.
+        let outbound = {
+            let out = session.outgoing();
+            if out.blocked { out.queue.deadline(&limits) } else { None }
+        };
+        let deadline = match (rules.deadline(), outbound) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if deadline != armed {
             armed = deadline;
             if let Some(at) = deadline {
@@ -298,7 +315,11 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
             Wake::Closed => return None,
             Wake::Failed(e) => return Some(DisconnectReason::Io(e.kind())),
             Wake::Timer => {
-                if let Err(reason) = rules.check_timers(Instant::now()) {
+                let now = Instant::now();
+                if let Err(reason) = rules.check_timers(now) {
+                    return Some(reason);
+                }
+                if let Err(reason) = session.outgoing().queue.check(now, &limits) {
                     return Some(reason);
                 }
                 // Not yet (the deadline moved): re-arm.

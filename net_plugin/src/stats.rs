@@ -17,6 +17,7 @@ pub(crate) struct IoCounters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub refused: AtomicU64,
+    pub refused_per_ip: AtomicU64,
     /// Times a reader found the inbound queue full and waited for its turn.
     pub inbound_waits: AtomicU64,
     /// Packets read and never delivered: their session was closed before the ECS took them.
@@ -101,6 +102,8 @@ pub struct NetStats {
     pub sessions_total: u64,
     /// Connections refused at the connection limit.
     pub refused: u64,
+    /// Connections refused at the per-address limit.
+    pub refused_per_ip: u64,
     /// Packets delivered to the ECS as messages.
     pub packets_in: u64,
     /// Packets read from a session that was closed before they could be delivered (game code
@@ -140,6 +143,7 @@ impl NetStats {
         self.bytes_in = io.bytes_in.load(Relaxed);
         self.bytes_out = io.bytes_out.load(Relaxed);
         self.refused = io.refused.load(Relaxed);
+        self.refused_per_ip = io.refused_per_ip.load(Relaxed);
         self.inbound_waits = io.inbound_waits.load(Relaxed);
         self.packets_dropped = io.packets_dropped.load(Relaxed);
         self.packets_unencodable = io.packets_unencodable.load(Relaxed);

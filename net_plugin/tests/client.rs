@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use bevy_app::{App, Update};
 use bevy_ecs::prelude::*;
 use net_plugin::testing::{AppThread, Recorded, connect, ready, record, step_until};

@@ -123,9 +123,24 @@ fn flood_askers(mut chats: MessageReader<Received<C_Chat>>, mut victims: Local<V
     }
 }
 
+/// Sends 3 MiB, once, in one frame, to every connection that asked with "burst".
+fn burst_askers(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox) {
+    let big = S_Chat { player_id: 0, chat: "y".repeat(1000) };
+    for ask in chats.read().filter(|c| c.packet.chat == "burst") {
+        for _ in 0..1550 {
+            outbox.send(ask.from, &big);
+        }
+    }
+}
+
 #[test]
-fn a_client_that_stops_reading() {
-    let config = NetConfig { outbound_backlog: 256 * 1024, ..NetConfig::default() };
+fn a_client_that_stops_reading_is_cut_and_reset() {
+    let config = NetConfig {
+        outbound_backlog: 256 * 1024,
+        write_stall_timeout: Duration::from_millis(500),
+        send_buffer: Some(16 * 1024),
+        ..NetConfig::default()
+    };
     let (server, addr) = start_server_with(config, |app| {
         app.add_systems(Update, (echo_chat, flood_askers));
     });
@@ -135,20 +150,78 @@ fn a_client_that_stops_reading() {
     socket2::SockRef::from(slow.stream()).set_recv_buffer_size(16 * 1024).unwrap();
     assert!(wait_recorded::<Connected>(&server, 2));
     slow.send(&C_Chat { chat: "flood me".into() });
-    // The slow client reads nothing; the server's backlog for it reaches the cap.
-    assert!(server.wait_until(WAIT, |app| {
-        app.world().resource::<net_plugin::testing::Recorded<Disconnected>>().0.len() == 1
-    }));
+    // The slow client reads nothing: cut for the stall, or at once past 4 times the cap.
+    assert!(wait_recorded::<Disconnected>(&server, 1));
     let gone = recorded::<Disconnected>(&server);
     assert!(
-        matches!(gone[0].reason, DisconnectReason::OutboundBacklog { limit, queued } if limit == 256 * 1024 && queued > limit),
+        matches!(gone[0].reason, DisconnectReason::WriteStall(_) | DisconnectReason::OutboundBacklog { .. }),
         "{:?}",
         gone[0].reason
     );
+    // Reset, not closed gracefully: what the kernel held for it is dropped, and the client's
+    // next read says so.
+    let mut buf = [0u8; 1 << 16];
+    let outcome = loop {
+        match std::io::Read::read(&mut slow.stream(), &mut buf) {
+            Ok(0) => break Ok(0),
+            Ok(_) => continue,
+            Err(e) => break Err(e.kind()),
+        }
+    };
+    assert_eq!(outcome, Err(std::io::ErrorKind::ConnectionReset));
     // Meanwhile the healthy client is served.
     assert_healthy(&mut healthy, "still here");
     assert_eq!(recorded::<Disconnected>(&server).len(), 1);
-    drop(slow);
+}
+
+#[test]
+fn a_client_that_reads_survives_a_burst_three_times_the_cap() {
+    let (server, addr) = start_server_with(NetConfig::default(), |app| {
+        app.add_systems(Update, burst_askers);
+    });
+    let mut reader = RawClient::connect(addr);
+    reader.send(&C_Chat { chat: "burst".into() });
+    // 1,550 packets of 2,010 bytes: about 3 MiB in one frame, three times the 1 MiB cap.
+    for i in 0..1550 {
+        let got = reader.recv::<ServerPacket>(WAIT);
+        assert!(matches!(got, Some(ServerPacket::Chat(ref c)) if c.chat.len() == 1000), "packet {i}: {got:?}");
+    }
+    // Still connected: nothing more comes, and the server has closed nobody.
+    assert!(reader.recv_frame(QUIET).is_none());
+    assert!(recorded::<Disconnected>(&server).is_empty());
+}
+
+#[test]
+fn the_per_address_limit_refuses_newcomers_from_that_address_only() {
+    let config = NetConfig { max_connections_per_ip: Some(2), per_ip_counts_loopback: true, ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, echo_chat);
+    });
+    let mut first: Vec<RawClient> = (0..2).map(|_| RawClient::connect(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 2));
+    let mut refused = RawClient::connect(addr);
+    assert!(refused.wait_closed(WAIT), "the third connection from 127.0.0.1 is closed at once");
+    assert!(server.wait_until(WAIT, |app| app.world().resource::<net_plugin::NetStats>().refused_per_ip == 1));
+    for (i, client) in first.iter_mut().enumerate() {
+        assert_healthy(client, &format!("client {i}"));
+    }
+    drop(first.pop());
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    let mut later = RawClient::connect(addr);
+    assert_healthy(&mut later, "a slot came back");
+}
+
+#[test]
+fn loopback_is_exempt_from_the_per_address_limit_by_default() {
+    let config = NetConfig { max_connections_per_ip: Some(2), ..NetConfig::default() };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, echo_chat);
+    });
+    let mut clients: Vec<RawClient> = (0..5).map(|_| RawClient::connect(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 5));
+    for (i, client) in clients.iter_mut().enumerate() {
+        assert_healthy(client, &format!("client {i}"));
+    }
 }
 
 /// The timers' rules are checked to the millisecond in `core.rs`, without sockets; over TCP it
