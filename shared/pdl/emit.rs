@@ -5,7 +5,7 @@
 //! fix to the runtime fixes every packet.
 
 use super::model::{Definitions, Direction, Field, FieldKind, Packet, Scalar, fixed_len, min_len};
-use super::names::{escape_keyword, list_field_name, snake_case, upper_camel_case};
+use super::names::{element_type_ident, field_ident, list_module_ident, packet_module_ident, variant_ident};
 
 /// Emits the Rust source for `defs`. `root` is the path of the `shared` crate as seen from where
 /// the output is included (`crate` inside `shared` itself, `::shared` elsewhere); `source` names
@@ -125,14 +125,11 @@ fn schema_fields(fields: &[Field], root: &str) -> String {
 }
 
 fn rust_field_name(f: &Field) -> String {
-    match f.kind {
-        FieldKind::List(_) => escape_keyword(&list_field_name(&f.pdl_name)),
-        _ => escape_keyword(&snake_case(&f.pdl_name)),
-    }
+    field_ident(&f.pdl_name, matches!(f.kind, FieldKind::List(_)))
 }
 
 fn emit_packet(o: &mut String, p: &Packet, root: &str) {
-    let module = snake_case(&p.name);
+    let module = packet_module_ident(&p.name);
     wl(o, format!("/// `{}`: packet id {}, {}.", p.name, p.id, direction_text(p.direction)));
     if !p.fields.is_empty() {
         wl(o, "///");
@@ -165,9 +162,9 @@ fn emit_packet(o: &mut String, p: &Packet, root: &str) {
 fn emit_list_types(o: &mut String, fields: &[Field], root: &str, packet: &str, indent: &str) {
     for f in fields {
         if let FieldKind::List(inner) = &f.kind {
-            let ty = upper_camel_case(&f.pdl_name);
+            let ty = element_type_ident(&f.pdl_name);
             let has_lists = inner.iter().any(|f| matches!(f.kind, FieldKind::List(_)));
-            let module = snake_case(&f.pdl_name);
+            let module = list_module_ident(&f.pdl_name);
             wl(o, format!("{indent}/// An element of `{packet}`'s list `{}`.", f.pdl_name));
             emit_struct(o, &ty, inner, root, packet, if has_lists { Some(module.as_str()) } else { None }, indent);
             if has_lists {
@@ -210,7 +207,7 @@ fn emit_struct(
                 FieldKind::String => "String".to_string(),
                 FieldKind::List(_) => {
                     let module = lists_module.unwrap_or("self");
-                    format!("Vec<{module}::{}>", upper_camel_case(&f.pdl_name))
+                    format!("Vec<{module}::{}>", element_type_ident(&f.pdl_name))
                 }
             };
             wl(o, format!("{indent}    /// `{}`", field_signature(f)));
@@ -336,7 +333,7 @@ fn emit_set(o: &mut String, defs: &Definitions, root: &str, direction: Direction
         Direction::ServerToClient => ("ServerPacket", "Every packet a server sends (`S_…`): what a client decodes."),
     };
     let members: Vec<&Packet> = defs.packets.iter().filter(|p| p.direction == direction).collect();
-    let variant = |p: &Packet| escape_keyword(&p.name[2..]);
+    let variant = |p: &Packet| variant_ident(&p.name);
 
     wl(o, format!("/// {doc}"));
     wl(o, "///");

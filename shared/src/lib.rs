@@ -49,6 +49,8 @@
 mod decode;
 mod encode;
 mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 mod packet;
 mod packets;
 mod schema;
