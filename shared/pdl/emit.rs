@@ -25,6 +25,14 @@ pub fn emit(defs: &Definitions, root: &str, source: &str) -> String {
     out
 }
 
+// Element types are named after the user's lists and share a module with the code that uses these
+// types, so a list named `string` or `option` would hide them: the generated code names them in
+// full.
+const STRING: &str = "::std::string::String";
+const VEC: &str = "::std::vec::Vec";
+const OPTION: &str = "::core::option::Option";
+const RESULT: &str = "::core::result::Result";
+
 fn wl(out: &mut String, line: impl AsRef<str>) {
     out.push_str(line.as_ref());
     out.push('\n');
@@ -204,10 +212,10 @@ fn emit_struct(
         for f in fields {
             let ty = match &f.kind {
                 FieldKind::Scalar(s) => s.rust_type().to_string(),
-                FieldKind::String => "String".to_string(),
+                FieldKind::String => STRING.to_string(),
                 FieldKind::List(_) => {
                     let module = lists_module.unwrap_or("self");
-                    format!("Vec<{module}::{}>", element_type_ident(&f.pdl_name))
+                    format!("{VEC}<{module}::{}>", element_type_ident(&f.pdl_name))
                 }
             };
             wl(o, format!("{indent}    /// `{}`", field_signature(f)));
@@ -218,22 +226,22 @@ fn emit_struct(
     wl(o, "");
 
     let fixed = match fixed_len(fields) {
-        Some(n) => format!("Some({n})"),
-        None => "None".to_string(),
+        Some(n) => format!("{OPTION}::Some({n})"),
+        None => format!("{OPTION}::None"),
     };
     wl(o, format!("{indent}impl {root}::WireFormat for {name} {{"));
     wl(o, format!("{indent}    const MIN_LEN: usize = {};", min_len(fields)));
-    wl(o, format!("{indent}    const FIXED_LEN: Option<usize> = {fixed};"));
+    wl(o, format!("{indent}    const FIXED_LEN: {OPTION}<usize> = {fixed};"));
     wl(o, "");
 
     // wire_len
     wl(o, format!("{indent}    #[inline]"));
     let var_fields: Vec<&Field> = fields.iter().filter(|f| !matches!(f.kind, FieldKind::Scalar(_))).collect();
     if var_fields.is_empty() {
-        wl(o, format!("{indent}    fn wire_len(&self) -> Result<usize, {root}::EncodeError> {{"));
-        wl(o, format!("{indent}        Ok(Self::MIN_LEN)"));
+        wl(o, format!("{indent}    fn wire_len(&self) -> {RESULT}<usize, {root}::EncodeError> {{"));
+        wl(o, format!("{indent}        {RESULT}::Ok(Self::MIN_LEN)"));
     } else {
-        wl(o, format!("{indent}    fn wire_len(&self) -> Result<usize, {root}::EncodeError> {{"));
+        wl(o, format!("{indent}    fn wire_len(&self) -> {RESULT}<usize, {root}::EncodeError> {{"));
         let scalar_bytes: usize = fields
             .iter()
             .filter_map(|f| match f.kind {
@@ -247,7 +255,7 @@ fn emit_struct(
             let helper = if matches!(f.kind, FieldKind::String) { "string_len" } else { "list_len" };
             wl(o, format!("{indent}        len += {root}::{helper}(&self.{name}, {packet:?}, {:?})?;", f.pdl_name));
         }
-        wl(o, format!("{indent}        Ok(len)"));
+        wl(o, format!("{indent}        {RESULT}::Ok(len)"));
     }
     wl(o, format!("{indent}    }}"));
     wl(o, "");
@@ -282,13 +290,13 @@ fn emit_struct(
     wl(
         o,
         format!(
-            "{indent}    fn decode_fields({reader}: &mut {root}::Reader<'_>) -> Result<Self, {root}::DecodeError> {{"
+            "{indent}    fn decode_fields({reader}: &mut {root}::Reader<'_>) -> {RESULT}<Self, {root}::DecodeError> {{"
         ),
     );
     if fields.is_empty() {
-        wl(o, format!("{indent}        Ok(Self)"));
+        wl(o, format!("{indent}        {RESULT}::Ok(Self)"));
     } else {
-        wl(o, format!("{indent}        Ok(Self {{"));
+        wl(o, format!("{indent}        {RESULT}::Ok(Self {{"));
         for f in fields {
             let name = rust_field_name(f);
             let read = match &f.kind {

@@ -79,9 +79,10 @@ pub fn element_type_ident(list_name: &str) -> String {
     upper_camel_case(list_name)
 }
 
-/// The module that holds the element types of the lists nested in a list's elements.
+/// The module that holds the element types of the lists nested in a list's elements: `skill` →
+/// `skill`, a keyword escaped (`type` → `r#type`).
 pub fn list_module_ident(list_name: &str) -> String {
-    snake_case(list_name)
+    escape_keyword(&snake_case(list_name))
 }
 
 /// The module that holds a packet's list element types: `S_PlayerList` → `s_player_list`.

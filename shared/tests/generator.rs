@@ -197,3 +197,113 @@ fn comments_and_the_xml_declaration_are_fine() {
     // A keyword becomes a raw identifier.
     assert!(rust.contains("pub r#type: i32,"), "{rust}");
 }
+
+/// What the build script generated from `tests/pdl/names.xml`: keywords and names of Rust's own
+/// types. That this compiles is most of the test.
+#[allow(unused_qualifications, missing_docs, dead_code)]
+mod names {
+    include!(concat!(env!("OUT_DIR"), "/names_packets.rs"));
+}
+
+#[test]
+fn keywords_and_names_of_rust_types_generate_code_that_compiles() {
+    use names::c_type::{Option as OptionItem, String as StringItem, Vec as VecItem, vec};
+    let packet = names::C_type {
+        r#type: 1,
+        self_: 2,
+        strings: vec![StringItem { text: "t".into() }],
+        options: vec![OptionItem { some: 3 }],
+        vecs: vec![VecItem { types: vec![vec::Type { boxs: vec![vec::r#type::Box { ok: true }] }] }],
+        results: vec![],
+    };
+    let bytes = encode_to_vec(&packet).unwrap();
+    assert_eq!(decode::<names::ClientPacket>(&bytes).unwrap(), names::ClientPacket::r#type(packet));
+    assert_eq!(decode::<names::ServerPacket>(&[4, 0, 2, 0]).unwrap(), names::ServerPacket::self_(names::S_self));
+    let some =
+        names::S_Some { nones: vec![names::s_some::None { b: 7 }], oks: vec![names::s_some::Ok { s: "x".into() }] };
+    assert_eq!(decode_packet::<names::S_Some>(&encode_to_vec(&some).unwrap()).unwrap(), some);
+}
+
+#[test]
+fn a_field_named_underscore() {
+    let xml = r#"<PDL><packet name="C_A"><int name="_"/></packet></PDL>"#;
+    assert_eq!(error_of(xml), "bad.xml:1:25: packet `C_A`, field `_`: `_` cannot name a Rust field");
+}
+
+#[test]
+fn fields_that_are_one_name_once_keywords_are_escaped() {
+    // `self` cannot be a raw identifier, so it becomes `self_`: the name of the next field.
+    let xml = r#"<PDL><packet name="C_A"><int name="self"/><int name="self_"/></packet></PDL>"#;
+    assert_eq!(
+        error_of(xml),
+        "bad.xml:1:43: packet `C_A`, field `self_`: a second field named `self_` (Rust name `self_`) in the same packet or list"
+    );
+}
+
+#[test]
+fn packet_names_that_give_no_variant() {
+    assert_eq!(
+        error_of(r#"<PDL><packet name="C_1x"/></PDL>"#),
+        "bad.xml:1:6: packet `C_1x`: the name after the direction prefix must be an identifier of its own (it names the \
+         packet's variant)"
+    );
+    assert_eq!(
+        error_of(r#"<PDL><packet name="S__"/></PDL>"#),
+        "bad.xml:1:6: packet `S__`: the name after the direction prefix must be an identifier of its own (it names the \
+         packet's variant)"
+    );
+    // `C__A` is fine: its variant is `_A`.
+    assert!(pdl::generate("ok.xml", r#"<PDL><packet name="C__A"/></PDL>"#, "crate").is_ok());
+}
+
+#[test]
+fn packets_whose_variants_clash() {
+    let xml = r#"<PDL><packet name="C_self"/><packet name="C_self_"/></PDL>"#;
+    assert_eq!(
+        error_of(xml),
+        "bad.xml:1:29: packet `C_self_`: the packet's variant `self_` clashes with an earlier packet's"
+    );
+    // The same variant in the other direction's enum is fine.
+    assert!(pdl::generate("ok.xml", r#"<PDL><packet name="C_self"/><packet name="S_self_"/></PDL>"#, "crate").is_ok());
+}
+
+#[test]
+fn lists_whose_element_types_clash_or_cannot_be_named() {
+    let xml = r#"<PDL><packet name="S_A"><list name="a_b"><int name="x"/></list><list name="a__b"><int name="x"/></list></packet></PDL>"#;
+    assert_eq!(
+        error_of(xml),
+        "bad.xml:1:64: packet `S_A`, field `a__b`: a second list whose element type is named `AB` in the same packet or list"
+    );
+    let xml = r#"<PDL><packet name="S_A"><list name="self"><int name="x"/></list></packet></PDL>"#;
+    assert_eq!(
+        error_of(xml),
+        "bad.xml:1:25: packet `S_A`, field `self`: the list's element type would be named `Self`, which Rust does not allow"
+    );
+    let xml = r#"<PDL><packet name="S_A"><list name="_"><int name="x"/></list></packet></PDL>"#;
+    assert_eq!(
+        error_of(xml),
+        "bad.xml:1:25: packet `S_A`, field `_`: the list's element type would be named ``, which Rust does not allow"
+    );
+}
+
+/// `depth` lists, each inside the one before, around one int.
+fn nested_lists(depth: usize) -> String {
+    format!(
+        r#"<PDL><packet name="C_A">{}<int name="x"/>{}</packet></PDL>"#,
+        r#"<list name="l">"#.repeat(depth),
+        "</list>".repeat(depth)
+    )
+}
+
+#[test]
+fn lists_nest_at_most_sixteen_deep() {
+    assert!(pdl::generate("ok.xml", &nested_lists(16), "crate").is_ok());
+    // The 17th list starts at column 24 + 16 * 15 + 1.
+    assert_eq!(
+        error_of(&nested_lists(17)),
+        "bad.xml:1:265: packet `C_A`, field `l.l.l.l.l.l.l.l.l.l.l.l.l.l.l.l.l`: lists nest more than 16 deep"
+    );
+    // Found by a deep-nesting probe: 1,000 levels overflowed a test thread's stack (an abort, not
+    // an error). The parser now stops at the 17th.
+    assert!(error_of(&nested_lists(20_000)).ends_with("lists nest more than 16 deep"));
+}
