@@ -4,8 +4,12 @@
 //! list counts) lives in `shared`'s hand-written runtime, so the generated code stays short and a
 //! fix to the runtime fixes every packet.
 
-use super::model::{Definitions, Direction, Field, FieldKind, Packet, Scalar, fixed_len, min_len};
-use super::names::{element_type_ident, field_ident, list_module_ident, packet_module_ident, variant_ident};
+use super::model::{
+    Definitions, Direction, Field, FieldKind, HEADER_LEN, MAX_PACKET_LEN, Packet, Scalar, fixed_len, min_len,
+};
+use super::names::{
+    element_type_ident, field_ident, list_field_name, list_module_ident, packet_module_ident, variant_ident,
+};
 
 /// Emits the Rust source for `defs`. `root` is the path of the `shared` crate as seen from where
 /// the output is included (`crate` inside `shared` itself, `::shared` elsewhere); `source` names
@@ -156,6 +160,7 @@ fn emit_packet(o: &mut String, p: &Packet, root: &str) {
     wl(o, format!("    type Set = {};", set_name(p.direction)));
     wl(o, "}");
     wl(o, "");
+    emit_list_capacity(o, p, root);
     if has_lists {
         wl(o, format!("/// The list element types of [`{}`].", p.name));
         wl(o, format!("pub mod {module} {{"));
@@ -163,6 +168,120 @@ fn emit_packet(o: &mut String, p: &Packet, root: &str) {
         wl(o, "}");
         wl(o, "");
     }
+}
+
+/// The packet's one list, when its size is fixed by its length: a list of fixed-size elements
+/// beside fixed-size fields only. Returns the list, its element size and the other fields' bytes.
+pub fn sized_list(fields: &[Field]) -> Option<(&Field, usize, usize)> {
+    let mut list = None;
+    let mut others = 0;
+    for f in fields {
+        match &f.kind {
+            FieldKind::Scalar(s) => others += s.size(),
+            FieldKind::List(inner) if list.is_none() => list = Some((f, fixed_len(inner)?)),
+            FieldKind::List(_) | FieldKind::String => return None,
+        }
+    }
+    list.map(|(f, each)| (f, each, others))
+}
+
+/// The name of the constant that holds a packet's list capacity: `MAX_` and the list's Rust
+/// field name (`player` → `players` → `MAX_PLAYERS`), keyword escaping aside.
+pub fn capacity_const(list: &Field) -> String {
+    format!("MAX_{}", list_field_name(&list.pdl_name).to_ascii_uppercase())
+}
+
+/// For a packet with a [`sized_list`]: the most entries one packet carries, as a constant, so
+/// code that sends a long list cuts it where the wire format does instead of by hand arithmetic;
+/// and, when the list is the packet's only field, `split`, which does the cutting.
+fn emit_list_capacity(o: &mut String, p: &Packet, root: &str) {
+    let Some((list, each, others)) = sized_list(&p.fields) else {
+        return;
+    };
+    let name = capacity_const(list);
+    let field = rust_field_name(list);
+    let room = MAX_PACKET_LEN - HEADER_LEN - others - 2;
+    wl(o, format!("impl {} {{", p.name));
+    match room.checked_div(each) {
+        None => {
+            // Empty elements take no bytes: only the u16 count limits the list.
+            wl(
+                o,
+                format!(
+                    "    /// The most entries of `{}` one packet carries: 65,535, the most its u16 count can say",
+                    list.pdl_name
+                ),
+            );
+            wl(o, "    /// (its elements take no bytes).");
+            wl(o, format!("    pub const {name}: usize = u16::MAX as usize;"));
+        }
+        Some(max) => {
+            let (others_text, others_term) = match others {
+                0 => (String::new(), String::new()),
+                n => (format!(", {n} bytes of other fields"), format!(" - {n}")),
+            };
+            let max = thousands(max);
+            wl(
+                o,
+                format!(
+                    "    /// The most entries of `{}` one packet carries: {max}. A packet is at most",
+                    list.pdl_name
+                ),
+            );
+            wl(
+                o,
+                format!(
+                    "    /// {} bytes (its u16 size): the {HEADER_LEN}-byte header{others_text},",
+                    thousands(MAX_PACKET_LEN)
+                ),
+            );
+            wl(
+                o,
+                format!(
+                    "    /// the list's 2-byte count and {each} bytes per entry. A longer list goes out as several packets."
+                ),
+            );
+            wl(
+                o,
+                format!(
+                    "    pub const {name}: usize = ({root}::MAX_PACKET_LEN - {root}::HEADER_LEN{others_term} - 2) / {each};"
+                ),
+            );
+        }
+    }
+    if p.fields.len() == 1 {
+        let module = packet_module_ident(&p.name);
+        let elem = format!("{VEC}<{module}::{}>", element_type_ident(&list.pdl_name));
+        wl(o, "");
+        wl(o, format!("    /// `{field}` as packets of at most [`Self::{name}`] entries each, in order: one packet"));
+        wl(o, "    /// when they fit, empty or not (an empty list is news too), several when they do not.");
+        wl(o, format!("    pub fn split({field}: {elem}) -> {VEC}<Self> {{"));
+        wl(o, format!("        if {field}.len() <= Self::{name} {{"));
+        wl(o, format!("            return ::std::vec![Self {{ {field} }}];"));
+        wl(o, "        }");
+        wl(o, format!("        let mut rest = {field}.into_iter();"));
+        wl(o, format!("        let mut packets = {VEC}::with_capacity(rest.len().div_ceil(Self::{name}));"));
+        wl(o, "        while !rest.as_slice().is_empty() {");
+        wl(o, format!("            packets.push(Self {{ {field}: rest.by_ref().take(Self::{name}).collect() }});"));
+        wl(o, "        }");
+        wl(o, "        packets");
+        wl(o, "    }");
+    }
+    wl(o, "}");
+    wl(o, "");
+}
+
+/// `3854` → `3,854`, as the documentation writes figures.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Emits the element types of the lists in `fields`, each list's own nested lists in a module

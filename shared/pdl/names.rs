@@ -6,6 +6,7 @@
 //! | field `posX`, `playerId`, `isSelf` | `pos_x`, `player_id`, `is_self` (snake_case) |
 //! | `<list name="player">` in `S_PlayerList` | field `players: Vec<s_player_list::Player>` (the course's `List<Player> players`) |
 //! | a name that is a Rust keyword (`type`) | a raw identifier (`r#type`) |
+//! | the capacity of that list | `S_PlayerList::MAX_PLAYERS`: `MAX_` and the list's Rust field name, upper-cased |
 
 /// Whether `name` can be an identifier: an ASCII letter or `_`, then letters, digits or `_`.
 pub fn is_identifier(name: &str) -> bool {

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::model::{Definitions, Direction, Field, FieldKind, Packet, Scalar};
+use super::model::{Definitions, Direction, Field, FieldKind, HEADER_LEN, MAX_PACKET_LEN, Packet, Scalar, min_len};
 use super::names;
 
 /// How deep lists may nest. The course's files nest two deep; the limit keeps the generator's
@@ -166,6 +166,16 @@ pub fn parse(file: &str, text: &str) -> Result<Definitions, PdlError> {
         let id = u16::try_from(packets.len() + 1)
             .map_err(|_| cx.error(node, Some(name), None, "more than 65,535 packets"))?;
         let fields = parse_fields(&cx, node, name, "")?;
+        // Such a packet could never be sent; the list capacity arithmetic also assumes it fits.
+        let least = HEADER_LEN + min_len(&fields);
+        if least > MAX_PACKET_LEN {
+            return Err(cx.error(
+                node,
+                Some(name),
+                None,
+                format!("the packet takes at least {least} bytes, more than the 65,535 a packet can hold"),
+            ));
+        }
         packets.push(Packet { name: name.to_string(), id, direction, fields });
     }
     if packets.is_empty() {

@@ -307,3 +307,62 @@ fn lists_nest_at_most_sixteen_deep() {
     // an error). The parser now stops at the 17th.
     assert!(error_of(&nested_lists(20_000)).ends_with("lists nest more than 16 deep"));
 }
+
+fn generated(xml: &str) -> String {
+    pdl::generate("ok.xml", xml, "crate").unwrap()
+}
+
+#[test]
+fn a_list_beside_fixed_fields_gets_a_capacity_but_no_split() {
+    let rust = generated(
+        r#"<PDL><packet name="S_Inventory"><int name="page"/><list name="item"><int name="id"/><short name="count"/></list></packet></PDL>"#,
+    );
+    // (65,535 - 4 header - 4 page - 2 count) / 6 per item = 10,920.
+    assert!(rust.contains("carries: 10,920."), "{rust}");
+    assert!(rust.contains("pub const MAX_ITEMS: usize = (crate::MAX_PACKET_LEN - crate::HEADER_LEN - 4 - 2) / 6;"));
+    // Cutting would copy `page` into every piece, which may not be what it means.
+    assert!(!rust.contains("pub fn split"));
+}
+
+#[test]
+fn a_list_of_empty_elements_is_limited_by_its_count() {
+    let rust = generated(r#"<PDL><packet name="S_Ticks"><list name="tick"/></packet></PDL>"#);
+    assert!(rust.contains("pub const MAX_TICKS: usize = u16::MAX as usize;"), "{rust}");
+    assert!(rust.contains("pub fn split(ticks: ::std::vec::Vec<s_ticks::Tick>) -> ::std::vec::Vec<Self> {"));
+}
+
+#[test]
+fn lists_whose_size_is_not_fixed_get_no_capacity() {
+    for xml in [
+        // A string beside the list.
+        r#"<PDL><packet name="S_A"><string name="s"/><list name="l"><int name="x"/></list></packet></PDL>"#,
+        // A string in the element.
+        r#"<PDL><packet name="S_A"><list name="l"><string name="s"/></list></packet></PDL>"#,
+        // A nested list in the element.
+        r#"<PDL><packet name="S_A"><list name="l"><list name="m"/></list></packet></PDL>"#,
+        // Two lists.
+        r#"<PDL><packet name="S_A"><list name="l"><int name="x"/></list><list name="m"><int name="x"/></list></packet></PDL>"#,
+    ] {
+        assert!(!generated(xml).contains("pub const MAX_"), "{xml}");
+    }
+}
+
+#[test]
+fn a_packet_too_large_to_send_is_refused() {
+    // 8,191 longs: 4 + 65,528 = 65,532 bytes fits; 8,192 (65,540 bytes) does not.
+    let longs = |n: usize| {
+        let fields: String = (0..n).map(|i| format!(r#"<long name="f{i}"/>"#)).collect();
+        format!(r#"<PDL><packet name="S_Big">{fields}</packet></PDL>"#)
+    };
+    assert!(pdl::generate("ok.xml", &longs(8191), "crate").is_ok());
+    assert_eq!(
+        error_of(&longs(8192)),
+        "bad.xml:1:6: packet `S_Big`: the packet takes at least 65540 bytes, more than the 65,535 a packet can hold"
+    );
+}
+
+#[test]
+fn the_generator_uses_the_wire_limits_of_the_library() {
+    assert_eq!(pdl::model::MAX_PACKET_LEN, shared::MAX_PACKET_LEN);
+    assert_eq!(pdl::model::HEADER_LEN, shared::HEADER_LEN);
+}
