@@ -4,8 +4,12 @@
 //! list counts) lives in `shared`'s hand-written runtime, so the generated code stays short and a
 //! fix to the runtime fixes every packet.
 
-use super::model::{Definitions, Direction, Field, FieldKind, Packet, Scalar, fixed_len, min_len};
-use super::names::{escape_keyword, list_field_name, snake_case, upper_camel_case};
+use super::model::{
+    Definitions, Direction, Field, FieldKind, HEADER_LEN, MAX_PACKET_LEN, Packet, Scalar, fixed_len, min_len,
+};
+use super::names::{
+    element_type_ident, field_ident, list_field_name, list_module_ident, packet_module_ident, variant_ident,
+};
 
 /// Emits the Rust source for `defs`. `root` is the path of the `shared` crate as seen from where
 /// the output is included (`crate` inside `shared` itself, `::shared` elsewhere); `source` names
@@ -24,6 +28,14 @@ pub fn emit(defs: &Definitions, root: &str, source: &str) -> String {
     emit_set(o, defs, root, Direction::ServerToClient);
     out
 }
+
+// Element types are named after the user's lists and share a module with the code that uses these
+// types, so a list named `string` or `option` would hide them: the generated code names them in
+// full.
+const STRING: &str = "::std::string::String";
+const VEC: &str = "::std::vec::Vec";
+const OPTION: &str = "::core::option::Option";
+const RESULT: &str = "::core::result::Result";
 
 fn wl(out: &mut String, line: impl AsRef<str>) {
     out.push_str(line.as_ref());
@@ -125,14 +137,11 @@ fn schema_fields(fields: &[Field], root: &str) -> String {
 }
 
 fn rust_field_name(f: &Field) -> String {
-    match f.kind {
-        FieldKind::List(_) => escape_keyword(&list_field_name(&f.pdl_name)),
-        _ => escape_keyword(&snake_case(&f.pdl_name)),
-    }
+    field_ident(&f.pdl_name, matches!(f.kind, FieldKind::List(_)))
 }
 
 fn emit_packet(o: &mut String, p: &Packet, root: &str) {
-    let module = snake_case(&p.name);
+    let module = packet_module_ident(&p.name);
     wl(o, format!("/// `{}`: packet id {}, {}.", p.name, p.id, direction_text(p.direction)));
     if !p.fields.is_empty() {
         wl(o, "///");
@@ -151,6 +160,7 @@ fn emit_packet(o: &mut String, p: &Packet, root: &str) {
     wl(o, format!("    type Set = {};", set_name(p.direction)));
     wl(o, "}");
     wl(o, "");
+    emit_list_capacity(o, p, root);
     if has_lists {
         wl(o, format!("/// The list element types of [`{}`].", p.name));
         wl(o, format!("pub mod {module} {{"));
@@ -160,14 +170,128 @@ fn emit_packet(o: &mut String, p: &Packet, root: &str) {
     }
 }
 
+/// The packet's one list, when its size is fixed by its length: a list of fixed-size elements
+/// beside fixed-size fields only. Returns the list, its element size and the other fields' bytes.
+pub fn sized_list(fields: &[Field]) -> Option<(&Field, usize, usize)> {
+    let mut list = None;
+    let mut others = 0;
+    for f in fields {
+        match &f.kind {
+            FieldKind::Scalar(s) => others += s.size(),
+            FieldKind::List(inner) if list.is_none() => list = Some((f, fixed_len(inner)?)),
+            FieldKind::List(_) | FieldKind::String => return None,
+        }
+    }
+    list.map(|(f, each)| (f, each, others))
+}
+
+/// The name of the constant that holds a packet's list capacity: `MAX_` and the list's Rust
+/// field name (`player` → `players` → `MAX_PLAYERS`), keyword escaping aside.
+pub fn capacity_const(list: &Field) -> String {
+    format!("MAX_{}", list_field_name(&list.pdl_name).to_ascii_uppercase())
+}
+
+/// For a packet with a [`sized_list`]: the most entries one packet carries, as a constant, so
+/// code that sends a long list cuts it where the wire format does instead of by hand arithmetic;
+/// and, when the list is the packet's only field, `split`, which does the cutting.
+fn emit_list_capacity(o: &mut String, p: &Packet, root: &str) {
+    let Some((list, each, others)) = sized_list(&p.fields) else {
+        return;
+    };
+    let name = capacity_const(list);
+    let field = rust_field_name(list);
+    let room = MAX_PACKET_LEN - HEADER_LEN - others - 2;
+    wl(o, format!("impl {} {{", p.name));
+    match room.checked_div(each) {
+        None => {
+            // Empty elements take no bytes: only the u16 count limits the list.
+            wl(
+                o,
+                format!(
+                    "    /// The most entries of `{}` one packet carries: 65,535, the most its u16 count can say",
+                    list.pdl_name
+                ),
+            );
+            wl(o, "    /// (its elements take no bytes).");
+            wl(o, format!("    pub const {name}: usize = u16::MAX as usize;"));
+        }
+        Some(max) => {
+            let (others_text, others_term) = match others {
+                0 => (String::new(), String::new()),
+                n => (format!(", {n} bytes of other fields"), format!(" - {n}")),
+            };
+            let max = thousands(max);
+            wl(
+                o,
+                format!(
+                    "    /// The most entries of `{}` one packet carries: {max}. A packet is at most",
+                    list.pdl_name
+                ),
+            );
+            wl(
+                o,
+                format!(
+                    "    /// {} bytes (its u16 size): the {HEADER_LEN}-byte header{others_text},",
+                    thousands(MAX_PACKET_LEN)
+                ),
+            );
+            wl(
+                o,
+                format!(
+                    "    /// the list's 2-byte count and {each} bytes per entry. A longer list goes out as several packets."
+                ),
+            );
+            wl(
+                o,
+                format!(
+                    "    pub const {name}: usize = ({root}::MAX_PACKET_LEN - {root}::HEADER_LEN{others_term} - 2) / {each};"
+                ),
+            );
+        }
+    }
+    if p.fields.len() == 1 {
+        let module = packet_module_ident(&p.name);
+        let elem = format!("{VEC}<{module}::{}>", element_type_ident(&list.pdl_name));
+        wl(o, "");
+        wl(o, format!("    /// `{field}` as packets of at most [`Self::{name}`] entries each, in order: one packet"));
+        wl(o, "    /// when they fit, empty or not (an empty list is news too), several when they do not.");
+        wl(o, format!("    pub fn split({field}: {elem}) -> {VEC}<Self> {{"));
+        wl(o, format!("        if {field}.len() <= Self::{name} {{"));
+        wl(o, format!("            return ::std::vec![Self {{ {field} }}];"));
+        wl(o, "        }");
+        wl(o, format!("        let mut rest = {field}.into_iter();"));
+        wl(o, format!("        let mut packets = {VEC}::with_capacity(rest.len().div_ceil(Self::{name}));"));
+        wl(o, "        while !rest.as_slice().is_empty() {");
+        wl(o, format!("            packets.push(Self {{ {field}: rest.by_ref().take(Self::{name}).collect() }});"));
+        wl(o, "        }");
+        wl(o, "        packets");
+        wl(o, "    }");
+    }
+    wl(o, "}");
+    wl(o, "");
+}
+
+/// `3854` → `3,854`, as the documentation writes figures.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Emits the element types of the lists in `fields`, each list's own nested lists in a module
 /// named after it.
 fn emit_list_types(o: &mut String, fields: &[Field], root: &str, packet: &str, indent: &str) {
     for f in fields {
         if let FieldKind::List(inner) = &f.kind {
-            let ty = upper_camel_case(&f.pdl_name);
+            let ty = element_type_ident(&f.pdl_name);
             let has_lists = inner.iter().any(|f| matches!(f.kind, FieldKind::List(_)));
-            let module = snake_case(&f.pdl_name);
+            let module = list_module_ident(&f.pdl_name);
             wl(o, format!("{indent}/// An element of `{packet}`'s list `{}`.", f.pdl_name));
             emit_struct(o, &ty, inner, root, packet, if has_lists { Some(module.as_str()) } else { None }, indent);
             if has_lists {
@@ -207,10 +331,10 @@ fn emit_struct(
         for f in fields {
             let ty = match &f.kind {
                 FieldKind::Scalar(s) => s.rust_type().to_string(),
-                FieldKind::String => "String".to_string(),
+                FieldKind::String => STRING.to_string(),
                 FieldKind::List(_) => {
                     let module = lists_module.unwrap_or("self");
-                    format!("Vec<{module}::{}>", upper_camel_case(&f.pdl_name))
+                    format!("{VEC}<{module}::{}>", element_type_ident(&f.pdl_name))
                 }
             };
             wl(o, format!("{indent}    /// `{}`", field_signature(f)));
@@ -221,22 +345,22 @@ fn emit_struct(
     wl(o, "");
 
     let fixed = match fixed_len(fields) {
-        Some(n) => format!("Some({n})"),
-        None => "None".to_string(),
+        Some(n) => format!("{OPTION}::Some({n})"),
+        None => format!("{OPTION}::None"),
     };
     wl(o, format!("{indent}impl {root}::WireFormat for {name} {{"));
     wl(o, format!("{indent}    const MIN_LEN: usize = {};", min_len(fields)));
-    wl(o, format!("{indent}    const FIXED_LEN: Option<usize> = {fixed};"));
+    wl(o, format!("{indent}    const FIXED_LEN: {OPTION}<usize> = {fixed};"));
     wl(o, "");
 
     // wire_len
     wl(o, format!("{indent}    #[inline]"));
     let var_fields: Vec<&Field> = fields.iter().filter(|f| !matches!(f.kind, FieldKind::Scalar(_))).collect();
     if var_fields.is_empty() {
-        wl(o, format!("{indent}    fn wire_len(&self) -> Result<usize, {root}::EncodeError> {{"));
-        wl(o, format!("{indent}        Ok(Self::MIN_LEN)"));
+        wl(o, format!("{indent}    fn wire_len(&self) -> {RESULT}<usize, {root}::EncodeError> {{"));
+        wl(o, format!("{indent}        {RESULT}::Ok(Self::MIN_LEN)"));
     } else {
-        wl(o, format!("{indent}    fn wire_len(&self) -> Result<usize, {root}::EncodeError> {{"));
+        wl(o, format!("{indent}    fn wire_len(&self) -> {RESULT}<usize, {root}::EncodeError> {{"));
         let scalar_bytes: usize = fields
             .iter()
             .filter_map(|f| match f.kind {
@@ -250,7 +374,7 @@ fn emit_struct(
             let helper = if matches!(f.kind, FieldKind::String) { "string_len" } else { "list_len" };
             wl(o, format!("{indent}        len += {root}::{helper}(&self.{name}, {packet:?}, {:?})?;", f.pdl_name));
         }
-        wl(o, format!("{indent}        Ok(len)"));
+        wl(o, format!("{indent}        {RESULT}::Ok(len)"));
     }
     wl(o, format!("{indent}    }}"));
     wl(o, "");
@@ -285,13 +409,13 @@ fn emit_struct(
     wl(
         o,
         format!(
-            "{indent}    fn decode_fields({reader}: &mut {root}::Reader<'_>) -> Result<Self, {root}::DecodeError> {{"
+            "{indent}    fn decode_fields({reader}: &mut {root}::Reader<'_>) -> {RESULT}<Self, {root}::DecodeError> {{"
         ),
     );
     if fields.is_empty() {
-        wl(o, format!("{indent}        Ok(Self)"));
+        wl(o, format!("{indent}        {RESULT}::Ok(Self)"));
     } else {
-        wl(o, format!("{indent}        Ok(Self {{"));
+        wl(o, format!("{indent}        {RESULT}::Ok(Self {{"));
         for f in fields {
             let name = rust_field_name(f);
             let read = match &f.kind {
@@ -336,7 +460,7 @@ fn emit_set(o: &mut String, defs: &Definitions, root: &str, direction: Direction
         Direction::ServerToClient => ("ServerPacket", "Every packet a server sends (`S_…`): what a client decodes."),
     };
     let members: Vec<&Packet> = defs.packets.iter().filter(|p| p.direction == direction).collect();
-    let variant = |p: &Packet| escape_keyword(&p.name[2..]);
+    let variant = |p: &Packet| variant_ident(&p.name);
 
     wl(o, format!("/// {doc}"));
     wl(o, "///");

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod emit;
+pub mod fuzz;
 pub mod model;
 pub mod names;
 pub mod parse;

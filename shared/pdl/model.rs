@@ -1,5 +1,12 @@
 //! What a definition file says, once read and checked: packets, their ids and their fields.
 
+/// The largest packet, header included: its `size` is a u16. (The same as `shared::MAX_PACKET_LEN`,
+/// which the build script cannot use; a test keeps the two equal.)
+pub const MAX_PACKET_LEN: usize = 65_535;
+
+/// Bytes in a packet header, `[size: u16][id: u16]`; `shared::HEADER_LEN`.
+pub const HEADER_LEN: usize = 4;
+
 /// Which way a packet travels, from its name's prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {

@@ -6,6 +6,7 @@
 //! | field `posX`, `playerId`, `isSelf` | `pos_x`, `player_id`, `is_self` (snake_case) |
 //! | `<list name="player">` in `S_PlayerList` | field `players: Vec<s_player_list::Player>` (the course's `List<Player> players`) |
 //! | a name that is a Rust keyword (`type`) | a raw identifier (`r#type`) |
+//! | the capacity of that list | `S_PlayerList::MAX_PLAYERS`: `MAX_` and the list's Rust field name, upper-cased |
 
 /// Whether `name` can be an identifier: an ASCII letter or `_`, then letters, digits or `_`.
 pub fn is_identifier(name: &str) -> bool {
@@ -60,6 +61,34 @@ pub fn upper_camel_case(name: &str) -> String {
 /// The field that holds a list: the course's convention, the list's name plus `s`.
 pub fn list_field_name(list_name: &str) -> String {
     format!("{}s", snake_case(list_name))
+}
+
+/// The Rust name of a packet's or list element's field: `posX` → `pos_x`, a list `player` →
+/// `players`, a keyword escaped (`type` → `r#type`).
+pub fn field_ident(pdl_name: &str, is_list: bool) -> String {
+    escape_keyword(&if is_list { list_field_name(pdl_name) } else { snake_case(pdl_name) })
+}
+
+/// The variant of `ClientPacket` / `ServerPacket` that holds a packet: its name without the
+/// direction prefix (`C_Move` → `Move`).
+pub fn variant_ident(packet_name: &str) -> String {
+    escape_keyword(packet_name.get(2..).unwrap_or_default())
+}
+
+/// The type of a list's elements: `player` → `Player`.
+pub fn element_type_ident(list_name: &str) -> String {
+    upper_camel_case(list_name)
+}
+
+/// The module that holds the element types of the lists nested in a list's elements: `skill` →
+/// `skill`, a keyword escaped (`type` → `r#type`).
+pub fn list_module_ident(list_name: &str) -> String {
+    escape_keyword(&snake_case(list_name))
+}
+
+/// The module that holds a packet's list element types: `S_PlayerList` → `s_player_list`.
+pub fn packet_module_ident(packet_name: &str) -> String {
+    snake_case(packet_name)
 }
 
 const KEYWORDS: &[&str] = &[

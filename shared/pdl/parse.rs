@@ -7,8 +7,12 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::model::{Definitions, Direction, Field, FieldKind, Packet, Scalar};
+use super::model::{Definitions, Direction, Field, FieldKind, HEADER_LEN, MAX_PACKET_LEN, Packet, Scalar, min_len};
 use super::names;
+
+/// How deep lists may nest. The course's files nest two deep; the limit keeps the generator's
+/// recursion (and the size of its output, which grows with the depth) small.
+pub const MAX_LIST_DEPTH: usize = 16;
 
 /// A mistake in a definition file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +98,7 @@ pub fn parse(file: &str, text: &str) -> Result<Definitions, PdlError> {
     let mut seen = HashSet::new();
     // Each packet's list types live in a module named after it, so those names must differ too.
     let mut modules = HashSet::new();
+    let mut variants = HashSet::new();
     for node in element_children(&cx, root, None, None)? {
         if node.tag_name().name() != "packet" {
             return Err(cx.error(
@@ -140,9 +145,37 @@ pub fn parse(file: &str, text: &str) -> Result<Definitions, PdlError> {
                 format!("the packet's Rust module `{}` clashes with an earlier packet's", names::snake_case(name)),
             ));
         }
+        // The rest names the packet's variant in `ClientPacket` / `ServerPacket` (`Move`).
+        let rest = &name[2..];
+        if rest == "_" || rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(cx.error(
+                node,
+                Some(name),
+                None,
+                "the name after the direction prefix must be an identifier of its own (it names the packet's variant)",
+            ));
+        }
+        if !variants.insert((direction == Direction::ClientToServer, names::variant_ident(name))) {
+            return Err(cx.error(
+                node,
+                Some(name),
+                None,
+                format!("the packet's variant `{}` clashes with an earlier packet's", names::variant_ident(name)),
+            ));
+        }
         let id = u16::try_from(packets.len() + 1)
             .map_err(|_| cx.error(node, Some(name), None, "more than 65,535 packets"))?;
         let fields = parse_fields(&cx, node, name, "")?;
+        // Such a packet could never be sent; the list capacity arithmetic also assumes it fits.
+        let least = HEADER_LEN + min_len(&fields);
+        if least > MAX_PACKET_LEN {
+            return Err(cx.error(
+                node,
+                Some(name),
+                None,
+                format!("the packet takes at least {least} bytes, more than the 65,535 a packet can hold"),
+            ));
+        }
         packets.push(Packet { name: name.to_string(), id, direction, fields });
     }
     if packets.is_empty() {
@@ -179,6 +212,7 @@ fn parse_fields(
     let mut fields = Vec::new();
     // Checked on the Rust names, so `posX` and `pos_x` cannot both exist.
     let mut rust_names = HashSet::new();
+    let mut element_types = HashSet::new();
     let list_path = path.strip_suffix('.');
     for node in element_children(cx, parent, Some(packet), list_path)? {
         let type_name = node.tag_name().name();
@@ -197,7 +231,19 @@ fn parse_fields(
         }
         let kind = match type_name {
             "string" => FieldKind::String,
-            "list" => FieldKind::List(parse_fields(cx, node, packet, &format!("{full}."))?),
+            "list" => {
+                // Checked before descending: the parser and the generator recurse once per level,
+                // and a file nested thousands deep would overflow the build script's stack.
+                if path.matches('.').count() >= MAX_LIST_DEPTH {
+                    return Err(cx.error(
+                        node,
+                        Some(packet),
+                        Some(&full),
+                        format!("lists nest more than {MAX_LIST_DEPTH} deep"),
+                    ));
+                }
+                FieldKind::List(parse_fields(cx, node, packet, &format!("{full}."))?)
+            }
             other => match Scalar::ALL.iter().find(|(n, _)| *n == other) {
                 Some((_, scalar)) => FieldKind::Scalar(*scalar),
                 None => {
@@ -220,10 +266,12 @@ fn parse_fields(
                 format!("a `{type_name}` field cannot hold other fields"),
             ));
         }
-        let rust_name = match kind {
-            FieldKind::List(_) => names::list_field_name(name),
-            _ => names::snake_case(name),
-        };
+        let is_list = matches!(kind, FieldKind::List(_));
+        let rust_name = names::field_ident(name, is_list);
+        if rust_name == "_" {
+            return Err(cx.error(node, Some(packet), Some(&full), "`_` cannot name a Rust field"));
+        }
+        // Compared after keyword escaping: `self` becomes `self_`, which a field may already be.
         if !rust_names.insert(rust_name.clone()) {
             return Err(cx.error(
                 node,
@@ -231,6 +279,27 @@ fn parse_fields(
                 Some(&full),
                 format!("a second field named `{name}` (Rust name `{rust_name}`) in the same packet or list"),
             ));
+        }
+        if is_list {
+            // The element types of the lists of one packet or element share a module. (Their
+            // nested-list modules cannot clash when the types do not.)
+            let ty = names::element_type_ident(name);
+            if ty.is_empty() || ty == "Self" {
+                return Err(cx.error(
+                    node,
+                    Some(packet),
+                    Some(&full),
+                    format!("the list's element type would be named `{ty}`, which Rust does not allow"),
+                ));
+            }
+            if !element_types.insert(ty.clone()) {
+                return Err(cx.error(
+                    node,
+                    Some(packet),
+                    Some(&full),
+                    format!("a second list whose element type is named `{ty}` in the same packet or list"),
+                ));
+            }
         }
         fields.push(Field { pdl_name: name.to_string(), kind });
     }

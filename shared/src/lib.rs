@@ -32,6 +32,8 @@
 //! | field `posX`, `playerId`, `isSelf` | `pos_x`, `player_id`, `is_self` (snake_case) |
 //! | `<list name="player">` in `S_PlayerList` | `players: Vec<s_player_list::Player>` (the course's `List<Player> players`) |
 //! | a field named like a Rust keyword (`type`) | a raw identifier (`r#type`) |
+//! | how many entries of a list fit one packet (`S_PlayerList`: 3,854) | [`S_PlayerList::MAX_PLAYERS`]: `MAX_` and the list field's Rust name, upper-cased; generated for a packet whose list has fixed-size elements and whose other fields are fixed-size |
+//! | a longer list, as several packets | [`S_PlayerList::split`], when the list is the packet's only field |
 //! | all `C_` packets / all `S_` packets | the enums [`ClientPacket`] / [`ServerPacket`], variants without the prefix (`ClientPacket::Move`) |
 //!
 //! Field types: `bool` → `bool`, `byte` → `u8`, `sbyte` → `i8`, `short` → `i16`, `ushort` → `u16`,
@@ -49,6 +51,8 @@
 mod decode;
 mod encode;
 mod frame;
+#[doc(hidden)]
+pub mod fuzz;
 mod packet;
 mod packets;
 mod schema;

@@ -142,9 +142,43 @@ fn a_player_list_too_large_for_one_packet_is_an_error_not_a_panic() {
         encode_to_vec(&S_PlayerList { players }),
         Err(EncodeError::PacketTooLarge { packet: "S_PlayerList", size: 4 + 2 + 4000 * 17 })
     );
-    // The largest list that fits: (65535 - 6) / 17 = 3854 players.
-    let players = vec![Player::default(); 3854];
-    assert_eq!(encode_to_vec(&S_PlayerList { players }).unwrap().len(), 6 + 3854 * 17);
+}
+
+#[test]
+fn the_player_list_capacity_is_generated_and_exact() {
+    // Worked out by hand from PROTOCOL.md: a packet is at most 65,535 bytes (u16 size); the
+    // 4-byte header and the 2-byte count leave 65,529, and a player (bool, int, 3 floats) takes 17:
+    // 65,529 / 17 = 3,854 (3,854 * 17 = 65,518; one more would need 65,535).
+    assert_eq!(S_PlayerList::MAX_PLAYERS, 3854);
+    let full = S_PlayerList { players: vec![Player::default(); S_PlayerList::MAX_PLAYERS] };
+    let bytes = encode_to_vec(&full).unwrap();
+    assert_eq!(bytes.len(), 65_524);
+    assert_eq!(bytes[..6], [0xF4, 0xFF, 0x04, 0x00, 0x0E, 0x0F], "size 65,524, id 4, count 3,854");
+    let over = S_PlayerList { players: vec![Player::default(); S_PlayerList::MAX_PLAYERS + 1] };
+    assert_eq!(encode_to_vec(&over), Err(EncodeError::PacketTooLarge { packet: "S_PlayerList", size: 65_541 }));
+}
+
+fn numbered(n: usize) -> Vec<Player> {
+    (1..=n as i32).map(|player_id| Player { player_id, ..Player::default() }).collect()
+}
+
+#[test]
+fn a_long_player_list_splits_into_packets_that_each_encode() {
+    let players = numbered(2 * 3854 + 1);
+    let packets = S_PlayerList::split(players.clone());
+    assert_eq!(packets.iter().map(|p| p.players.len()).collect::<Vec<_>>(), [3854, 3854, 1]);
+    for packet in &packets {
+        assert!(encode_to_vec(packet).is_ok());
+    }
+    let joined: Vec<Player> = packets.into_iter().flat_map(|p| p.players).collect();
+    assert_eq!(joined, players, "every player once, in order");
+}
+
+#[test]
+fn a_list_that_fits_stays_one_packet_even_when_empty() {
+    assert_eq!(S_PlayerList::split(Vec::new()), [S_PlayerList { players: Vec::new() }]);
+    let players = numbered(3854);
+    assert_eq!(S_PlayerList::split(players.clone()), [S_PlayerList { players }]);
 }
 
 #[test]

@@ -1,0 +1,4 @@
+//! libFuzzer entry for `shared::fuzz::decode_client`; the checks live there.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shared::fuzz::decode_client(data));
