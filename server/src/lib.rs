@@ -74,7 +74,7 @@ pub use chat::{ChatLimit, ChatPlugin};
 pub use config::{ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, OutOfBounds, RoomConfig, ServerConfig, WorldConfig};
 pub use movement::{MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
-pub use room::{InRoom, MAX_PLAYERS_PER_LIST, Player, Position, Room, RoomCapacity, RoomPlugin, player_lists};
+pub use room::{InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
 pub use stats::{ServerStats, ServerStatsPlugin, StatsSystems};
 

@@ -70,11 +70,6 @@ pub struct RoomCapacity(pub Option<usize>);
 #[derive(Resource, Debug)]
 struct NextPlayerId(i32);
 
-/// The most players one `S_PlayerList` can carry: its u16 size holds a 6-byte header and count
-/// plus 17 bytes per player. The course overflowed its buffer above 240 and the size near 3,854;
-/// a longer list goes out as several packets.
-pub const MAX_PLAYERS_PER_LIST: usize = (shared::MAX_PACKET_LEN - 6) / 17;
-
 /// Players enter a room when they connect, and leave it on `C_LeaveGame` or disconnect.
 pub struct RoomPlugin {
     /// Players per room; `None` for one room.
@@ -89,15 +84,6 @@ impl Plugin for RoomPlugin {
             .add_systems(PreUpdate, (enter_players, leave_players).chain().in_set(GameSystems::Membership))
             .add_observer(announce_leave);
     }
-}
-
-/// The `S_PlayerList` packets that tell a newcomer who is in the room: one, unless the room holds
-/// more than [`MAX_PLAYERS_PER_LIST`].
-pub fn player_lists(players: Vec<ListedPlayer>) -> Vec<S_PlayerList> {
-    if players.len() <= MAX_PLAYERS_PER_LIST {
-        return vec![S_PlayerList { players }];
-    }
-    players.chunks(MAX_PLAYERS_PER_LIST).map(|chunk| S_PlayerList { players: chunk.to_vec() }).collect()
 }
 
 /// Puts each new connection in a room (the first with space, or a new one) and tells it who is
@@ -159,7 +145,8 @@ fn enter_players(
                 Some(ListedPlayer { is_self: *member == c.entity, player_id, pos_x: pos.x, pos_y: pos.y, pos_z: pos.z })
             })
             .collect();
-        for list in player_lists(listed) {
+        // One packet, or several when the room holds more than `S_PlayerList::MAX_PLAYERS`.
+        for list in S_PlayerList::split(listed) {
             outbox.send(c.entity, &list);
         }
         let enter = S_BroadcastEnterGame { player_id: id, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 };
