@@ -8,7 +8,9 @@ use std::time::Duration;
 use bevy_app::Update;
 use bevy_ecs::prelude::*;
 use net_plugin::testing::{RawClient, io_stats};
-use net_plugin::{Connected, DisconnectKind, DisconnectReason, Disconnected, NetConfig, Outbox, RateLimit, Received};
+use net_plugin::{
+    Connected, DisconnectKind, DisconnectReason, Disconnected, NetConfig, NetStats, Outbox, RateLimit, Received,
+};
 use shared::{C_Chat, C_Move, DecodeError, FrameError, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
 use support::{QUIET, WAIT, echo_chat, recorded, start_server_with, stats, wait_recorded};
 
@@ -194,21 +196,7 @@ fn a_client_that_reads_survives_a_burst_three_times_the_cap() {
 #[test]
 fn the_per_address_limit_refuses_newcomers_from_that_address_only() {
     let config = NetConfig { max_connections_per_ip: Some(2), per_ip_counts_loopback: true, ..NetConfig::default() };
-    let (server, addr) = start_server_with(config, |app| {
-        app.add_systems(Update, echo_chat);
-    });
-    let mut first: Vec<RawClient> = (0..2).map(|_| RawClient::connect(addr)).collect();
-    assert!(wait_recorded::<Connected>(&server, 2));
-    let mut refused = RawClient::connect(addr);
-    assert!(refused.wait_closed(WAIT), "the third connection from 127.0.0.1 is closed at once");
-    assert!(server.wait_until(WAIT, |app| app.world().resource::<net_plugin::NetStats>().refused_per_ip == 1));
-    for (i, client) in first.iter_mut().enumerate() {
-        assert_healthy(client, &format!("client {i}"));
-    }
-    drop(first.pop());
-    assert!(wait_recorded::<Disconnected>(&server, 1));
-    let mut later = RawClient::connect(addr);
-    assert_healthy(&mut later, "a slot came back");
+    a_limit_refuses_newcomers_only(config, 2, |s| s.refused_per_ip);
 }
 
 #[test]
@@ -290,24 +278,28 @@ fn the_packets_before_a_bad_frame_in_the_same_read_are_delivered() {
 
 #[test]
 fn the_connection_limit_refuses_newcomers_only() {
-    let config = NetConfig { max_connections: 3, ..NetConfig::default() };
+    a_limit_refuses_newcomers_only(NetConfig { max_connections: 3, ..NetConfig::default() }, 3, |s| s.refused);
+}
+
+/// With `config` allowing `allowed` connections from here, the next one is closed at once and
+/// counted by `refusals`; those in are served; a slot comes back when one of them closes.
+fn a_limit_refuses_newcomers_only(config: NetConfig, allowed: usize, refusals: fn(&NetStats) -> u64) {
     let (server, addr) = start_server_with(config, |app| {
         app.add_systems(Update, echo_chat);
     });
-    let mut first: Vec<RawClient> = (0..3).map(|_| RawClient::connect(addr)).collect();
-    assert!(wait_recorded::<Connected>(&server, 3));
+    let mut first: Vec<RawClient> = (0..allowed).map(|_| RawClient::connect(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, allowed));
     let mut refused = RawClient::connect(addr);
-    assert!(refused.wait_closed(WAIT), "the fourth connection is closed at once");
-    assert!(server.wait_until(WAIT, |app| app.world().resource::<net_plugin::NetStats>().refused == 1));
+    assert!(refused.wait_closed(WAIT), "the connection beyond the limit is closed at once");
+    assert!(server.wait_until(WAIT, move |app| refusals(app.world().resource::<NetStats>()) == 1));
     for (i, client) in first.iter_mut().enumerate() {
         assert_healthy(client, &format!("client {i}"));
     }
-    // A slot frees when a session ends.
     drop(first.pop());
     assert!(wait_recorded::<Disconnected>(&server, 1));
     let mut later = RawClient::connect(addr);
-    assert_healthy(&mut later, "got in");
-    assert_eq!(recorded::<Connected>(&server).len(), 4);
+    assert_healthy(&mut later, "a slot came back");
+    assert_eq!(recorded::<Connected>(&server).len(), allowed + 1);
 }
 
 #[test]
