@@ -8,12 +8,9 @@ mod pdl;
 
 use std::path::PathBuf;
 
-/// Mutated inputs per target: a few thousand, so the whole file stays within a few seconds in a
-/// debug build.
-const MUTATIONS: usize = 3000;
-
-/// The PDL parser is the slowest target (XML parsing and code generation per input).
-const PDL_MUTATIONS: usize = 1500;
+/// Mutated inputs per target: a few thousand, so the whole file stays around a second in a debug
+/// build.
+const MUTATIONS: usize = 4000;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
@@ -135,7 +132,7 @@ fn pdl_parser() {
         b"\"",
         b"_",
     ];
-    run("pdl_parser", pdl::fuzz::pdl_parser, PDL_MUTATIONS, tokens);
+    run("pdl_parser", pdl::fuzz::pdl_parser, MUTATIONS, tokens);
 }
 
 /// The name check must refuse what Rust refuses, or a clean run of `pdl_parser` means nothing.
