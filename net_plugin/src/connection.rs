@@ -42,7 +42,8 @@ pub struct Connection {
     /// connection grows its buffer once a frame instead of doubling its way up.
     last_len: usize,
     /// Game code closed it this frame: the flush hands over what it was sent, then closes it.
-    close_request: Option<DisconnectReason>,
+    /// Boxed: rare, and every connection carries the field.
+    close_request: Option<Box<DisconnectReason>>,
 }
 
 /// The component's hook: a connection whose component goes away is closed (a no-op when it
@@ -113,11 +114,11 @@ impl Connection {
             return;
         }
         self.session.mark_closed_by_app();
-        self.close_request = Some(reason);
+        self.close_request = Some(Box::new(reason));
     }
 
     pub(crate) fn take_close_request(&mut self) -> Option<DisconnectReason> {
-        self.close_request.take()
+        self.close_request.take().map(|reason| *reason)
     }
 
     /// Moves this frame's bytes to the session's queue (see [`outbound::hand_over`]): the

@@ -15,7 +15,7 @@ use std::future::poll_fn;
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::Poll;
@@ -276,8 +276,8 @@ enum Wake {
 async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext<In>) -> Option<DisconnectReason> {
     let mut rules = InboundRules::<In>::new(&cx.config, Instant::now());
     let limits = BacklogLimits::of(&cx.config);
-    // Armed (reset to a deadline) only when the rules have one; polled only then.
-    let mut timer = pin!(tokio::time::sleep(Duration::ZERO));
+    // Allocated only while a rule has a deadline: an idle session keeps no timer.
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut armed = None;
     loop {
         // The inbound rules' timers, and the outbound ones while the writer waits on the socket.
@@ -291,8 +291,10 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
         };
         if deadline != armed {
             armed = deadline;
-            if let Some(at) = deadline {
-                timer.as_mut().reset(at.into());
+            match (deadline, timer.as_mut()) {
+                (None, _) => timer = None,
+                (Some(at), Some(timer)) => timer.as_mut().reset(at.into()),
+                (Some(at), None) => timer = Some(Box::pin(tokio::time::sleep_until(at.into()))),
             }
         }
         let wake = poll_fn(|task| {
@@ -305,7 +307,9 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
                 Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
                 Poll::Pending => {}
             }
-            if armed.is_some() && timer.as_mut().poll(task).is_ready() {
+            if let Some(timer) = timer.as_mut()
+                && timer.as_mut().poll(task).is_ready()
+            {
                 return Poll::Ready(Wake::Timer);
             }
             Poll::Pending
