@@ -117,6 +117,11 @@ impl Connection {
         self.close_request = Some(Box::new(reason));
     }
 
+    /// Whether the flush has anything to do for it: bytes sent this frame, or a close.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.frame.is_empty() || self.close_request.is_some()
+    }
+
     pub(crate) fn take_close_request(&mut self) -> Option<DisconnectReason> {
         self.close_request.take().map(|reason| *reason)
     }

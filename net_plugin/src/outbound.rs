@@ -280,6 +280,11 @@ pub(crate) fn flush(
     let now = std::time::Instant::now();
     let unlimited = BacklogLimits { cap: usize::MAX / 4, ..backlog.0 };
     for mut connection in &mut connections {
+        // Read-only first: most connections were sent nothing this frame (an idle one costs a
+        // look, not a write that would mark it changed).
+        if !connection.has_work() {
+            continue;
+        }
         // A connection game code closed this frame still gets what it was sent before.
         let closing = connection.take_close_request();
         let limits = if closing.is_some() { &unlimited } else { &backlog.0 };
@@ -413,7 +418,7 @@ impl Writer {
                     if !std::mem::replace(&mut out.blocked, true) {
                         drop(out);
                         // Its task keeps the stall timers while the socket stays full.
-                        session.wake_task();
+                        session.socket_filled();
                         blocked.push(session);
                     }
                 }

@@ -62,6 +62,8 @@ pub(crate) struct Session {
     closed_by_app: AtomicBool,
     /// Tells the task that the writer wrote the last bytes of a closing session.
     finished: Notify,
+    /// Set by the writer when the socket filled: the task must look at its outbound timers.
+    blocked_news: AtomicBool,
 }
 
 /// The outbound state of a session, under one lock.
@@ -91,6 +93,7 @@ impl Session {
             reason: OnceLock::new(),
             closed_by_app: AtomicBool::new(false),
             finished: Notify::new(),
+            blocked_news: AtomicBool::new(false),
         }
     }
 
@@ -135,8 +138,10 @@ impl Session {
         self.reason.get_or_init(|| DisconnectReason::Shutdown).clone()
     }
 
-    /// Wakes the session's task, so it looks at its outbound state (its socket just filled).
-    pub fn wake_task(&self) {
+    /// Tells the session's task that its socket filled, so it arms its outbound timers (the
+    /// write stall, the backlog above the cap) even if its peer never sends a byte.
+    pub fn socket_filled(&self) {
+        self.blocked_news.store(true, Ordering::Release);
         self.task.wake();
     }
 
@@ -268,6 +273,8 @@ enum Wake {
     Closed,
     Readable,
     Timer,
+    /// The writer found the socket full: the timers change.
+    SocketFilled,
     Failed(std::io::Error),
 }
 
@@ -302,6 +309,9 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
             if session.is_closed() {
                 return Poll::Ready(Wake::Closed);
             }
+            if session.blocked_news.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(Wake::SocketFilled);
+            }
             match session.stream.poll_read_ready(task) {
                 Poll::Ready(Ok(())) => return Poll::Ready(Wake::Readable),
                 Poll::Ready(Err(e)) => return Poll::Ready(Wake::Failed(e)),
@@ -317,6 +327,7 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
         .await;
         match wake {
             Wake::Closed => return None,
+            Wake::SocketFilled => {}
             Wake::Failed(e) => return Some(DisconnectReason::Io(e.kind())),
             Wake::Timer => {
                 let now = Instant::now();

@@ -176,6 +176,33 @@ fn a_client_that_stops_reading_is_cut_and_reset() {
     assert_eq!(recorded::<Disconnected>(&server).len(), 1);
 }
 
+/// Sends 20 KiB a frame to every connection.
+fn flood_everyone(mut outbox: Outbox) {
+    let big = S_Chat { player_id: 0, chat: "z".repeat(1000) };
+    for _ in 0..10 {
+        outbox.send_all(&big);
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_nor_sends_is_cut_at_the_write_stall_timeout() {
+    // A roomy cap, so only the stall can cut it before the test ends.
+    let stall = Duration::from_millis(500);
+    let config = NetConfig {
+        outbound_backlog: 64 << 20,
+        write_stall_timeout: stall,
+        send_buffer: Some(16 * 1024),
+        ..NetConfig::default()
+    };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, flood_everyone);
+    });
+    let silent = RawClient::connect(addr);
+    socket2::SockRef::from(silent.stream()).set_recv_buffer_size(16 * 1024).unwrap();
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    assert_eq!(recorded::<Disconnected>(&server)[0].reason, DisconnectReason::WriteStall(stall));
+}
+
 #[test]
 fn a_client_that_reads_survives_a_burst_three_times_the_cap() {
     let (server, addr) = start_server_with(NetConfig::default(), |app| {
