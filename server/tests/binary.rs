@@ -202,6 +202,54 @@ fn flags_override_the_settings_file() {
     assert_eq!(server.wait().0, 0);
 }
 
+#[test]
+fn dropped_chat_lines_are_counted_by_reason_in_the_statistics_line_and_file() {
+    let dir = std::env::temp_dir().join(format!("server-chat-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = dir.join("chat.toml");
+    // One line at once, then one a second: of three lines sent together, two are dropped.
+    std::fs::write(&settings, "[chat]\nplayer_rate = { per_second = 1, burst = 1 }\n").unwrap();
+    let stats = dir.join("stats.json");
+    let mut server = spawn(&[
+        "--config",
+        settings.to_str().unwrap(),
+        "--stats-interval",
+        "100ms",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let (mut client, _) = join(server.addr);
+    let lines: Vec<u8> = ["one", "two", "three"].iter().flat_map(|t| support::chat_bytes(t)).collect();
+    client.send(&lines);
+    client.recv_until(|m| matches!(m, Msg::Chat { id: 0, .. }));
+
+    // The statistics lines count them, each over its own interval.
+    let number_before = |line: &str, words: &str| -> u64 {
+        let head = line.split(words).next().unwrap_or("");
+        head.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let (mut relayed, mut dropped, mut player_rate) = (0, 0, 0);
+    let deadline = Instant::now() + WAIT;
+    while (relayed, dropped, player_rate) != (1, 2, 2) && Instant::now() < deadline {
+        let Ok(line) = server.stderr.recv_timeout(WAIT) else { break };
+        if let Some(chat) = line.split("| chat lines ").nth(1) {
+            relayed += number_before(chat, " relayed");
+            dropped += number_before(chat, " dropped");
+            player_rate += number_before(chat, ", room_budget");
+            assert!(chat.contains("room_budget 0"), "{line}");
+        }
+    }
+    assert_eq!((relayed, dropped, player_rate), (1, 2, 2), "the statistics lines count the chat lines");
+
+    server.signal("TERM");
+    assert_eq!(server.wait().0, 0);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(json["chat"]["relayed"], 1, "{json}");
+    assert_eq!(json["chat"]["dropped"]["player_rate"], 2, "{json}");
+    assert_eq!(json["chat"]["dropped"]["room_budget"], 0, "every reason is listed: {json}");
+    assert_eq!(json["disconnects"]["shutdown"], 1, "the sender was not disconnected: {json}");
+}
+
 /// A client that stops reading while the server has megabytes queued for it: its receive
 /// buffer is tiny, so its kernel holds almost nothing of them.
 fn stalled_client(addr: SocketAddr) -> CourseClient {
@@ -223,13 +271,14 @@ fn largest_send_buffer() -> usize {
 #[test]
 fn a_second_signal_exits_at_once_while_the_graceful_exit_waits() {
     // A graceful exit that would wait a minute for a client that does not read; chat lines of
-    // 2,000 characters (4,010 bytes relayed), any number of them at once.
+    // 2,000 characters (4,010 bytes relayed), any number of them at once (no chat limits).
     let dir = std::env::temp_dir().join(format!("server-second-signal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let settings = dir.join("slow-exit.toml");
     std::fs::write(
         &settings,
-        "[chat]\nmax_chars = 2000\n\n[net]\ninbound_rate = \"off\"\noutbound_backlog = 67108864\n\
+        "[chat]\nmax_chars = 2000\nplayer_rate = \"off\"\nroom_bytes_per_second = \"off\"\n\n\
+         [net]\ninbound_rate = \"off\"\noutbound_backlog = 67108864\n\
          close_linger = \"60s\"\nshutdown_timeout = \"60s\"\n",
     )
     .unwrap();
