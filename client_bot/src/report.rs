@@ -43,6 +43,10 @@ pub struct Report {
     pub echo_lost: u64,
     /// Chat lines sent.
     pub chat_sent: u64,
+    /// The server's notices received (chat lines from player 0: lines of this run's bots that
+    /// the server's chat limits dropped).
+    #[serde(default)]
+    pub chat_notices: u64,
     /// Packets the bots received.
     pub packets_received: u64,
     /// Protocol violations seen.
@@ -74,6 +78,7 @@ impl Report {
             moves_sent: metrics.moves_sent,
             echo_lost: metrics.echo_lost,
             chat_sent: metrics.chat_sent,
+            chat_notices: metrics.chat_notices,
             packets_received,
             violations: metrics.violations,
             violation_samples: metrics.violation_samples.clone(),
@@ -114,6 +119,7 @@ impl fmt::Display for Report {
             ("moves sent", self.moves_sent.to_string()),
             ("echoes lost", self.echo_lost.to_string()),
             ("chat lines sent", self.chat_sent.to_string()),
+            ("server notices", self.chat_notices.to_string()),
             ("packets received", self.packets_received.to_string()),
             ("protocol violations", self.violations.to_string()),
             ("final state mismatches", self.final_state_mismatches.to_string()),
