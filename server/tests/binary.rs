@@ -29,10 +29,16 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     stderr: mpsc::Receiver<String>,
+    /// The lines up to the listening line, read by `spawn`.
+    early: Vec<String>,
 }
 
 fn spawn(args: &[&str]) -> Running {
-    let mut child = server_command()
+    spawn_command(server_command(), args)
+}
+
+fn spawn_command(mut command: Command, args: &[&str]) -> Running {
+    let mut child = command
         .args(["--bind", "127.0.0.1:0"])
         .args(args)
         .stderr(Stdio::piped())
@@ -47,13 +53,16 @@ fn spawn(args: &[&str]) -> Running {
         }
     });
     let deadline = Instant::now() + WAIT;
+    let mut early = Vec::new();
     let addr = loop {
         let line = stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a listening line");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.trim().parse().expect("an address after 'listening on'");
+        let addr = line.split("listening on ").nth(1).map(|rest| rest.trim().parse().expect("an address"));
+        early.push(line);
+        if let Some(addr) = addr {
+            break addr;
         }
     };
-    Running { child, addr, stderr }
+    Running { child, addr, stderr, early }
 }
 
 impl Running {
@@ -74,8 +83,9 @@ impl Running {
         }
     }
 
-    fn log(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
+    /// The lines written so far that no earlier call returned (the first call: from the start).
+    fn log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.early).into_iter().chain(self.stderr.try_iter()).collect()
     }
 }
 
@@ -316,4 +326,72 @@ fn a_second_signal_exits_at_once_while_the_graceful_exit_waits() {
     assert_eq!(code, 128 + 15, "128 + SIGTERM's number: {:?}", server.log());
     assert!(took < Duration::from_secs(3), "exited {took:?} after the second signal");
     drop(stalled);
+}
+
+/// Random bytes from a small generator of the test's own (xorshift): the test needs no exact
+/// sequence, only bytes no client would send.
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, bytes: &mut [u8]) {
+        for b in bytes {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+/// One garbage sender until `until`: connects, writes random bytes until the server closes the
+/// connection, and connects again. Returns the connections it made.
+fn send_garbage(addr: SocketAddr, seed: u64, until: Instant) -> u64 {
+    use std::io::Write;
+    let mut noise = Noise(seed | 1);
+    let mut chunk = [0u8; 64];
+    let mut connections = 0;
+    while Instant::now() < until {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else { continue };
+        connections += 1;
+        while Instant::now() < until {
+            noise.fill(&mut chunk);
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Reconnect at a pace a loaded test machine keeps up with (hundreds a second in all).
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    connections
+}
+
+#[test]
+fn garbage_from_200_connections_writes_a_few_log_lines_at_the_default_level() {
+    let stats = std::env::temp_dir().join(format!("server-garbage-{}.json", std::process::id()));
+    let mut command = server_command();
+    command.env_remove("RUST_LOG");
+    let mut server = spawn_command(command, &["--stats-json", stats.to_str().unwrap()]);
+    let addr = server.addr;
+    let until = Instant::now() + Duration::from_secs(4);
+    let senders: Vec<_> =
+        (0..200u64).map(|i| std::thread::spawn(move || send_garbage(addr, 0x5EED + i * 7919, until))).collect();
+    let connections: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
+    server.signal("TERM");
+    assert_eq!(server.wait().0, 0);
+    // Everything it wrote, from its start to its exit (the reader thread ends with the pipe).
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let faults: u64 = ["malformed_frame", "malformed_packet", "unexpected_packet", "inbound_flood", "invalid_input"]
+        .iter()
+        .filter_map(|k| json["disconnects"][k].as_u64())
+        .sum();
+    assert!(connections >= 400, "the senders reconnected after each close: {connections}");
+    assert!(faults >= 400, "the server closed them for their garbage: {json}");
+    // At `info`, a periodic summary by kind instead of a line per faulty client.
+    assert!(log.len() < 40, "{} lines for {faults} faulty connections:\n{}", log.len(), log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("WARN") && l.contains("connection(s) closed for")), "{log:?}");
+    let _ = std::fs::remove_file(stats);
 }
