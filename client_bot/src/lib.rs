@@ -15,7 +15,7 @@
 //! assert!(report.clean());
 //! ```
 //!
-//! `client_bot bench` (see [`bench`]) runs the scenarios whose figures are in
+//! `client_bot bench` (see [`bench`](mod@bench)) runs the scenarios whose figures are in
 //! `docs/benchmarks.md`.
 
 #![forbid(unsafe_code)]
