@@ -32,6 +32,12 @@ pub enum Scenario {
     S3,
     /// 9,000 idle sessions, rooms of 500: server memory per session.
     S4,
+    /// A wave: 10,000 idle bots join (rooms of 1,000, the default), stay 10 s and leave; server
+    /// memory before, at the peak, and 30 s after they left.
+    S5,
+    /// Soak: 300 movers for 10 minutes, with 20 connections a second coming and going and 3 a
+    /// second sending garbage; server memory every 10 s and its slope after a 2-minute warm-up.
+    S6,
 }
 
 /// A scenario's parameters.
@@ -47,16 +53,35 @@ pub struct Plan {
     pub ramp_rate: u32,
     /// No moves.
     pub idle: bool,
+    /// Side traffic: connections a second that connect, read their list and close.
+    pub churn_rate: u32,
+    /// Side traffic: connections a second that send random bytes.
+    pub garbage_rate: u32,
+    /// Seconds the server is watched after the bots left, before it is stopped.
+    pub settle_s: u64,
 }
 
 impl Scenario {
     /// The parameters the scenario is defined by.
     pub fn plan(self) -> Plan {
+        let plan = |bots, duration_s, room_capacity, ramp_rate, idle| Plan {
+            bots,
+            duration_s,
+            room_capacity,
+            ramp_rate,
+            idle,
+            churn_rate: 0,
+            garbage_rate: 0,
+            settle_s: 0,
+        };
         match self {
-            Scenario::S1 => Plan { bots: 500, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false },
-            Scenario::S2 => Plan { bots: 1000, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false },
-            Scenario::S3 => Plan { bots: 5000, duration_s: 5, room_capacity: 500, ramp_rate: 0, idle: true },
-            Scenario::S4 => Plan { bots: 9000, duration_s: 10, room_capacity: 500, ramp_rate: 3000, idle: true },
+            // One room (capacity 0), as the course's load test; 1,000 would hold them too.
+            Scenario::S1 => plan(500, 60, 0, 1000, false),
+            Scenario::S2 => plan(1000, 60, 0, 1000, false),
+            Scenario::S3 => plan(5000, 5, 500, 0, true),
+            Scenario::S4 => plan(9000, 10, 500, 3000, true),
+            Scenario::S5 => Plan { settle_s: 30, ..plan(10_000, 10, 1000, 3000, true) },
+            Scenario::S6 => Plan { churn_rate: 20, garbage_rate: 3, ..plan(300, 600, 1000, 1000, false) },
         }
     }
 }
@@ -182,6 +207,14 @@ pub struct RunResult {
     pub rss_sessions_kib: u64,
     /// (`rss_sessions_kib` − `rss_before_kib`) per connected bot, KiB.
     pub rss_per_session_kib: f64,
+    /// Resident memory `settle_s` after the bots left (their connections closed), KiB; the
+    /// last sample before the server is stopped when the plan has no settling time.
+    pub rss_after_kib: u64,
+    /// Resident memory every [`rss_sample_period`] from the bots' start: (seconds, KiB).
+    pub rss_samples: Vec<(f64, u64)>,
+    /// How fast resident memory grew while the bots ran, after [`warm_up`]: the least-squares
+    /// slope of the samples, MiB per hour. `None` with fewer than 3 samples after the warm-up.
+    pub rss_slope_mib_per_h: Option<f64>,
     /// The server's own summary (`--stats-json`).
     pub server: serde_json::Value,
     /// The bots' report.
@@ -228,6 +261,40 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
+/// How often resident memory is sampled while the bots run: every 10 s, or a twentieth of a
+/// shorter run, so that a short run (a test's) has samples too.
+pub fn rss_sample_period(duration_s: u64) -> Duration {
+    Duration::from_secs(10).min(Duration::from_secs_f64(duration_s as f64 / 20.0)).max(Duration::from_millis(50))
+}
+
+/// How long the memory slope leaves out at the start, while the server's memory fills to its
+/// working size (allocator pools, buffers, the first players' state): 2 minutes, or a fifth of a
+/// shorter run.
+pub fn warm_up(duration_s: u64) -> Duration {
+    Duration::from_secs(120).min(Duration::from_secs_f64(duration_s as f64 / 5.0))
+}
+
+/// The least-squares slope of `points` (y per unit of x); `None` for fewer than 3 points or
+/// points all at one x.
+pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points.iter().fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// The slope of resident memory samples (seconds, KiB) taken from `from` to `to` seconds, in
+/// MiB per hour.
+pub fn rss_slope_mib_per_h(samples: &[(f64, u64)], from: f64, to: f64) -> Option<f64> {
+    let points: Vec<(f64, f64)> =
+        samples.iter().filter(|(t, _)| (from..=to).contains(t)).map(|(t, kib)| (*t, *kib as f64)).collect();
+    slope(&points).map(|kib_per_s| kib_per_s * 3600.0 / 1024.0)
+}
+
 /// Kills a child on drop, so a failed run leaves no server behind.
 struct Guard(Child);
 
@@ -268,12 +335,12 @@ pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
 }
 
 /// The header of [`row`].
-pub const HEADER: &str = "scenario run bots entered all_entered_s server_cpu% pkts/cpu_s rtt_p50 rtt_p99 tick_p99 lost viol mism rss_kib/session result";
+pub const HEADER: &str = "scenario run bots entered all_entered_s server_cpu% pkts/cpu_s rtt_p50 rtt_p99 tick_p99 lost viol mism rss_kib/session rss_mib_before/peak/after rss_mib/h result";
 
 /// One result row.
 pub fn row(r: &RunResult) -> String {
     format!(
-        "{:?} {} {} {} {} {:.1} {:.2}M {:.1} {:.1} {:.2} {} {} {} {:.2} {}",
+        "{:?} {} {} {} {} {:.1} {:.2}M {:.1} {:.1} {:.2} {} {} {} {:.2} {:.1}/{:.1}/{:.1} {} {}",
         r.scenario,
         r.run,
         r.plan.bots,
@@ -288,6 +355,10 @@ pub fn row(r: &RunResult) -> String {
         r.bots.violations,
         r.bots.final_state_mismatches,
         r.rss_per_session_kib,
+        r.rss_before_kib as f64 / 1024.0,
+        r.rss_peak_kib as f64 / 1024.0,
+        r.rss_after_kib as f64 / 1024.0,
+        r.rss_slope_mib_per_h.map_or("-".into(), |s| format!("{s:+.2}")),
         if r.bots.clean() { "clean" } else { "PROBLEMS" },
     )
 }
@@ -333,6 +404,12 @@ fn bots_command(
     if plan.idle {
         own.push(("--idle", None));
     }
+    if plan.churn_rate > 0 {
+        own.push(("--churn-rate", Some(plan.churn_rate.to_string().into())));
+    }
+    if plan.garbage_rate > 0 {
+        own.push(("--garbage-rate", Some(plan.garbage_rate.to_string().into())));
+    }
     let mut c = command(exe, core);
     c.args(child_args(own, &args.bot_args)).env("RUST_LOG", "warn");
     c
@@ -373,6 +450,16 @@ fn run_once(
         .spawn()
         .map_err(|e| format!("cannot start the bots: {e}"))?;
     let events = line_channel(bots.stdout.take().ok_or("no bots stdout")?);
+    let bots_started = Instant::now();
+    let period = rss_sample_period(plan.duration_s);
+    let mut rss_samples = Vec::new();
+    let mut next_sample = bots_started;
+    let mut sample = |samples: &mut Vec<(f64, u64)>| {
+        if Instant::now() >= next_sample {
+            samples.push((bots_started.elapsed().as_secs_f64(), rss_kib(pid).unwrap_or(0)));
+            next_sample += period;
+        }
+    };
 
     let mut rss_peak = rss_before;
     let mut rss_sessions = rss_before;
@@ -380,7 +467,7 @@ fn run_once(
     let mut entered: Option<(Instant, f64)> = None;
     let mut stopped: Option<(Instant, f64)> = None;
     loop {
-        match events.recv_timeout(Duration::from_millis(250)) {
+        match events.recv_timeout(period.min(Duration::from_millis(250))) {
             Ok(line) if line.starts_with("EVENT entered_all") => {
                 entered = Some((Instant::now(), cpu_seconds(pid).unwrap_or(0.0)));
             }
@@ -392,9 +479,19 @@ fn run_once(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         rss_peak = rss_peak.max(rss_kib(pid).unwrap_or(0));
+        sample(&mut rss_samples);
     }
     let _ = bots.wait();
     let cpu_end = cpu_seconds(pid).unwrap_or(0.0);
+    // The bots are gone: watch the server give their memory back.
+    let settled = Instant::now() + Duration::from_secs(plan.settle_s);
+    while Instant::now() < settled {
+        std::thread::sleep(period.min(Duration::from_millis(250)));
+        sample(&mut rss_samples);
+    }
+    let rss_after = rss_kib(pid).unwrap_or(0);
+    let moving_until = stopped.map_or(f64::MAX, |(t, _)| t.duration_since(bots_started).as_secs_f64());
+    let rss_slope = rss_slope_mib_per_h(&rss_samples, warm_up(plan.duration_s).as_secs_f64(), moving_until);
 
     // Stop the server as an operator would, and read its summary.
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
@@ -430,6 +527,9 @@ fn run_once(
         rss_peak_kib: rss_peak,
         rss_sessions_kib: rss_sessions,
         rss_per_session_kib: rss_sessions.saturating_sub(rss_before) as f64 / f64::from(report.connected.max(1)),
+        rss_after_kib: rss_after,
+        rss_samples,
+        rss_slope_mib_per_h: rss_slope,
         server: server_summary,
         bots: report,
     })
@@ -540,10 +640,50 @@ mod tests {
             assert_eq!(bots.duration, Duration::from_secs(plan.duration_s), "{name}");
             assert_eq!(bots.ramp_rate, plan.ramp_rate, "{name}");
             assert_eq!(bots.idle, plan.idle, "{name}");
+            assert_eq!((bots.churn_rate, bots.garbage_rate), (plan.churn_rate, plan.garbage_rate), "{name}");
             assert_eq!(bots.seed, 3, "each run its own seed");
             assert!(bots.events, "the runner reads the bots' progress events");
             assert_eq!(bots.json.as_deref(), Some(report));
         }
+    }
+
+    #[test]
+    fn the_one_room_scenarios_stay_in_one_room_and_the_others_fit_their_rooms() {
+        for scenario in [Scenario::S1, Scenario::S2] {
+            assert_eq!(scenario.plan().room_capacity, 0, "{scenario:?}: one room, whatever the server's default");
+        }
+        let soak = Scenario::S6.plan();
+        assert_eq!((soak.bots, soak.duration_s, soak.churn_rate), (300, 600, 20));
+        assert!(soak.garbage_rate > 0 && soak.room_capacity >= soak.bots as usize, "the movers share a room");
+        let wave = Scenario::S5.plan();
+        assert_eq!((wave.bots, wave.idle, wave.settle_s), (10_000, true, 30));
+    }
+
+    #[test]
+    fn memory_is_sampled_every_10_s_and_its_slope_left_out_for_2_minutes_or_a_fifth_of_a_short_run() {
+        assert_eq!(rss_sample_period(600), Duration::from_secs(10));
+        assert_eq!(rss_sample_period(3600), Duration::from_secs(10));
+        assert_eq!(rss_sample_period(4), Duration::from_millis(200));
+        assert_eq!(warm_up(600), Duration::from_secs(120));
+        assert_eq!(warm_up(3600), Duration::from_secs(120));
+        assert_eq!(warm_up(10), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_slope_is_least_squares_over_the_samples_after_the_warm_up() {
+        assert_eq!(slope(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]), Some(2.0));
+        // Noise around a flat line: the fit, not the last minus the first.
+        assert_eq!(slope(&[(0.0, 10.0), (1.0, 12.0), (2.0, 8.0), (3.0, 10.0)]), Some(-0.4));
+        assert_eq!(slope(&[(0.0, 1.0), (1.0, 3.0)]), None, "too few points");
+        assert_eq!(slope(&[(1.0, 1.0), (1.0, 3.0), (1.0, 2.0)]), None, "no spread in time");
+        // 1 KiB more every 10 s is 360 KiB an hour: 0.35 MiB/h. The warm-up's 50 MiB climb and
+        // what follows the moving phase are left out.
+        let mut samples: Vec<(f64, u64)> = (0..12).map(|i| (f64::from(i) * 10.0, 1000 + 5000 * i as u64)).collect();
+        samples.extend((12..60).map(|i| (f64::from(i) * 10.0, 70_000 + i as u64)));
+        samples.push((610.0, 5000));
+        let mib_per_h = rss_slope_mib_per_h(&samples, 120.0, 600.0).unwrap();
+        assert!((mib_per_h - 360.0 / 1024.0).abs() < 1e-9, "{mib_per_h}");
+        assert_eq!(rss_slope_mib_per_h(&samples, 700.0, 800.0), None);
     }
 
     #[test]

@@ -270,9 +270,18 @@ fn on_moves(
     }
 }
 
+/// The player id of the server's own chat lines (players count from 1).
+const SERVER_PLAYER_ID: i32 = 0;
+
+/// Chat must come from a player in the room, or be the server's notice (player 0: a line of this
+/// bot's was dropped by the server's chat limits), which is counted.
 fn on_chat(mut chats: MessageReader<Received<S_Chat>>, bots: Query<&Bot>, mut metrics: ResMut<Metrics>) {
     for Received { from, packet, .. } in chats.read() {
         let Ok(bot) = bots.get(*from) else { continue };
+        if packet.player_id == SERVER_PLAYER_ID {
+            metrics.chat_notices += 1;
+            continue;
+        }
         let known = Some(packet.player_id) == bot.view.self_id() || bot.view.others().contains_key(&packet.player_id);
         if !known {
             metrics.violation(bot.index, format!("chat from player {}, who is not in the room", packet.player_id));

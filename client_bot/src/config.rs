@@ -49,6 +49,16 @@ pub struct BotConfig {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub chat_interval: Option<Duration>,
 
+    /// Beside the bots, connections a second that connect, read their player list and close
+    /// (soak runs; 0: none).
+    #[arg(long, default_value_t = 0)]
+    pub churn_rate: u32,
+
+    /// Beside the bots, connections a second that send random bytes and close (soak runs; 0:
+    /// none).
+    #[arg(long, default_value_t = 0)]
+    pub garbage_rate: u32,
+
     /// Bots connected per second while ramping up; 0 connects them all at once.
     #[arg(long, default_value_t = 1000)]
     pub ramp_rate: u32,
@@ -93,6 +103,8 @@ impl Default for BotConfig {
             move_pattern: MovePattern::Burst,
             idle: false,
             chat_interval: None,
+            churn_rate: 0,
+            garbage_rate: 0,
             ramp_rate: 1000,
             seed: 1,
             json: None,

@@ -15,13 +15,14 @@
 //! assert!(report.clean());
 //! ```
 //!
-//! `client_bot bench` (see [`bench`]) runs the scenarios whose figures are in
+//! `client_bot bench` (see [`bench`](mod@bench)) runs the scenarios whose figures are in
 //! `docs/benchmarks.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod bench;
 mod bot;
+mod churn;
 mod config;
 mod metrics;
 mod report;
@@ -51,6 +52,7 @@ pub fn app(config: &BotConfig) -> Result<App, String> {
 /// Runs the bots to the end and returns their report (also written to `--json`, if given).
 pub fn run(config: BotConfig) -> Result<Report, String> {
     let mut app = app(&config)?;
+    let churn = churn::Churn::start(config.addr, config.churn_rate, config.garbage_rate, config.duration, config.seed);
     app.finish();
     app.cleanup();
     let frame = Duration::from_secs_f64(1.0 / f64::from(config.frame_hz));
@@ -62,8 +64,14 @@ pub fn run(config: BotConfig) -> Result<Report, String> {
         }
         std::thread::sleep(frame.saturating_sub(start.elapsed()));
     }
-    let report =
+    let mut report =
         app.world_mut().remove_resource::<FinalReport>().map(|r| r.0).ok_or("the run ended without a report")?;
+    let counts = churn.finish();
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    report.churned = load(&counts.churned);
+    report.garbage_sent = load(&counts.garbage);
+    report.garbage_closed = load(&counts.garbage_closed);
+    report.churn_failures = load(&counts.churn_failures) + load(&counts.garbage_failures);
     // Dropping the app closes every connection gracefully.
     drop(app);
     if let Some(path) = &config.json {

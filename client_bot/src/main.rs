@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Mode {
-    /// Run a benchmark scenario (S1–S4 of docs/benchmarks.md) against the release server binary.
+    /// Run a benchmark scenario (S1–S6 of docs/benchmarks.md) against the release server binary.
     Bench(BenchArgs),
 }
 

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub echo_lost: u64,
     /// Chat lines sent.
     pub chat_sent: u64,
+    /// The server's notices (chat lines from player 0, e.g. "line dropped: too fast").
+    pub chat_notices: u64,
     /// Protocol violations seen.
     pub violations: u64,
     /// The first few, described.
@@ -63,6 +65,7 @@ impl Default for Metrics {
             echoes: 0,
             echo_lost: 0,
             chat_sent: 0,
+            chat_notices: 0,
             violations: 0,
             violation_samples: Vec::new(),
             disconnects: BTreeMap::new(),

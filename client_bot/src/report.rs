@@ -43,6 +43,10 @@ pub struct Report {
     pub echo_lost: u64,
     /// Chat lines sent.
     pub chat_sent: u64,
+    /// The server's notices received (chat lines from player 0: lines of this run's bots that
+    /// the server's chat limits dropped).
+    #[serde(default)]
+    pub chat_notices: u64,
     /// Packets the bots received.
     pub packets_received: u64,
     /// Protocol violations seen.
@@ -54,6 +58,18 @@ pub struct Report {
     pub final_state_mismatches: u64,
     /// Move → own echo.
     pub rtt_ms: RttMs,
+    /// Side traffic (`--churn-rate`): connections that connected, read their list and closed.
+    #[serde(default)]
+    pub churned: u64,
+    /// Side traffic (`--garbage-rate`): connections that sent random bytes.
+    #[serde(default)]
+    pub garbage_sent: u64,
+    /// Of those, the ones the server closed within a second.
+    #[serde(default)]
+    pub garbage_closed: u64,
+    /// Side-traffic connections that failed: no connection, or a churner without its list.
+    #[serde(default)]
+    pub churn_failures: u64,
     /// Sessions that ended during the run, by reason.
     pub disconnects: BTreeMap<String, u64>,
     /// Seconds the run lasted.
@@ -74,10 +90,15 @@ impl Report {
             moves_sent: metrics.moves_sent,
             echo_lost: metrics.echo_lost,
             chat_sent: metrics.chat_sent,
+            chat_notices: metrics.chat_notices,
             packets_received,
             violations: metrics.violations,
             violation_samples: metrics.violation_samples.clone(),
             final_state_mismatches,
+            churned: 0,
+            garbage_sent: 0,
+            garbage_closed: 0,
+            churn_failures: 0,
             rtt_ms: RttMs {
                 p50: ms(0.5),
                 p90: ms(0.9),
@@ -91,12 +112,14 @@ impl Report {
         }
     }
 
-    /// No violation, no mismatch, no lost echo, every bot connected and entered, none dropped.
+    /// No violation, no mismatch, no lost echo, every bot connected and entered, none dropped,
+    /// and every side-traffic connection made.
     pub fn clean(&self) -> bool {
         self.violations == 0
             && self.final_state_mismatches == 0
             && self.echo_lost == 0
             && self.connect_failures == 0
+            && self.churn_failures == 0
             && self.entered == self.bots
             && self.disconnects.is_empty()
     }
@@ -114,6 +137,7 @@ impl fmt::Display for Report {
             ("moves sent", self.moves_sent.to_string()),
             ("echoes lost", self.echo_lost.to_string()),
             ("chat lines sent", self.chat_sent.to_string()),
+            ("server notices", self.chat_notices.to_string()),
             ("packets received", self.packets_received.to_string()),
             ("protocol violations", self.violations.to_string()),
             ("final state mismatches", self.final_state_mismatches.to_string()),
@@ -131,6 +155,13 @@ impl fmt::Display for Report {
                 } else {
                     self.disconnects.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
                 },
+            ),
+            (
+                "side traffic",
+                format!(
+                    "{} churned, {} garbage ({} closed by the server), {} failed",
+                    self.churned, self.garbage_sent, self.garbage_closed, self.churn_failures
+                ),
             ),
             ("duration", format!("{:.1} s", self.duration_s)),
             ("result", if self.clean() { "clean".into() } else { "PROBLEMS FOUND".into() }),

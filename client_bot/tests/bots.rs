@@ -5,7 +5,7 @@ use std::time::Duration;
 use client_bot::BotConfig;
 use net_plugin::ServerPlugin;
 use net_plugin::testing::AppThread;
-use server::{RoomConfig, ServerConfig};
+use server::{ChatConfig, LineRate, RoomConfig, ServerConfig};
 
 fn start_server(config: ServerConfig) -> (AppThread, std::net::SocketAddr) {
     let config = ServerConfig { bind: "127.0.0.1:0".into(), stats_interval: Duration::ZERO, ..config };
@@ -77,6 +77,20 @@ fn rooms_with_a_capacity_are_checked_per_room() {
     // 7 members of the mover's room; in one room of 20 it would have gone to 20.
     assert!(report.moves_sent >= 20 * 2, "{report}");
     assert!(report.packets_received <= report.moves_sent * 7 + 20 * 8, "{report}");
+}
+
+#[test]
+fn the_servers_notices_of_dropped_chat_are_counted_and_no_violation() {
+    // One line a second per player: bots chatting every 100 ms have most lines dropped, and are
+    // told so by player 0, whom no room lists.
+    let chat = ChatConfig { player_rate: Some(LineRate { per_second: 1, burst: 1 }), ..ChatConfig::default() };
+    let (_server, addr) = start_server(ServerConfig { chat, ..ServerConfig::default() });
+    let config = BotConfig { chat_interval: Some(Duration::from_millis(100)), ..quick(addr, 5) };
+    let report = client_bot::run(config).unwrap();
+    assert!(report.clean(), "{report}");
+    assert!(report.chat_sent >= 5 * 5, "{report}");
+    assert!(report.chat_notices > 0, "{report}");
+    assert!(report.to_string().contains("server notices"));
 }
 
 #[test]

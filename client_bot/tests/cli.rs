@@ -33,6 +33,8 @@ fn help_documents_every_flag() {
         "--echo-timeout",
         "--io-threads",
         "--quiet",
+        "--churn-rate",
+        "--garbage-rate",
         "bench",
     ] {
         assert!(help.iter().any(|w| w == flag), "--help mentions {flag}");
@@ -54,6 +56,8 @@ fn help_documents_every_flag() {
         "s2",
         "s3",
         "s4",
+        "s5",
+        "s6",
     ] {
         assert!(help.iter().any(|w| w == flag), "bench --help mentions {flag}");
     }
@@ -130,5 +134,39 @@ fn the_scenario_runner_runs_a_small_scenario() {
     assert!(run["rss_before_kib"].as_u64().is_some_and(|k| k > 0));
     assert!(run["server"]["tick_ms"]["p99"].as_f64().is_some());
     assert_eq!(run["bots"]["entered"], 20);
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn the_soak_scenario_samples_memory_and_reports_its_slope_and_side_traffic() {
+    let server = server_binary();
+    let json = std::env::temp_dir().join(format!("bench-s6-{}.json", std::process::id()));
+    let out = bots()
+        .args(["bench", "--scenario", "s6", "--bots", "10", "--duration", "4s", "--server"])
+        .arg(&server)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let row = stdout.lines().find(|l| l.starts_with("S6 1 10 10 ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(row.ends_with("clean"), "{row}");
+    let runs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let run = &runs[0];
+    // A 4 s run is sampled every 200 ms; its slope leaves out the first 0.8 s.
+    let samples = run["rss_samples"].as_array().unwrap();
+    assert!(samples.len() >= 10, "{samples:?}");
+    assert!(samples.iter().all(|s| s[1].as_u64().is_some_and(|kib| kib > 0)), "{samples:?}");
+    let slope = run["rss_slope_mib_per_h"].as_f64().expect("a slope");
+    assert!(row.contains(&format!(" {slope:+.2} ")), "the row shows the slope: {row}");
+    assert!(run["rss_after_kib"].as_u64().is_some_and(|k| k > 0));
+    // 20 churners and 3 garbage connections a second, for 4 s.
+    assert!(run["bots"]["churned"].as_u64().is_some_and(|n| n >= 20), "{}", run["bots"]);
+    assert!(run["bots"]["garbage_sent"].as_u64().is_some_and(|n| n >= 3), "{}", run["bots"]);
+    assert_eq!(run["bots"]["churn_failures"], 0);
+    // The server saw them come and go: the bots, the churners and the garbage.
+    let sessions = run["server"]["sessions_total"].as_u64().unwrap();
+    assert!(sessions >= 10 + 20 + 3, "{}", run["server"]);
     let _ = std::fs::remove_file(json);
 }

@@ -45,12 +45,22 @@ pub struct ServerConfig {
 }
 
 /// Rooms: where players see each other.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomConfig {
-    /// Players per room; when every room is full a new one opens. `0` (the default) means one
-    /// room for everyone, as in the course.
+    /// Players per room; when every room is full a new one opens. `0` means one room for
+    /// everyone, as in the course. Default: 1,000. Every enter is told to the whole room and
+    /// every newcomer gets the whole room's list, so the traffic of filling a room grows with the
+    /// square of its size: one room of 10,000 sends 1.9 GB of enters alone (issue 8), while rooms
+    /// of 1,000 keep joins linear in the players past that; the course's load tests (500 and
+    /// 1,000 players) still run in one room.
     pub capacity: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self { capacity: 1000 }
+    }
 }
 
 /// What a position outside the world's bounds does.
@@ -75,13 +85,52 @@ pub struct WorldConfig {
     pub out_of_bounds: OutOfBounds,
 }
 
-/// Chat.
+/// Chat, and the limits that keep one player's lines from flooding a room.
+///
+/// A line is relayed to every member of its room, so what one player sends, the server sends
+/// once per member: the chat limits bound that amplification where it starts. A line beyond
+/// them is dropped, counted (`ServerStats`, the statistics line, `--stats-json`) and its sender
+/// told by a line from player 0, at most once a second; nobody is disconnected for it, as the
+/// members who would have received it did nothing wrong.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChatConfig {
     /// The longest chat line, in characters. A longer one is invalid input: its sender is
-    /// disconnected. Default: 200.
+    /// disconnected (no client of the course sends one). Default: 200.
     pub max_chars: usize,
+    /// Lines one player may send: `per_second` on average, `burst` at once after a pause.
+    /// `None` (`"off"` in a file) turns it off. Default: 5 a second, bursts of 10: faster than
+    /// anyone types, while a script pasting lines is slowed to a readable pace.
+    #[serde(with = "net_plugin::off")]
+    pub player_rate: Option<LineRate>,
+    /// Bytes of `S_Chat` one room may send per second, each line counted once per member it
+    /// goes to (its wire size times the room's members), and up to one second's worth at once.
+    /// A line that alone costs more (a long line in a very large room) is let through when the
+    /// budget is full, and the room then waits until it is paid back. `None` (`"off"` in a
+    /// file) turns it off.
+    ///
+    /// Default: 256 KiB/s. The per-player limit alone does not bound a room: 50 players at it
+    /// make 250 lines a second, up to 810 bytes each, to every member. The budget does: a
+    /// member receives at most `budget / members` bytes of chat a second, which peaks at ~32
+    /// KB/s (~260 kbit/s: a room of 8, everyone at the player limit with the longest lines) and
+    /// is far less in large rooms, so a member on a slow link keeps up; one frame's fan-out is
+    /// at most 256 KiB in all, a fraction of what a member may have waiting; and a server full
+    /// of rooms of 1,000 (10,000 players) sends at most 2.5 MiB/s of chat, next to the ~80 MB/s
+    /// of moves that 1,000 players cause. It still carries ordinary talk: a room of 1,000 gets
+    /// 3–4 lines of 30 characters a second (a room of 100 ten times that), more than people
+    /// read.
+    #[serde(with = "net_plugin::off")]
+    pub room_bytes_per_second: Option<u64>,
+}
+
+/// A chat rate: lines per second on average, and at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineRate {
+    /// Lines per second, on average.
+    pub per_second: u32,
+    /// Lines at once, after a pause.
+    pub burst: u32,
 }
 
 impl Default for ServerConfig {
@@ -123,7 +172,11 @@ impl Default for WorldConfig {
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        Self { max_chars: 200 }
+        Self {
+            max_chars: 200,
+            player_rate: Some(LineRate { per_second: 5, burst: 10 }),
+            room_bytes_per_second: Some(256 * 1024),
+        }
     }
 }
 
@@ -198,6 +251,14 @@ impl ServerConfig {
         }
         if self.chat.max_chars == 0 {
             return invalid("chat.max_chars must be at least 1".into());
+        }
+        if let Some(rate) = self.chat.player_rate
+            && (rate.per_second == 0 || rate.burst == 0)
+        {
+            return invalid("chat.player_rate needs per_second and burst of at least 1 (or \"off\")".into());
+        }
+        if self.chat.room_bytes_per_second == Some(0) {
+            return invalid("chat.room_bytes_per_second must be at least 1 (or \"off\")".into());
         }
         self.net.validate().map_err(ConfigError::Invalid)
     }

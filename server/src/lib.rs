@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`RoomPlugin`] | GameRoom.Enter / Leave | players enter a room on connect (`S_PlayerList`, `S_BroadcastEnterGame`) and leave it on `C_LeaveGame`, on disconnect, or when game code removes their [`Player`] or despawns them (`S_BroadcastLeaveGame`, once) |
 //! | [`MovementPlugin`] | C_Move handler, JobTimer flush | moves applied at the next tick, each moved player broadcast once per tick to its room |
-//! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room |
+//! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room, within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
 //!
@@ -70,13 +70,15 @@ use net_plugin::ServerPlugin;
 #[doc = include_str!("../../README.md")]
 mod readme {}
 
-pub use chat::{ChatLimit, ChatPlugin};
-pub use config::{ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, OutOfBounds, RoomConfig, ServerConfig, WorldConfig};
+pub use chat::{ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID};
+pub use config::{
+    ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig, ServerConfig, WorldConfig,
+};
 pub use movement::{MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
 pub use room::{InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
-pub use stats::{ServerStats, ServerStatsPlugin, StatsSystems};
+pub use stats::{ChatCounts, ServerStats, ServerStatsPlugin, StatsSystems};
 
 /// Where the game systems run.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,7 +94,8 @@ pub enum GameSystems {
     BroadcastMoves,
     /// `Update`: chat lines are relayed to rooms.
     Chat,
-    /// `Update`: pings are answered.
+    /// `Update`: pings are answered (after [`GameSystems::Chat`] when both plugins are in:
+    /// a pong follows whatever the lines sent before its ping caused).
     Ping,
 }
 
@@ -108,7 +111,7 @@ impl PluginGroup for GamePlugins {
         PluginGroupBuilder::start::<Self>()
             .add(RoomPlugin { capacity: (c.room.capacity > 0).then_some(c.room.capacity) })
             .add(MovementPlugin { world: c.world })
-            .add(ChatPlugin { max_chars: c.chat.max_chars })
+            .add(ChatPlugin { config: c.chat })
             .add(PingPlugin)
     }
 }

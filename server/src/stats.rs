@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use net_plugin::{NetStats, NetSystems};
 use serde::Serialize;
 
+use crate::chat::ChatDrop;
 use crate::room::{Player, Room};
 
 /// Logs a statistics line every `interval` and writes `json_path` at exit.
@@ -43,6 +44,10 @@ pub struct ServerStats {
     pub ticks: u64,
     /// The most players at once.
     pub players_max: usize,
+    /// Chat lines relayed and dropped.
+    pub chat: ChatCounts,
+    /// `chat` as of the last report.
+    last_chat: ChatCounts,
     /// Durations of frames that ran a tick, in microseconds, since start.
     total: Histogram<u64>,
     /// The same since the last report.
@@ -53,6 +58,32 @@ pub struct ServerStats {
     last_report: Instant,
     last_net: NetStats,
     json_path: Option<PathBuf>,
+}
+
+/// Chat lines relayed, and dropped by reason (their senders stay connected).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatCounts {
+    /// Lines relayed to their room.
+    pub relayed: u64,
+    /// Lines dropped, indexed by `ChatDrop as usize`.
+    pub dropped: [u64; ChatDrop::ALL.len()],
+}
+
+impl ChatCounts {
+    /// Lines dropped for this reason.
+    pub fn dropped(&self, reason: ChatDrop) -> u64 {
+        self.dropped[reason as usize]
+    }
+
+    /// Lines dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// `(label, count)` for every reason, for logs and JSON.
+    pub fn dropped_by_label(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ChatDrop::ALL.iter().map(|r| (r.as_str(), self.dropped(*r)))
+    }
 }
 
 fn histogram() -> Histogram<u64> {
@@ -80,6 +111,8 @@ impl Plugin for ServerStatsPlugin {
             frames: 0,
             ticks: 0,
             players_max: 0,
+            chat: ChatCounts::default(),
+            last_chat: ChatCounts::default(),
             total: histogram(),
             recent: histogram(),
             frame_start: None,
@@ -119,7 +152,8 @@ fn end_frame(mut stats: ResMut<ServerStats>, players: Query<(), With<Player>>) {
     stats.players_max = stats.players_max.max(players.iter().count());
 }
 
-/// One line: players, rooms, traffic per second, tick durations.
+/// One line: players, rooms, traffic per second, tick durations, sessions, and the chat lines
+/// relayed and dropped (by reason) since the last line.
 fn report(mut stats: ResMut<ServerStats>, net: Res<NetStats>, players: Query<(), With<Player>>, rooms: Query<&Room>) {
     let now = Instant::now();
     let elapsed = now.duration_since(stats.last_report);
@@ -130,8 +164,11 @@ fn report(mut stats: ResMut<ServerStats>, net: Res<NetStats>, players: Query<(),
     let rate = |now: u64, before: u64| (now.saturating_sub(before)) as f64 / secs;
     let last = &stats.last_net;
     let (p50, p99, max) = percentiles(&stats.recent);
+    let (chat, last_chat) = (stats.chat, stats.last_chat);
+    let dropped: Vec<String> =
+        ChatDrop::ALL.iter().map(|r| format!("{} {}", r.as_str(), chat.dropped(*r) - last_chat.dropped(*r))).collect();
     tracing::info!(
-        "players {} in {} rooms | in {:.0} pkt/s {:.0} B/s | out {:.0} pkt/s {:.0} B/s | tick p50 {p50:.2} ms p99 {p99:.2} ms max {max:.2} ms | sessions {} (total {}, refused {})",
+        "players {} in {} rooms | in {:.0} pkt/s {:.0} B/s | out {:.0} pkt/s {:.0} B/s | tick p50 {p50:.2} ms p99 {p99:.2} ms max {max:.2} ms | sessions {} (total {}, refused {}) | chat lines {} relayed, {} dropped ({})",
         players.iter().count(),
         rooms.iter().filter(|r| !r.members().is_empty()).count(),
         rate(net.packets_in, last.packets_in),
@@ -141,7 +178,11 @@ fn report(mut stats: ResMut<ServerStats>, net: Res<NetStats>, players: Query<(),
         net.sessions,
         net.sessions_total,
         net.refused,
+        chat.relayed - last_chat.relayed,
+        chat.dropped_total() - last_chat.dropped_total(),
+        dropped.join(", "),
     );
+    stats.last_chat = chat;
     stats.last_net = net.clone();
     stats.recent.reset();
     stats.last_report = now;
@@ -162,6 +203,14 @@ struct Summary<'a> {
     refused: u64,
     players_max: usize,
     disconnects: std::collections::BTreeMap<&'a str, u64>,
+    chat: ChatSummary<'a>,
+}
+
+#[derive(Serialize)]
+struct ChatSummary<'a> {
+    relayed: u64,
+    /// Every reason, zero or not.
+    dropped: std::collections::BTreeMap<&'a str, u64>,
 }
 
 #[derive(Serialize)]
@@ -192,6 +241,7 @@ fn write_summary_on_exit(mut exits: MessageReader<AppExit>, stats: Res<ServerSta
         refused: net.refused,
         players_max: stats.players_max,
         disconnects: net.disconnects_by_label().collect(),
+        chat: ChatSummary { relayed: stats.chat.relayed, dropped: stats.chat.dropped_by_label().collect() },
     };
     let written = serde_json::to_string_pretty(&summary)
         .map_err(std::io::Error::other)

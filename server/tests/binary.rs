@@ -29,10 +29,16 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     stderr: mpsc::Receiver<String>,
+    /// The lines up to the listening line, read by `spawn`.
+    early: Vec<String>,
 }
 
 fn spawn(args: &[&str]) -> Running {
-    let mut child = server_command()
+    spawn_command(server_command(), args)
+}
+
+fn spawn_command(mut command: Command, args: &[&str]) -> Running {
+    let mut child = command
         .args(["--bind", "127.0.0.1:0"])
         .args(args)
         .stderr(Stdio::piped())
@@ -47,13 +53,16 @@ fn spawn(args: &[&str]) -> Running {
         }
     });
     let deadline = Instant::now() + WAIT;
+    let mut early = Vec::new();
     let addr = loop {
         let line = stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a listening line");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.trim().parse().expect("an address after 'listening on'");
+        let addr = line.split("listening on ").nth(1).map(|rest| rest.trim().parse().expect("an address"));
+        early.push(line);
+        if let Some(addr) = addr {
+            break addr;
         }
     };
-    Running { child, addr, stderr }
+    Running { child, addr, stderr, early }
 }
 
 impl Running {
@@ -74,8 +83,9 @@ impl Running {
         }
     }
 
-    fn log(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
+    /// The lines written so far that no earlier call returned (the first call: from the start).
+    fn log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.early).into_iter().chain(self.stderr.try_iter()).collect()
     }
 }
 
@@ -202,6 +212,54 @@ fn flags_override_the_settings_file() {
     assert_eq!(server.wait().0, 0);
 }
 
+#[test]
+fn dropped_chat_lines_are_counted_by_reason_in_the_statistics_line_and_file() {
+    let dir = std::env::temp_dir().join(format!("server-chat-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = dir.join("chat.toml");
+    // One line at once, then one a second: of three lines sent together, two are dropped.
+    std::fs::write(&settings, "[chat]\nplayer_rate = { per_second = 1, burst = 1 }\n").unwrap();
+    let stats = dir.join("stats.json");
+    let mut server = spawn(&[
+        "--config",
+        settings.to_str().unwrap(),
+        "--stats-interval",
+        "100ms",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let (mut client, _) = join(server.addr);
+    let lines: Vec<u8> = ["one", "two", "three"].iter().flat_map(|t| support::chat_bytes(t)).collect();
+    client.send(&lines);
+    client.recv_until(|m| matches!(m, Msg::Chat { id: 0, .. }));
+
+    // The statistics lines count them, each over its own interval.
+    let number_before = |line: &str, words: &str| -> u64 {
+        let head = line.split(words).next().unwrap_or("");
+        head.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let (mut relayed, mut dropped, mut player_rate) = (0, 0, 0);
+    let deadline = Instant::now() + WAIT;
+    while (relayed, dropped, player_rate) != (1, 2, 2) && Instant::now() < deadline {
+        let Ok(line) = server.stderr.recv_timeout(WAIT) else { break };
+        if let Some(chat) = line.split("| chat lines ").nth(1) {
+            relayed += number_before(chat, " relayed");
+            dropped += number_before(chat, " dropped");
+            player_rate += number_before(chat, ", room_budget");
+            assert!(chat.contains("room_budget 0"), "{line}");
+        }
+    }
+    assert_eq!((relayed, dropped, player_rate), (1, 2, 2), "the statistics lines count the chat lines");
+
+    server.signal("TERM");
+    assert_eq!(server.wait().0, 0);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(json["chat"]["relayed"], 1, "{json}");
+    assert_eq!(json["chat"]["dropped"]["player_rate"], 2, "{json}");
+    assert_eq!(json["chat"]["dropped"]["room_budget"], 0, "every reason is listed: {json}");
+    assert_eq!(json["disconnects"]["shutdown"], 1, "the sender was not disconnected: {json}");
+}
+
 /// A client that stops reading while the server has megabytes queued for it: its receive
 /// buffer is tiny, so its kernel holds almost nothing of them.
 fn stalled_client(addr: SocketAddr) -> CourseClient {
@@ -223,13 +281,14 @@ fn largest_send_buffer() -> usize {
 #[test]
 fn a_second_signal_exits_at_once_while_the_graceful_exit_waits() {
     // A graceful exit that would wait a minute for a client that does not read; chat lines of
-    // 2,000 characters (4,010 bytes relayed), any number of them at once.
+    // 2,000 characters (4,010 bytes relayed), any number of them at once (no chat limits).
     let dir = std::env::temp_dir().join(format!("server-second-signal-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let settings = dir.join("slow-exit.toml");
     std::fs::write(
         &settings,
-        "[chat]\nmax_chars = 2000\n\n[net]\ninbound_rate = \"off\"\noutbound_backlog = 67108864\n\
+        "[chat]\nmax_chars = 2000\nplayer_rate = \"off\"\nroom_bytes_per_second = \"off\"\n\n\
+         [net]\ninbound_rate = \"off\"\noutbound_backlog = 67108864\n\
          close_linger = \"60s\"\nshutdown_timeout = \"60s\"\n",
     )
     .unwrap();
@@ -267,4 +326,72 @@ fn a_second_signal_exits_at_once_while_the_graceful_exit_waits() {
     assert_eq!(code, 128 + 15, "128 + SIGTERM's number: {:?}", server.log());
     assert!(took < Duration::from_secs(3), "exited {took:?} after the second signal");
     drop(stalled);
+}
+
+/// Random bytes from a small generator of the test's own (xorshift): the test needs no exact
+/// sequence, only bytes no client would send.
+struct Noise(u64);
+
+impl Noise {
+    fn fill(&mut self, bytes: &mut [u8]) {
+        for b in bytes {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+/// One garbage sender until `until`: connects, writes random bytes until the server closes the
+/// connection, and connects again. Returns the connections it made.
+fn send_garbage(addr: SocketAddr, seed: u64, until: Instant) -> u64 {
+    use std::io::Write;
+    let mut noise = Noise(seed | 1);
+    let mut chunk = [0u8; 64];
+    let mut connections = 0;
+    while Instant::now() < until {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else { continue };
+        connections += 1;
+        while Instant::now() < until {
+            noise.fill(&mut chunk);
+            if stream.write_all(&chunk).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Reconnect at a pace a loaded test machine keeps up with (hundreds a second in all).
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    connections
+}
+
+#[test]
+fn garbage_from_200_connections_writes_a_few_log_lines_at_the_default_level() {
+    let stats = std::env::temp_dir().join(format!("server-garbage-{}.json", std::process::id()));
+    let mut command = server_command();
+    command.env_remove("RUST_LOG");
+    let mut server = spawn_command(command, &["--stats-json", stats.to_str().unwrap()]);
+    let addr = server.addr;
+    let until = Instant::now() + Duration::from_secs(4);
+    let senders: Vec<_> =
+        (0..200u64).map(|i| std::thread::spawn(move || send_garbage(addr, 0x5EED + i * 7919, until))).collect();
+    let connections: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
+    server.signal("TERM");
+    assert_eq!(server.wait().0, 0);
+    // Everything it wrote, from its start to its exit (the reader thread ends with the pipe).
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let faults: u64 = ["malformed_frame", "malformed_packet", "unexpected_packet", "inbound_flood", "invalid_input"]
+        .iter()
+        .filter_map(|k| json["disconnects"][k].as_u64())
+        .sum();
+    assert!(connections >= 400, "the senders reconnected after each close: {connections}");
+    assert!(faults >= 400, "the server closed them for their garbage: {json}");
+    // At `info`, a periodic summary by kind instead of a line per faulty client.
+    assert!(log.len() < 40, "{} lines for {faults} faulty connections:\n{}", log.len(), log.join("\n"));
+    assert!(log.iter().any(|l| l.contains("WARN") && l.contains("connection(s) closed for")), "{log:?}");
+    let _ = std::fs::remove_file(stats);
 }

@@ -1,13 +1,14 @@
-//! Rooms: one by default, as in the course; with a capacity, further rooms open as they fill,
-//! and broadcasts stay within a room.
+//! Rooms: further rooms open as they fill (1,000 players each by default; capacity 0 is one
+//! room for everyone, as in the course), and broadcasts stay within a room.
 
 mod support;
 
-use server::{RoomConfig, ServerConfig};
+use bevy_ecs::prelude::*;
+use server::{InRoom, Player, Position, Room, RoomConfig, ServerConfig};
 use support::{Msg, QUIET, WAIT, join, start, test_config};
 
 #[test]
-fn by_default_everyone_is_in_one_room() {
+fn players_below_the_default_capacity_share_one_room() {
     let (_server, addr) = start(test_config());
     let mut players: Vec<_> = (0..10).map(|_| join(addr)).collect();
     assert_eq!(players[9].1.len(), 10);
@@ -42,4 +43,41 @@ fn a_full_room_opens_another_and_broadcasts_stay_inside() {
     let (_d, d_list) = join(addr);
     assert_eq!(d_list.len(), 2);
     assert!(d_list.iter().any(|p| p.1 == a.my_id()));
+}
+
+/// Fills the server's only room with `n` server-side characters (so that the test needs no
+/// thousand sockets), after one real player entered to open it.
+fn fill_first_room(server: &net_plugin::testing::AppThread, n: i32) {
+    server.run(move |app| {
+        let world = app.world_mut();
+        let room = world.query::<(Entity, &Room)>().single(world).expect("one room").0;
+        let characters: Vec<Entity> =
+            (0..n).map(|i| world.spawn((Player { id: 100_000 + i }, Position::default(), InRoom(room))).id()).collect();
+        let mut room = world.get_mut::<Room>(room).unwrap();
+        characters.into_iter().for_each(|c| room.add_member(c));
+    });
+}
+
+#[test]
+fn by_default_a_room_of_1000_is_full_and_the_next_player_opens_another() {
+    let (server, addr) = start(test_config());
+    let (_first, _) = join(addr);
+    fill_first_room(&server, 998);
+    let (_thousandth, listed) = join(addr);
+    assert_eq!(listed.len(), 1000, "the thousandth player joins the first room");
+    let (_next, listed) = join(addr);
+    assert_eq!(listed.len(), 1, "the next is alone in a second room");
+    let rooms = server.run(|app| app.world_mut().query::<&Room>().iter(app.world()).count());
+    assert_eq!(rooms, 2);
+}
+
+#[test]
+fn capacity_0_is_one_room_for_everyone() {
+    let (server, addr) = start(ServerConfig { room: RoomConfig { capacity: 0 }, ..test_config() });
+    let (_first, _) = join(addr);
+    fill_first_room(&server, 1500);
+    let (_newcomer, listed) = join(addr);
+    assert_eq!(listed.len(), 1502);
+    let rooms = server.run(|app| app.world_mut().query::<&Room>().iter(app.world()).count());
+    assert_eq!(rooms, 1);
 }

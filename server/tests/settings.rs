@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use net_plugin::{DisconnectKind, Keepalive, NetConfig, NetStats, RateLimit};
-use server::{ConfigError, ServerConfig};
+use server::{ChatConfig, ConfigError, LineRate, ServerConfig};
 use support::{CourseClient, Msg, WAIT, join, move_bytes};
 
 /// Writes `text` to a settings file of its own and loads it as `--config` would.
@@ -43,6 +43,32 @@ fn off_in_the_file_turns_each_optional_setting_off() {
     // Nothing else moved.
     let expected = NetConfig { inbound_rate: None, keepalive: None, ..NetConfig::default() };
     assert_eq!(config.net, expected);
+}
+
+#[test]
+fn off_in_the_file_turns_the_chat_limits_off_and_values_set_them() {
+    let config = load("[chat]\nplayer_rate = \"off\"\nroom_bytes_per_second = \"off\"\n").unwrap();
+    assert_eq!(config.chat, ChatConfig { player_rate: None, room_bytes_per_second: None, ..ChatConfig::default() });
+    let config = load("[chat]\nplayer_rate = { per_second = 2, burst = 3 }\nroom_bytes_per_second = 1000\n").unwrap();
+    assert_eq!(config.chat.player_rate, Some(LineRate { per_second: 2, burst: 3 }));
+    assert_eq!(config.chat.room_bytes_per_second, Some(1000));
+    // Left out: on, at the defaults.
+    let config = load("[chat]\nmax_chars = 50\n").unwrap();
+    assert_eq!(config.chat.player_rate, Some(LineRate { per_second: 5, burst: 10 }));
+    assert_eq!(config.chat.room_bytes_per_second, Some(256 * 1024));
+    let message = |text: &str| load(text).unwrap_err().to_string();
+    let m = message("[chat]\nplayer_rate = { per_second = 0, burst = 3 }\n");
+    assert!(m.contains("chat.player_rate needs per_second and burst of at least 1"), "{m}");
+    let m = message("[chat]\nroom_bytes_per_second = 0\n");
+    assert!(m.contains("chat.room_bytes_per_second must be at least 1"), "{m}");
+    let m = message("[chat]\nroom_bytes_per_second = \"none\"\n");
+    assert!(m.contains("line 2") && m.contains("or \"off\""), "{m}");
+}
+
+#[test]
+fn rooms_hold_1000_by_default_and_capacity_0_is_one_room() {
+    assert_eq!(load("").unwrap().room.capacity, 1000);
+    assert_eq!(load("[room]\ncapacity = 0\n").unwrap().room.capacity, 0);
 }
 
 #[test]
@@ -96,6 +122,7 @@ fn a_wrong_optional_value_names_its_line_and_the_off_spelling() {
 fn settings_written_out_read_back_the_same() {
     let all_off = ServerConfig {
         stats_interval: Duration::ZERO,
+        chat: ChatConfig { player_rate: None, room_bytes_per_second: None, ..ChatConfig::default() },
         net: NetConfig { inbound_rate: None, keepalive: None, idle_timeout: None, ..NetConfig::default() },
         ..ServerConfig::default()
     };
@@ -109,8 +136,14 @@ fn settings_written_out_read_back_the_same() {
         assert_eq!(ServerConfig::parse(Path::new("written"), &text).unwrap(), config, "{text}");
     }
     let text = toml::to_string(&all_off).unwrap();
-    for line in ["stats_interval = \"off\"", "inbound_rate = \"off\"", "keepalive = \"off\"", "idle_timeout = \"off\""]
-    {
+    for line in [
+        "stats_interval = \"off\"",
+        "inbound_rate = \"off\"",
+        "keepalive = \"off\"",
+        "idle_timeout = \"off\"",
+        "player_rate = \"off\"",
+        "room_bytes_per_second = \"off\"",
+    ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
 }
@@ -172,6 +205,16 @@ fn the_shipped_files_examples_do_what_its_comments_say() {
     assert_eq!(net("keepalive = \"off\"").keepalive, None);
     assert_eq!(net("idle_timeout = \"2m\"").idle_timeout, Some(Duration::from_secs(120)));
     assert_eq!(net("io_threads = 1").io_threads, 1);
+    let chat = |line: &str| {
+        assert!(comments.contains(line), "the file's comments show {line:?}");
+        load(&format!("[chat]\n{line}\n")).unwrap().chat
+    };
+    assert_eq!(chat("player_rate = \"off\"").player_rate, None);
+    assert_eq!(chat("room_bytes_per_second = \"off\"").room_bytes_per_second, None);
+    // "a line of 30 characters is 70 bytes".
+    assert!(comments.contains("a line of 30 characters is 70 bytes"));
+    let line = shared::S_Chat { player_id: 1, chat: "x".repeat(30) };
+    assert_eq!(shared::wire_len(&line).unwrap(), 70);
     // "Durations are written like "250ms", "5s", "1m"."
     for (written, meant) in [("250ms", 250), ("5s", 5_000), ("1m", 60_000)] {
         assert!(comments.contains(&format!("\"{written}\"")));
