@@ -32,12 +32,12 @@ pub enum Scenario {
     S3,
     /// 9,000 idle sessions, rooms of 500: server memory per session.
     S4,
-    /// A wave: 10,000 idle bots join (rooms of 1,000, the default), stay 10 s and leave; server
-    /// memory before, at the peak, and 30 s after they left.
-    S5,
     /// Soak: 300 movers for 10 minutes, with 20 connections a second coming and going and 3 a
     /// second sending garbage; server memory every 10 s and its slope after a 2-minute warm-up.
     S6,
+    /// A wave: 10,000 idle bots join (rooms of 1,000, the default), stay 10 s and leave; server
+    /// memory before, at the peak, and 30 s after they left.
+    Wave,
 }
 
 /// A scenario's parameters.
@@ -80,7 +80,7 @@ impl Scenario {
             Scenario::S2 => plan(1000, 60, 0, 1000, false),
             Scenario::S3 => plan(5000, 5, 500, 0, true),
             Scenario::S4 => plan(9000, 10, 500, 3000, true),
-            Scenario::S5 => Plan { settle_s: 30, ..plan(10_000, 10, 1000, 3000, true) },
+            Scenario::Wave => Plan { settle_s: 30, ..plan(10_000, 10, 1000, 3000, true) },
             Scenario::S6 => Plan { churn_rate: 20, garbage_rate: 3, ..plan(300, 600, 1000, 1000, false) },
         }
     }
@@ -655,7 +655,7 @@ mod tests {
         let soak = Scenario::S6.plan();
         assert_eq!((soak.bots, soak.duration_s, soak.churn_rate), (300, 600, 20));
         assert!(soak.garbage_rate > 0 && soak.room_capacity >= soak.bots as usize, "the movers share a room");
-        let wave = Scenario::S5.plan();
+        let wave = Scenario::Wave.plan();
         assert_eq!((wave.bots, wave.idle, wave.settle_s), (10_000, true, 30));
     }
 

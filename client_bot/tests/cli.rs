@@ -56,7 +56,7 @@ fn help_documents_every_flag() {
         "s2",
         "s3",
         "s4",
-        "s5",
+        "wave",
         "s6",
     ] {
         assert!(help.iter().any(|w| w == flag), "bench --help mentions {flag}");
