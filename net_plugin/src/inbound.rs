@@ -184,7 +184,7 @@ pub(crate) fn receive<In: PacketSet>(world: &mut World, mut batch: Local<Vec<IoE
                 handle_event(world, &mut index, &mut stats, &counters, &permits, event);
             }
             stats.absorb(&counters);
-            counters.summarise_faults(Instant::now());
+            counters.summarise_faults(Instant::now(), false);
         });
     });
 }

@@ -151,5 +151,6 @@ fn shutdown_on_exit<In: PacketSet>(world: &mut World, mut exits: Local<MessageCu
     world.resource::<Inbox<In>>().close();
     runtime.shutdown();
     let counters = runtime.counters().clone();
+    counters.summarise_faults(std::time::Instant::now(), true);
     world.resource_mut::<NetStats>().absorb(&counters);
 }

@@ -66,10 +66,12 @@ impl IoCounters {
         }
     }
 
-    /// Writes the summary of the peers' faults when one is due (called once a frame).
-    pub fn summarise_faults(&self, now: Instant) {
+    /// Writes the summary of the peers' faults when one is due (called once a frame), or now
+    /// whatever the period when `last` (at shutdown, so the last seconds' faults are told too).
+    pub fn summarise_faults(&self, now: Instant, last: bool) {
         let mut log = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
-        if log.counts.iter().all(|n| *n == 0) || log.last_line.is_some_and(|t| now - t < FAULT_SUMMARY_PERIOD) {
+        let due = last || log.last_line.is_none_or(|t| now - t >= FAULT_SUMMARY_PERIOD);
+        if log.counts.iter().all(|n| *n == 0) || !due {
             return;
         }
         let since = log.last_line.map_or(FAULT_SUMMARY_PERIOD, |t| now - t);

@@ -270,9 +270,9 @@ fn stalled_client(addr: SocketAddr) -> CourseClient {
     CourseClient::from_stream(socket.into())
 }
 
-/// The most a TCP send buffer may grow to on this machine (`tcp_wmem`'s maximum): what the
-/// server's kernel can take off its hands for a client that does not read, as long as the
-/// network plugin leaves the send buffer's size to the kernel (it sets no `SO_SNDBUF`).
+/// The most a TCP send buffer may grow to on this machine (`tcp_wmem`'s maximum): at most what
+/// the server's kernel can take off its hands for a client that does not read (the network
+/// plugin's `send_buffer` keeps it smaller by default).
 fn largest_send_buffer() -> usize {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap_or_default();
     text.split_whitespace().nth(2).and_then(|n| n.parse().ok()).unwrap_or(4 << 20)
@@ -393,5 +393,12 @@ fn garbage_from_200_connections_writes_a_few_log_lines_at_the_default_level() {
     // At `info`, a periodic summary by kind instead of a line per faulty client.
     assert!(log.len() < 40, "{} lines for {faults} faulty connections:\n{}", log.len(), log.join("\n"));
     assert!(log.iter().any(|l| l.contains("WARN") && l.contains("connection(s) closed for")), "{log:?}");
+    // Every fault is in a summary, the last seconds' too (told at shutdown).
+    let summarised: u64 = log
+        .iter()
+        .filter_map(|l| l.split(" connections=").nth(1))
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(summarised, faults, "{}", log.join("\n"));
     let _ = std::fs::remove_file(stats);
 }
