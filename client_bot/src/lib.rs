@@ -16,10 +16,11 @@
 //! ```
 //!
 //! `client_bot bench` (see [`bench`]) runs the scenarios whose figures are in
-//! `docs/benchmarks.md`.
+//! `docs/benchmarks.md`; `client_bot attack` (see [`attack`]) measures the server under abuse.
 
 #![forbid(unsafe_code)]
 
+pub mod attack;
 pub mod bench;
 mod bot;
 mod config;
