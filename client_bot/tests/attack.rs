@@ -161,6 +161,22 @@ fn non_readers_that_ping_are_cut_for_the_stall() {
     assert_eq!(r.cut.get("reset"), Some(&5), "reset, not closed gracefully: {r:#?}");
 }
 
+#[test]
+fn a_non_readers_run_that_gives_up_closes_the_rest_and_samples_the_release() {
+    // The default server cuts nobody within a second: its buffers take minutes to fill at a
+    // room's pace.
+    let (_server, addr) = start_server(ServerConfig::default());
+    let flags = ["--kind=non-readers", "--non-readers=5", "--movers=2", "--settle=1s", "--duration=1s"];
+    let report = attack::run(&args(addr, &flags)).unwrap();
+    let AttackReport::NonReaders(r) = &report else { panic!("another kind's report") };
+    assert_eq!((r.non_readers_connected, r.not_cut), (5, 5), "{r:#?}");
+    assert!(r.cut.is_empty() && r.last_cut_s.is_none(), "{r:#?}");
+    let gave_up = r.gave_up_s.expect("it gave up");
+    assert!(gave_up >= r.attack_started_s + 1.0, "{r:#?}");
+    assert!(r.samples.iter().any(|s| s.t_s > gave_up), "sampled after closing them: {r:#?}");
+    assert_eq!(r.target.met, Some(false), "a non-reader the server did not cut misses the target");
+}
+
 /// Issue 8: "a non-reader (cut within the stall timeout, abortive close observed)", with the
 /// traffic a room really sends (movers' moves, a few dozen bytes a frame). Fails today: see the
 /// ignore reason.

@@ -85,7 +85,7 @@ pub struct NonReadersReport {
     pub connect_failures: u32,
     /// Non-readers cut by the server, by how the cut was seen ("reset", "closed (state …)").
     pub cut: BTreeMap<String, u64>,
-    /// Non-readers still connected when the run gave up (`max_duration`).
+    /// Non-readers still connected when the run gave up (`max_duration`) and closed them.
     pub not_cut: u32,
     /// Movers that entered.
     pub movers_entered: u32,
@@ -101,6 +101,9 @@ pub struct NonReadersReport {
     pub first_cut_s: Option<f64>,
     /// See `first_cut_s`.
     pub last_cut_s: Option<f64>,
+    /// Seconds when the run gave up waiting (`max_duration`) and closed the non-readers not cut
+    /// itself.
+    pub gave_up_s: Option<f64>,
     /// The host's TCP memory before the attack (median of the baseline samples), MB.
     pub baseline_mb: f64,
     /// The highest sample, MB.
@@ -116,7 +119,8 @@ pub struct NonReadersReport {
     /// "Back at the baseline": within 10% of it, or within the kernel's per-CPU slack in
     /// counting TCP memory (`net.core.mem_pcpu_rsv` pages per CPU), whichever is more, MB.
     pub tolerance_mb: f64,
-    /// Seconds from the last cut to the first sample back at the baseline; `None` if none was.
+    /// Seconds from the last cut (or from `gave_up_s`, if the run gave up) to the first sample
+    /// back at the baseline; `None` if none was.
     pub released_after_s: Option<f64>,
     /// Every sample.
     pub samples: Vec<Sample>,
@@ -226,7 +230,9 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
     let mut cut: BTreeMap<String, u64> = BTreeMap::new();
     let (mut first_cut, mut last_cut) = (None, None);
     let mut open = connected;
-    let mut movers_stopped_at = None;
+    // When the attack ended (every non-reader cut, or the run gave up), and when it gave up.
+    let mut ended_at = None;
+    let (mut not_cut, mut gave_up) = (0, None);
     let ping = client::encode_all([shared::C_Ping { client_time: 0 }]);
     let mut next_ping = plan.ping_interval.map(|every| Instant::now() + every);
     loop {
@@ -272,34 +278,38 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
                 // The attack is over: the movers leave too, so the release is measured back to
                 // the host without any of this run's connections.
                 shared.stop.store(true, Ordering::Relaxed);
-                movers_stopped_at = Some(now);
+                ended_at = Some(now);
                 tracing::info!("every non-reader was cut; sampling for {:?}", plan.settle);
             }
+        }
+        if open > 0 && now.duration_since(attack_started) >= plan.max_duration {
+            // Close the rest ourselves and keep sampling: what the host gives back then is the
+            // release an operator would see after killing the attacker.
+            tracing::warn!("{open} non-readers still connected after {:?}; closing them", plan.max_duration);
+            for nr in &mut non_readers {
+                nr.stream = None;
+            }
+            (not_cut, open) = (open, 0);
+            gave_up = Some(now.duration_since(t0).as_secs_f64());
+            shared.stop.store(true, Ordering::Relaxed);
+            ended_at = Some(now);
         }
         if now >= next_sample {
             sample(open, &mut samples)?;
             next_sample += SAMPLE_EVERY;
         }
-        if let (0, Some(stopped)) = (open, movers_stopped_at)
-            && now >= stopped + plan.settle
-        {
-            break;
-        }
-        if open > 0 && now.duration_since(attack_started) >= plan.max_duration {
-            tracing::warn!("{open} non-readers still connected after {:?}; giving up", plan.max_duration);
-            shared.stop.store(true, Ordering::Relaxed);
+        if ended_at.is_some_and(|at| now >= at + plan.settle) {
             break;
         }
         std::thread::sleep(POLL.min(next_sample.saturating_duration_since(Instant::now())));
     }
-    let not_cut = open;
     drop(non_readers);
     let movers =
         movers.into_iter().map(|h| h.join().map_err(|_| "a mover's thread panicked")).collect::<Result<Vec<_>, _>>()?;
 
     let peak_mb = samples.iter().map(|s| s.tcp_mem_mb).fold(baseline_mb, f64::max);
     let tolerance_mb = (baseline_mb * 0.1).max((procfs::pcpu_slack_pages() * page) as f64 / MB);
-    let released_after_s = last_cut.and_then(|t| release_after(&samples, t, baseline_mb, tolerance_mb));
+    let released_after_s = gave_up.or(last_cut).and_then(|t| release_after(&samples, t, baseline_mb, tolerance_mb));
     let peak_over_baseline_mb = peak_mb - baseline_mb;
     let met =
         not_cut == 0 && connected > 0 && peak_over_baseline_mb < 300.0 && released_after_s.is_some_and(|s| s <= 15.0);
@@ -316,6 +326,7 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
         attack_started_s: attack_started.duration_since(t0).as_secs_f64(),
         first_cut_s: first_cut,
         last_cut_s: last_cut,
+        gave_up_s: gave_up,
         baseline_mb,
         peak_mb,
         peak_over_baseline_mb,
