@@ -25,6 +25,9 @@ use crate::RttMs;
 /// How often the non-readers are checked for a cut.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Every how many polls the connection table is read.
+const STATES_EVERY: u32 = 5;
+
 /// How often the host's TCP memory is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
@@ -233,6 +236,7 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
     // When the attack ended (every non-reader cut, or the run gave up), and when it gave up.
     let mut ended_at = None;
     let (mut not_cut, mut gave_up) = (0, None);
+    let mut polls = 0u32;
     let ping = client::encode_all([shared::C_Ping { client_time: 0 }]);
     let mut next_ping = plan.ping_interval.map(|every| Instant::now() + every);
     loop {
@@ -253,14 +257,17 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
             next_ping = Some(at + every);
         }
         if open > 0 {
-            let states = procfs::tcp_states(addr.port());
+            // Resets show in each socket's pending error at once; the connection table (for a
+            // graceful close) is read less often: it lists every TCP socket of the host.
+            polls += 1;
+            let states = polls.is_multiple_of(STATES_EVERY).then(|| procfs::tcp_states(addr.port()));
             for nr in &mut non_readers {
                 let Some(stream) = &nr.stream else { continue };
                 let seen = match nr.error.take() {
                     Some(how) => Some(how),
                     None => stream.take_error().ok().flatten().map(|e| how(&e)),
                 };
-                let how = seen.or_else(|| match states.get(&nr.port) {
+                let how = seen.or_else(|| match states.as_ref()?.get(&nr.port) {
                     Some(&TCP_ESTABLISHED) => None,
                     Some(state) => Some(format!("closed (state {state:02X})")),
                     None => Some("closed".to_string()),
