@@ -75,6 +75,11 @@ pub struct Sample {
     pub non_readers_open: u32,
     /// The server's resident memory, MB, with `--server-pid`.
     pub server_rss_mb: Option<f64>,
+    /// TCP buffers of the server's side of the connections to its port, MB (from `ss`): what
+    /// the server's host would hold were the clients elsewhere.
+    pub server_side_mb: Option<f64>,
+    /// The same for the clients' side (non-readers and movers): on loopback, the same host.
+    pub clients_side_mb: Option<f64>,
 }
 
 /// What a `non-readers` run found.
@@ -113,6 +118,10 @@ pub struct NonReadersReport {
     pub peak_mb: f64,
     /// `peak_mb − baseline_mb`.
     pub peak_over_baseline_mb: f64,
+    /// The highest `server_side_mb` of a sample: the server's own sockets' buffers.
+    pub peak_server_side_mb: Option<f64>,
+    /// The highest `clients_side_mb` of a sample.
+    pub peak_clients_side_mb: Option<f64>,
     /// The most TCP sockets in use at once.
     pub peak_tcp_inuse: u64,
     /// The most orphaned TCP sockets (closed, still held by the kernel) at once.
@@ -170,12 +179,15 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
         let stat = procfs::sockstat().ok_or("cannot read /proc/net/sockstat")?;
         let tcp_mem_mb = (stat.tcp_mem_pages * page) as f64 / MB;
         let server_rss_mb = server_pid.and_then(crate::bench::rss_kib).map(|kib| kib as f64 * 1024.0 / MB);
+        let sides = procfs::ss_memory(addr.port());
         samples.push(Sample {
             t_s: t0.elapsed().as_secs_f64(),
             tcp_mem_mb,
             stat,
             non_readers_open: open,
             server_rss_mb,
+            server_side_mb: sides.map(|s| s.server as f64 / MB),
+            clients_side_mb: sides.map(|s| s.clients as f64 / MB),
         });
         Ok(())
     };
@@ -337,6 +349,8 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
         baseline_mb,
         peak_mb,
         peak_over_baseline_mb,
+        peak_server_side_mb: samples.iter().filter_map(|s| s.server_side_mb).reduce(f64::max),
+        peak_clients_side_mb: samples.iter().filter_map(|s| s.clients_side_mb).reduce(f64::max),
         peak_tcp_inuse: samples.iter().map(|s| s.stat.tcp_inuse).max().unwrap_or(0),
         peak_tcp_orphan: samples.iter().map(|s| s.stat.tcp_orphan).max().unwrap_or(0),
         end_mb: samples.last().map_or(0.0, |s| s.tcp_mem_mb),
@@ -357,7 +371,15 @@ mod tests {
     use super::*;
 
     fn at(t_s: f64, tcp_mem_mb: f64) -> Sample {
-        Sample { t_s, tcp_mem_mb, stat: SockStat::default(), non_readers_open: 0, server_rss_mb: None }
+        Sample {
+            t_s,
+            tcp_mem_mb,
+            stat: SockStat::default(),
+            non_readers_open: 0,
+            server_rss_mb: None,
+            server_side_mb: None,
+            clients_side_mb: None,
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the host's kernel says about TCP: `/proc/net/sockstat` (memory and socket counts),
-//! `/proc/net/tcp` (each connection's state), the page size and the kernel's per-CPU slack in
-//! counting TCP memory. Parsers take text, so they are tested on captured samples.
+//! `/proc/net/tcp` (each connection's state), `ss -m` (each socket's buffers, to tell the
+//! server's side from the clients'), the page size and the kernel's per-CPU slack in counting
+//! TCP memory. Parsers take text, so they are tested on captured samples.
 
 use std::collections::HashMap;
 
@@ -134,6 +135,49 @@ pub fn tcp_states(remote_port: u16) -> HashMap<u16, u8> {
     states
 }
 
+/// TCP buffer memory of the connections to one port, split by side, from `ss -m`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SideMemory {
+    /// Bytes held by sockets whose local port is the port (the server's side): receive queue,
+    /// send queue and the memory reserved for them (`r + w + f` of `skmem`).
+    pub server: u64,
+    /// The same for sockets whose peer port is the port (the clients' side).
+    pub clients: u64,
+}
+
+/// Parses `ss -tmnHO` (one socket a line, with `skmem:(r…,rb…,t…,tb…,f…,w…,…)`) into the memory
+/// of the connections to `port`, by side. Listeners and other ports are left out.
+pub fn parse_ss_memory(text: &str, port: u16) -> SideMemory {
+    let port_of = |addr: &str| addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+    let mut sides = SideMemory::default();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(peer)) =
+            (fields.get(3).and_then(|a| port_of(a)), fields.get(4).and_then(|a| port_of(a)))
+        else {
+            continue;
+        };
+        let Some(skmem) = fields.iter().find_map(|f| f.strip_prefix("skmem:(")?.strip_suffix(')')) else { continue };
+        let value =
+            |key: &str| -> u64 { skmem.split(',').find_map(|kv| kv.strip_prefix(key)?.parse().ok()).unwrap_or(0) };
+        // `rb` and `tb` start with `r` and `t`: the exact keys are matched by parse succeeding.
+        let bytes = value("r") + value("w") + value("f");
+        if local == port {
+            sides.server += bytes;
+        } else if peer == port {
+            sides.clients += bytes;
+        }
+    }
+    sides
+}
+
+/// The memory of this host's connections to `port`, by side; `None` without a working `ss`.
+pub fn ss_memory(port: u16) -> Option<SideMemory> {
+    let filter = format!("( sport = :{port} or dport = :{port} )");
+    let out = std::process::Command::new("ss").args(["-tmnHO", "state", "connected", &filter]).output().ok()?;
+    out.status.success().then(|| parse_ss_memory(&String::from_utf8_lossy(&out.stdout), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +232,19 @@ mod tests {
         assert_eq!(page_size_from_auxv(&[]), None);
         let real = page_size();
         assert!(real >= 4096 && real.is_power_of_two(), "{real}");
+    }
+
+    #[test]
+    fn socket_memory_is_split_into_the_servers_side_and_the_clients() {
+        let text = "ESTAB 0 0 127.0.0.1:7777 127.0.0.1:50000 skmem:(r0,rb131072,t0,tb262144,f4096,w262000,o0,bl0,d0)\n\
+            ESTAB 150000 0 127.0.0.1:50000 127.0.0.1:7777 skmem:(r159125,rb158125,t0,tb3939840,f4715,w0,o0,bl0,d0)\n\
+            ESTAB 0 0 [::1]:7777 [::1]:50001 skmem:(r100,rb131072,t5,tb262144,f0,w10,o0,bl0,d0)\n\
+            LISTEN 0 4096 127.0.0.1:7777 0.0.0.0:* skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0)\n\
+            ESTAB 0 0 127.0.0.1:22 127.0.0.1:40000 skmem:(r999,rb1,t0,tb1,f0,w999,o0,bl0,d0)\n\
+            garbage line\n";
+        let sides = parse_ss_memory(text, 7777);
+        assert_eq!(sides, SideMemory { server: 4096 + 262_000 + 100 + 10, clients: 159_125 + 4715 });
+        assert_eq!(parse_ss_memory("", 7777), SideMemory::default());
     }
 
     #[test]

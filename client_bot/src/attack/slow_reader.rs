@@ -47,7 +47,7 @@ pub struct SlowReaderReport {
     pub slow_reader_cut_after_s: Option<f64>,
     /// Bytes it read.
     pub slow_reader_bytes_read: u64,
-    /// Its read rate over the run, bits per second.
+    /// Its read rate while it was connected, bits per second.
     pub slow_reader_read_bps: f64,
     /// Chat lines it read.
     pub slow_reader_lines: u64,
@@ -123,13 +123,15 @@ pub fn run(addr: SocketAddr, plan: &SlowReaderPlan) -> Result<SlowReaderReport, 
 
     let duration_s = end.duration_since(start).as_secs_f64();
     let survived = slow.ended.is_none();
+    let cut_after_s = slow.ended.as_ref().map(|e| e.at.saturating_duration_since(start).as_secs_f64());
+    let connected_s = cut_after_s.unwrap_or(duration_s);
     Ok(SlowReaderReport {
         params: plan.clone(),
         slow_reader_connected_at_end: survived,
         slow_reader_ended: slow.ended.as_ref().map(|e| e.how.clone()),
-        slow_reader_cut_after_s: slow.ended.as_ref().map(|e| e.at.saturating_duration_since(start).as_secs_f64()),
+        slow_reader_cut_after_s: cut_after_s,
         slow_reader_bytes_read: slow.bytes_read,
-        slow_reader_read_bps: slow.bytes_read as f64 * 8.0 / duration_s.max(1e-3),
+        slow_reader_read_bps: slow.bytes_read as f64 * 8.0 / connected_s.max(1e-3),
         slow_reader_lines: slow.chat_received,
         chatters_entered: chatters.iter().filter(|c| c.entered).count() as u32,
         chatters_connected_at_end: chatters.iter().filter(|c| c.connected && c.ended.is_none()).count() as u32,
