@@ -161,7 +161,10 @@ pub fn parse_ss_memory(text: &str, port: u16) -> SideMemory {
         let value =
             |key: &str| -> u64 { skmem.split(',').find_map(|kv| kv.strip_prefix(key)?.parse().ok()).unwrap_or(0) };
         // `rb` and `tb` start with `r` and `t`: the exact keys are matched by parse succeeding.
-        let bytes = value("r") + value("w") + value("f");
+        // The forward allocation goes below zero under memory pressure, and `ss` prints it as an
+        // unsigned 32-bit number: read it back as signed and count only a reservation.
+        let forward = i64::from(value("f") as u32 as i32).max(0) as u64;
+        let bytes = value("r") + value("w") + forward;
         if local == port {
             sides.server += bytes;
         } else if peer == port {
@@ -241,9 +244,11 @@ mod tests {
             ESTAB 0 0 [::1]:7777 [::1]:50001 skmem:(r100,rb131072,t5,tb262144,f0,w10,o0,bl0,d0)\n\
             LISTEN 0 4096 127.0.0.1:7777 0.0.0.0:* skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0)\n\
             ESTAB 0 0 127.0.0.1:22 127.0.0.1:40000 skmem:(r999,rb1,t0,tb1,f0,w999,o0,bl0,d0)\n\
+            ESTAB 0 0 127.0.0.1:50002 127.0.0.1:7777 skmem:(r4000,rb8192,t0,tb8192,f4294963200,w0,o0,bl0,d0)\n\
             garbage line\n";
         let sides = parse_ss_memory(text, 7777);
-        assert_eq!(sides, SideMemory { server: 4096 + 262_000 + 100 + 10, clients: 159_125 + 4715 });
+        // The last client's forward allocation is -4096 (under memory pressure): not counted.
+        assert_eq!(sides, SideMemory { server: 4096 + 262_000 + 100 + 10, clients: 159_125 + 4715 + 4000 });
         assert_eq!(parse_ss_memory("", 7777), SideMemory::default());
     }
 
