@@ -16,10 +16,12 @@
 //! ```
 //!
 //! `client_bot bench` (see [`bench`](mod@bench)) runs the scenarios whose figures are in
-//! `docs/benchmarks.md`.
+//! `docs/benchmarks.md`; `client_bot attack` (see [`attack`](mod@attack)) measures the server
+//! under abuse.
 
 #![forbid(unsafe_code)]
 
+pub mod attack;
 pub mod bench;
 mod bot;
 mod churn;

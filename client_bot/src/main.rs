@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use client_bot::BotConfig;
+use client_bot::attack::{self, AttackArgs};
 use client_bot::bench::{self, BenchArgs};
 use net_plugin::cli;
 
@@ -23,6 +24,9 @@ struct Cli {
 enum Mode {
     /// Run a benchmark scenario (S1–S6 of docs/benchmarks.md) against the release server binary.
     Bench(BenchArgs),
+    /// Attack a running server (loopback only) and print the figures of issue 8's targets as
+    /// JSON; exit code 0 when the target was met, 1 when not.
+    Attack(AttackArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,22 @@ fn main() -> ExitCode {
             match bench::run(&args) {
                 Ok(results) if results.iter().all(|r| r.bots.clean()) => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Mode::Attack(args)) => {
+            if let Err(e) = args.plan() {
+                eprintln!("error: {e}");
+                return ExitCode::from(cli::USAGE);
+            }
+            match attack::run(&args) {
+                Ok(report) => {
+                    println!("{}", report.to_json());
+                    if report.target().met == Some(false) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
