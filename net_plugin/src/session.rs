@@ -409,9 +409,14 @@ async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx:
     cx.writer.wake();
     let socket = socket2::SockRef::from(&session.stream);
     if reason.resets_connection() {
+        // No FIN first (a reading peer would take it for a clean end): the reset goes out when
+        // the descriptor closes, as the last holder of the session (its entity, despawned at the
+        // end of the frame of its `Disconnected`) lets go.
         let _ = socket.set_linger(Some(Duration::ZERO));
+    } else {
+        // The peer sees the end now; the descriptor closes when the last holder lets go.
+        let _ = socket.shutdown(Shutdown::Both);
     }
-    let _ = socket.shutdown(Shutdown::Both);
 }
 
 #[cfg(test)]
