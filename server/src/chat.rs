@@ -7,6 +7,7 @@ use net_plugin::{DisconnectReason, Outbox, Received};
 use shared::{C_Chat, S_Chat};
 
 use crate::GameSystems;
+use crate::interest::View;
 use crate::room::{InRoom, Player, Room};
 
 /// The longest chat line, in characters.
@@ -25,17 +26,17 @@ impl Plugin for ChatPlugin {
     }
 }
 
-/// Relays each line to the sender's room. Lines from connections that are not players (they
-/// left) are dropped.
+/// Relays each line to the sender's room (with a view radius: to the players in the sender's
+/// view, local chat). Lines from connections that are not players (they left) are dropped.
 fn relay_chat(
     mut chats: MessageReader<Received<C_Chat>>,
-    players: Query<(&Player, &InRoom)>,
+    players: Query<(&Player, &InRoom, Option<&View>)>,
     rooms: Query<&Room>,
     limit: Res<ChatLimit>,
     mut outbox: Outbox,
 ) {
     for Received { from, packet, .. } in chats.read() {
-        let Ok((player, in_room)) = players.get(*from) else { continue };
+        let Ok((player, in_room, view)) = players.get(*from) else { continue };
         let chars = packet.chat.chars().count();
         if chars > limit.0 {
             let why = format!("a chat line of {chars} characters, above the limit of {}", limit.0);
@@ -50,6 +51,9 @@ fn relay_chat(
             outbox.close(*from, DisconnectReason::InvalidInput(e.to_string().into()));
             continue;
         }
-        outbox.broadcast(room.members().iter().copied(), &line);
+        match view {
+            Some(view) => outbox.broadcast(view.iter().chain([*from]), &line),
+            None => outbox.broadcast(room.members().iter().copied(), &line),
+        }
     }
 }

@@ -43,3 +43,26 @@ fn a_full_room_opens_another_and_broadcasts_stay_inside() {
     assert_eq!(d_list.len(), 2);
     assert!(d_list.iter().any(|p| p.1 == a.my_id()));
 }
+
+/// The ids of the rooms open now, in order.
+fn room_ids(app: &mut bevy_app::App) -> Vec<u32> {
+    let world = app.world_mut();
+    let mut ids: Vec<u32> = world.query::<&server::Room>().iter(world).map(|r| r.id).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_room_closes_when_its_last_player_leaves() {
+    let (server, addr) = start(ServerConfig { room: RoomConfig { capacity: 1 }, ..test_config() });
+    let (a, _) = join(addr);
+    let (mut b, _) = join(addr);
+    assert_eq!(server.run(room_ids), [1, 2]);
+    drop(a);
+    assert!(server.wait_until(WAIT, |app| room_ids(app) == [2]), "the emptied room 1 is gone");
+    // Room 2 is full: a newcomer opens room 3.
+    let (c, listed) = join(addr);
+    assert_eq!(listed, vec![(true, c.my_id(), 0.0, 0.0, 0.0)]);
+    assert_eq!(server.run(room_ids), [2, 3]);
+    assert!(b.recv(QUIET).is_none(), "room 2 heard of none of it");
+}
