@@ -44,6 +44,9 @@ struct Cli {
     /// Where players enter the world.
     #[arg(long, value_enum)]
     spawn: Option<Spawn>,
+    /// A square world S wide: the bounds in x and z become -S/2 to S/2 (y keeps its bounds).
+    #[arg(long, value_name = "S")]
+    world_size: Option<f32>,
     /// Network I/O threads.
     #[arg(long, value_name = "N")]
     io_threads: Option<usize>,
@@ -82,6 +85,11 @@ impl Cli {
         }
         if let Some(s) = self.spawn {
             config.world.spawn = s;
+        }
+        if let Some(size) = self.world_size {
+            for axis in [0, 2] {
+                (config.world.min[axis], config.world.max[axis]) = (-size / 2.0, size / 2.0);
+            }
         }
         if let Some(n) = self.io_threads {
             config.net.io_threads = n;
@@ -177,6 +185,11 @@ mod tests {
         assert_eq!(cli.settings().unwrap().0.world.view_margin, ViewMargin::Units(4.0));
         assert!(Cli::try_parse_from(["server", "--view-margin", "wide"]).is_err());
         assert!(Cli::try_parse_from(["server", "--spawn", "anywhere"]).is_err());
+        let cli = Cli::try_parse_from(["server", "--world-size", "2000"]).unwrap();
+        let world = cli.settings().unwrap().0.world;
+        assert_eq!((world.min, world.max), ([-1000.0, -10_000.0, -1000.0], [1000.0, 10_000.0, 1000.0]));
+        let cli = Cli::try_parse_from(["server", "--world-size=-1"]).unwrap();
+        assert!(cli.settings().unwrap_err().to_string().contains("world.min"));
         let cli = Cli::try_parse_from(["server", "--view-radius=-5"]).unwrap();
         assert!(cli.settings().unwrap_err().to_string().contains("world.view_radius"));
     }
