@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use shared::{C_Chat, C_Move, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove, S_Chat, S_PlayerList};
 
 use crate::metrics::Metrics;
-use crate::report::{Report, final_state_mismatches};
+use crate::report::{Report, final_state_mismatches, view_mismatches};
 use crate::view::{Pos, View, Violation};
 use crate::{BotConfig, MovePattern};
 
@@ -39,6 +39,8 @@ pub struct Bot {
     recent: VecDeque<Pos>,
     /// The last position sent.
     pub last_sent: Option<Pos>,
+    /// With `--walk`: the direction it walks in, radians from +x towards +z.
+    heading: f32,
 }
 
 impl Bot {
@@ -52,7 +54,41 @@ impl Bot {
             pending: VecDeque::new(),
             recent: VecDeque::with_capacity(RECENT_MOVES),
             last_sent: None,
+            heading: 0.0,
         }
+    }
+
+    /// Where the bot is as far as it knows: where it last moved, else where its list put it.
+    pub fn position(&self) -> Pos {
+        self.last_sent.or(self.view.self_position()).unwrap_or([0.0; 3])
+    }
+
+    /// The DummyClient's move: x and z random integers in [-50, 49].
+    fn jump(&mut self) -> Pos {
+        [self.rng.random_range(-50..50) as f32, 0.0, self.rng.random_range(-50..50) as f32]
+    }
+
+    /// A walking step: at most `speed` from where the bot is, in its heading, which turns to a
+    /// random direction one move in five; at the edge of a world `size` wide (±size/2) the
+    /// heading bounces back in, so the bot stays inside without piling up on the edge.
+    pub(crate) fn walk(&mut self, speed: f32, size: f32) -> Pos {
+        use std::f32::consts::{PI, TAU};
+        let from = self.position();
+        if self.rng.random_bool(0.2) {
+            self.heading = self.rng.random_range(0.0..TAU);
+        }
+        let step = self.rng.random_range(0.0..=speed);
+        let half = size / 2.0;
+        let (mut x, mut z) = (from[0] + step * self.heading.cos(), from[2] + step * self.heading.sin());
+        if !(-half..=half).contains(&x) {
+            self.heading = PI - self.heading;
+            x = x.clamp(-half, half);
+        }
+        if !(-half..=half).contains(&z) {
+            self.heading = -self.heading;
+            z = z.clamp(-half, half);
+        }
+        [x, 0.0, z]
     }
 }
 
@@ -321,7 +357,7 @@ fn send_moves(
         if let Some(at) = bot.next_move
             && at <= now
         {
-            let pos = [bot.rng.random_range(-50..50) as f32, 0.0, bot.rng.random_range(-50..50) as f32];
+            let pos = if run.config.walk { bot.walk(run.config.walk_speed, run.config.world_size) } else { bot.jump() };
             if outbox.is_open(entity) {
                 outbox.send(entity, &C_Move { pos_x: pos[0], pos_y: pos[1], pos_z: pos[2] });
                 bot.pending.push_back((pos, now));
@@ -380,8 +416,12 @@ fn advance_phase(
                 return;
             }
             metrics.finish_progress();
-            let mismatches = final_state_mismatches(bots.iter().filter(|b| b.view.entered()));
-            let report = Report::new(&run, &metrics, net.packets_in, mismatches);
+            let entered = || bots.iter().filter(|b| b.view.entered());
+            let mismatches = final_state_mismatches(entered());
+            let config = &run.config;
+            let r = config.view_radius;
+            let wrong_views = if r > 0.0 { view_mismatches(entered(), r, config.view_margin.of(r)) } else { 0 };
+            let report = Report::new(&run, &metrics, net.packets_in, mismatches, wrong_views);
             commands.insert_resource(FinalReport(report.clone()));
             *phase = Phase::Done;
             exit.write(if report.clean() { AppExit::Success } else { AppExit::from_code(1) });
@@ -441,5 +481,26 @@ mod tests {
         let spread = run(MovePattern::Spread);
         let t0 = spread.started;
         assert_eq!(spread.next_move(t0 + ms(130), t0 + ms(350)), t0 + ms(450));
+    }
+
+    #[test]
+    fn a_walking_bot_steps_at_most_its_speed_from_its_spawn_point_and_stays_inside() {
+        let mut bot = Bot::new(3, 9);
+        assert!(bot.view.on_list([(true, 1, [48.0, 0.0, -49.0])]).is_empty());
+        let mut at = bot.position();
+        assert_eq!(at, [48.0, 0.0, -49.0], "it starts where its list put it");
+        let mut headings = Vec::new();
+        for _ in 0..5000 {
+            let next = bot.walk(5.0, 100.0);
+            let step = ((next[0] - at[0]).powi(2) + (next[2] - at[2]).powi(2)).sqrt();
+            assert!(step <= 5.0 + 1e-4, "a step of {step}");
+            assert!(next[0].abs() <= 50.0 && next[2].abs() <= 50.0 && next[1] == 0.0, "{next:?}");
+            bot.last_sent = Some(next);
+            headings.push(bot.heading);
+            at = next;
+        }
+        // The direction changes now and then, not every move.
+        let turns = headings.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!((500..2500).contains(&turns), "{turns} turns in 5000 moves");
     }
 }
