@@ -32,6 +32,18 @@ pub enum Scenario {
     S3,
     /// 9,000 idle sessions, rooms of 500: server memory per session.
     S4,
+    /// Interest management: 10,000 bots in one room, a world 2,000 wide, random spawn points,
+    /// view radius 80, walking, a move every 250 ms, 60 s.
+    S5,
+}
+
+/// A scenario's open world: players spread out and see only those near them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WorldPlan {
+    /// The world's width: bounds ±size/2 in x and z; players spawn at random inside them.
+    pub size: u32,
+    /// The view radius (the margin is the server's default, 10%).
+    pub view_radius: f32,
 }
 
 /// A scenario's parameters.
@@ -47,16 +59,35 @@ pub struct Plan {
     pub ramp_rate: u32,
     /// No moves.
     pub idle: bool,
+    /// An open world with interest management, the bots walking in it; `None`: the course's
+    /// room, where everyone sees everyone and bots jump within ±50.
+    pub world: Option<WorldPlan>,
 }
 
 impl Scenario {
     /// The parameters the scenario is defined by.
     pub fn plan(self) -> Plan {
         match self {
-            Scenario::S1 => Plan { bots: 500, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false },
-            Scenario::S2 => Plan { bots: 1000, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false },
-            Scenario::S3 => Plan { bots: 5000, duration_s: 5, room_capacity: 500, ramp_rate: 0, idle: true },
-            Scenario::S4 => Plan { bots: 9000, duration_s: 10, room_capacity: 500, ramp_rate: 3000, idle: true },
+            Scenario::S1 => {
+                Plan { bots: 500, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false, world: None }
+            }
+            Scenario::S2 => {
+                Plan { bots: 1000, duration_s: 60, room_capacity: 0, ramp_rate: 1000, idle: false, world: None }
+            }
+            Scenario::S3 => {
+                Plan { bots: 5000, duration_s: 5, room_capacity: 500, ramp_rate: 0, idle: true, world: None }
+            }
+            Scenario::S4 => {
+                Plan { bots: 9000, duration_s: 10, room_capacity: 500, ramp_rate: 3000, idle: true, world: None }
+            }
+            Scenario::S5 => Plan {
+                bots: 10_000,
+                duration_s: 60,
+                room_capacity: 0,
+                ramp_rate: 1000,
+                idle: false,
+                world: Some(WorldPlan { size: 2000, view_radius: 80.0 }),
+            },
         }
     }
 }
@@ -286,7 +317,7 @@ pub fn row(r: &RunResult) -> String {
         r.server["tick_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
         r.bots.echo_lost,
         r.bots.violations,
-        r.bots.final_state_mismatches,
+        r.bots.final_state_mismatches + r.bots.view_mismatches,
         r.rss_per_session_kib,
         if r.bots.clean() { "clean" } else { "PROBLEMS" },
     )
@@ -296,13 +327,18 @@ pub fn row(r: &RunResult) -> String {
 /// no periodic statistics line, its summary to `stats_json`, the scenario's room capacity and
 /// room for every bot; then the `--server-arg`s.
 fn server_command(args: &BenchArgs, plan: &Plan, server: &Path, stats_json: &Path, core: Option<usize>) -> Command {
-    let own = vec![
+    let mut own = vec![
         ("--bind", Some("127.0.0.1:0".into())),
         ("--stats-interval", Some("0s".into())),
         ("--stats-json", Some(stats_json.into())),
         ("--room-capacity", Some(plan.room_capacity.to_string().into())),
         ("--max-connections", Some((plan.bots as usize + 1000).to_string().into())),
     ];
+    if let Some(world) = plan.world {
+        own.push(("--world-size", Some(world.size.to_string().into())));
+        own.push(("--spawn", Some("random".into())));
+        own.push(("--view-radius", Some(world.view_radius.to_string().into())));
+    }
     let mut c = command(server, core);
     c.args(child_args(own, &args.server_args)).env("RUST_LOG", "warn,net_plugin::server=info");
     c
@@ -332,6 +368,11 @@ fn bots_command(
     ];
     if plan.idle {
         own.push(("--idle", None));
+    }
+    if let Some(world) = plan.world {
+        own.push(("--walk", None));
+        own.push(("--world-size", Some(world.size.to_string().into())));
+        own.push(("--view-radius", Some(world.view_radius.to_string().into())));
     }
     let mut c = command(exe, core);
     c.args(child_args(own, &args.bot_args)).env("RUST_LOG", "warn");
@@ -543,7 +584,45 @@ mod tests {
             assert_eq!(bots.seed, 3, "each run its own seed");
             assert!(bots.events, "the runner reads the bots' progress events");
             assert_eq!(bots.json.as_deref(), Some(report));
+            match plan.world {
+                Some(world) => {
+                    assert_eq!(values(&server, "--world-size"), [world.size.to_string()], "{name}");
+                    assert_eq!(values(&server, "--spawn"), ["random"], "{name}");
+                    assert_eq!(values(&server, "--view-radius"), [world.view_radius.to_string()], "{name}");
+                    assert!(bots.walk, "{name}");
+                    assert_eq!((bots.world_size, bots.view_radius), (world.size as f32, world.view_radius), "{name}");
+                }
+                None => {
+                    for flag in ["--world-size", "--spawn", "--view-radius"] {
+                        assert!(values(&server, flag).is_empty(), "{name}: the course's room, no {flag}");
+                    }
+                    assert!(!bots.walk && bots.view_radius == 0.0, "{name}");
+                }
+            }
         }
+    }
+
+    #[test]
+    fn s5_is_ten_thousand_walkers_in_one_open_world() {
+        let args = bench(&["--scenario", "s5"]);
+        let plan = args.plan();
+        let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
+        assert_eq!(values(&server, "--room-capacity"), ["0"], "one room, however large");
+        assert_eq!(values(&server, "--world-size"), ["2000"]);
+        assert_eq!(values(&server, "--view-radius"), ["80"]);
+        let bots = parse_bots(&bots_command(&args, &plan, 1, Path::new("bots"), addr(), Path::new("b.json"), None));
+        assert_eq!((bots.bots, bots.duration), (10_000, Duration::from_secs(60)));
+        // The DummyClient's timing: every bot moves at once, every 250 ms.
+        assert_eq!((bots.move_interval, bots.move_pattern), (Duration::from_millis(250), crate::MovePattern::Burst));
+        assert_eq!((bots.walk, bots.walk_speed, bots.world_size), (true, 5.0, 2000.0));
+        assert_eq!((bots.view_radius, bots.view_margin.of(80.0)), (80.0, 8.0), "the server's default margin");
+        // The variants the issue asks for: spread moves, a 20 Hz tick.
+        let args = bench(&["--scenario=s5", "--bot-arg=--move-pattern=spread", "--server-arg=--tick-hz=20"]);
+        let plan = args.plan();
+        let bots = parse_bots(&bots_command(&args, &plan, 1, Path::new("bots"), addr(), Path::new("b.json"), None));
+        assert_eq!((bots.move_pattern, bots.walk), (crate::MovePattern::Spread, true));
+        let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
+        assert_eq!(values(&server, "--tick-hz"), ["20"]);
     }
 
     #[test]

@@ -33,6 +33,11 @@ fn help_documents_every_flag() {
         "--echo-timeout",
         "--io-threads",
         "--quiet",
+        "--walk",
+        "--walk-speed",
+        "--world-size",
+        "--view-radius",
+        "--view-margin",
         "bench",
     ] {
         assert!(help.iter().any(|w| w == flag), "--help mentions {flag}");
@@ -54,6 +59,7 @@ fn help_documents_every_flag() {
         "s2",
         "s3",
         "s4",
+        "s5",
     ] {
         assert!(help.iter().any(|w| w == flag), "bench --help mentions {flag}");
     }
