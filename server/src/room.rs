@@ -12,7 +12,7 @@ use shared::{C_LeaveGame, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_PlayerLi
 use rustc_hash::FxHashMap;
 
 use crate::GameSystems;
-use crate::interest::{GridCell, Interest, Spawner, View, ViewRule};
+use crate::interest::{GridCell, Interest, Spawner, View};
 
 /// A player in the game. Its entity is its connection's.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,20 +166,7 @@ fn enter_players(
                 (before.iter().chain(newcomers.iter()).copied().collect::<Vec<_>>(), None)
             }
             Some(interest) => {
-                let rule = interest.rule;
-                let grid = interest.grid(room_entity);
-                let cell = grid.cell_of(spawn.x, spawn.z);
-                let mut near: Vec<(i32, Entity)> = grid
-                    .around(cell)
-                    .filter_map(|other| {
-                        let (other_id, at) = position_of(other)?;
-                        let d2 = ViewRule::distance_squared((spawn.x, spawn.z), (at.x, at.z));
-                        rule.comes_into_view(d2).then_some((other_id, other))
-                    })
-                    .collect();
-                grid.insert(c.entity, cell);
-                // In the order they entered, as without a radius (ids count up as players enter).
-                near.sort_unstable();
+                let (cell, near) = interest.enter(room_entity, c.entity, spawn, position_of);
                 let mut view = View::default();
                 for &(_, other) in &near {
                     view.0.insert(other);

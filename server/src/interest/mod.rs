@@ -201,6 +201,37 @@ pub struct Interest {
 }
 
 impl Interest {
+    /// A view rule and no grids yet.
+    pub fn new(rule: ViewRule) -> Self {
+        Self { rule, grids: FxHashMap::default() }
+    }
+
+    /// Files a newcomer at `at` in its room's grid and returns its cell and the players it
+    /// sees (id and entity, in id order: the order they entered). `who` gives another player's
+    /// id and position.
+    pub(crate) fn enter(
+        &mut self,
+        room: Entity,
+        newcomer: Entity,
+        at: Position,
+        who: impl Fn(Entity) -> Option<(i32, Position)>,
+    ) -> (Cell, Vec<(i32, Entity)>) {
+        let rule = self.rule;
+        let grid = self.grid(room);
+        let cell = grid.cell_of(at.x, at.z);
+        let mut near: Vec<(i32, Entity)> = grid
+            .around(cell)
+            .filter_map(|other| {
+                let (id, there) = who(other)?;
+                rule.comes_into_view(ViewRule::distance_squared((at.x, at.z), (there.x, there.z)))
+                    .then_some((id, other))
+            })
+            .collect();
+        grid.insert(newcomer, cell);
+        near.sort_unstable();
+        (cell, near)
+    }
+
     /// The room's grid, made on first use.
     pub(crate) fn grid(&mut self, room: Entity) -> &mut Grid {
         let cell = self.rule.cell_size();
@@ -249,8 +280,10 @@ impl Plugin for InterestPlugin {
         .add_observer(close_grid);
         if w.view_radius > 0.0 {
             let rule = ViewRule { radius: w.view_radius, margin: w.view_margin.of(w.view_radius) };
-            app.insert_resource(Interest { rule, grids: FxHashMap::default() })
-                .add_systems(FixedUpdate, update_views.in_set(GameSystems::BroadcastMoves));
+            app.insert_resource(Interest::new(rule)).init_resource::<ViewChanges>().add_systems(
+                FixedUpdate,
+                (refresh_views, send_view_changes).chain().in_set(GameSystems::BroadcastMoves),
+            );
         }
     }
 }
@@ -262,45 +295,49 @@ fn close_grid(removed: On<Remove<Room>>, interest: Option<ResMut<Interest>>) {
     }
 }
 
-/// What one tick found, kept between ticks to reuse the allocations.
-#[derive(Default)]
-struct TickScratch {
-    /// Players who moved this tick: (entity, room, position).
-    movers: Vec<(Entity, Entity, Position)>,
-    /// (observer, who left its view).
-    leaves: Vec<(Entity, i32)>,
-    /// (observer, who came into its view, where).
-    enters: Vec<(Entity, i32, Position)>,
-    /// Scratch list of entities.
-    others: Vec<Entity>,
+/// What the last tick changed: filled by [`refresh_views`], sent by [`send_view_changes`].
+/// Kept between ticks to reuse the allocations.
+#[derive(Resource, Debug, Default)]
+pub struct ViewChanges {
+    /// Players who moved this tick: (entity, position).
+    pub movers: Vec<(Entity, Position)>,
+    /// (observer, the player who left its view).
+    pub leaves: Vec<(Entity, Entity)>,
+    /// (observer, the player who came into its view).
+    pub enters: Vec<(Entity, Entity)>,
 }
 
-/// Brings the views of everyone who moved this tick up to date and sends, per observer: leaves,
-/// then enters, then moves of the players in its view (its own move always). Each list is sent
-/// for every observer before the next begins, so within each client's write of the frame the
-/// order holds.
-fn update_views(
-    players: Query<(Entity, &Player, Ref<Position>, &InRoom), With<GridCell>>,
+/// The players who move between two runs of [`refresh_views`]: only they are re-examined.
+type Moving<'w, 's> = Query<'w, 's, (Entity, Ref<'static, Position>, &'static InRoom), (With<Player>, With<GridCell>)>;
+
+/// Brings the views of everyone who moved this tick up to date, both ways, and notes what
+/// changed in [`ViewChanges`]. A mover is filed under its new cell first, so every block holds
+/// everyone where they are now; then it is compared with the players of its 3×3 block (who may
+/// come into view) and with those in its view (who may leave it, even from outside the block).
+/// The rule depends on the two positions alone, so a pair of movers examined twice agrees.
+pub fn refresh_views(
+    moving: Moving,
+    positions: Query<&Position, (With<Player>, With<GridCell>)>,
     mut cells: Query<&mut GridCell>,
     mut views: Query<&mut View>,
     mut interest: ResMut<Interest>,
-    mut outbox: Outbox,
-    mut scratch: Local<TickScratch>,
+    mut changes: ResMut<ViewChanges>,
+    mut others: Local<Vec<Entity>>,
 ) {
-    let TickScratch { movers, leaves, enters, others } = &mut *scratch;
+    let ViewChanges { movers, leaves, enters } = &mut *changes;
     movers.clear();
     leaves.clear();
     enters.clear();
     // Changed since the last tick by a move: a player who just entered has a new position but
     // has not moved (its enter said where it is).
-    movers.extend(
-        players
-            .iter()
-            .filter(|(_, _, p, _)| p.is_changed() && p.last_changed() != p.added())
-            .map(|(e, _, p, room)| (e, room.0, *p)),
-    );
-    // File every mover under its new cell first, so the blocks below see everyone where they are.
-    for &(entity, room, p) in movers.iter() {
+    let mut rooms = Vec::new();
+    for (entity, p, room) in &moving {
+        if p.is_changed() && p.last_changed() != p.added() {
+            movers.push((entity, *p));
+            rooms.push(room.0);
+        }
+    }
+    for (&(entity, p), &room) in movers.iter().zip(&rooms) {
         let Ok(mut cell) = cells.get_mut(entity) else { continue };
         let grid = interest.grid(room);
         let to = grid.cell_of(p.x, p.z);
@@ -310,49 +347,61 @@ fn update_views(
         }
     }
     let Interest { rule, grids } = &*interest;
-    let flat = |p: &Position| (p.x, p.z);
-    for &(entity, room, p) in movers.iter() {
-        let (Some(grid), Ok((_, me, _, _))) = (grids.get(&room), players.get(entity)) else { continue };
-        // Newcomers to the view: anyone in the block within the radius, not yet seen.
+    let d2 = |a: &Position, b: &Position| ViewRule::distance_squared((a.x, a.z), (b.x, b.z));
+    for (&(entity, p), room) in movers.iter().zip(&rooms) {
+        let Some(grid) = grids.get(room) else { continue };
         others.clear();
         others.extend(grid.around(grid.cell_of(p.x, p.z)).filter(|o| *o != entity));
         for &other in others.iter() {
             if views.get(entity).is_ok_and(|v| v.contains(other)) {
                 continue;
             }
-            let Ok((_, them, their, _)) = players.get(other) else { continue };
-            if rule.comes_into_view(ViewRule::distance_squared(flat(&p), flat(&their))) {
+            let Ok(there) = positions.get(other) else { continue };
+            if rule.comes_into_view(d2(&p, there)) {
                 let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
                 mine.0.insert(other);
                 theirs.0.insert(entity);
-                enters.push((entity, them.id, *their));
-                enters.push((other, me.id, p));
+                enters.extend([(entity, other), (other, entity)]);
             }
         }
-        // Leavers: anyone in view now beyond radius + margin (possibly outside the block).
         others.clear();
-        others.extend(views.get(entity).map(|v| v.iter().collect::<Vec<_>>()).unwrap_or_default());
+        others.extend(views.get(entity).into_iter().flat_map(View::iter));
         for &other in others.iter() {
-            let Ok((_, them, their, _)) = players.get(other) else { continue };
-            if rule.leaves_view(ViewRule::distance_squared(flat(&p), flat(&their))) {
+            let Ok(there) = positions.get(other) else { continue };
+            if rule.leaves_view(d2(&p, there)) {
                 let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
                 mine.0.remove(&other);
                 theirs.0.remove(&entity);
-                leaves.push((entity, them.id));
-                leaves.push((other, me.id));
+                leaves.extend([(entity, other), (other, entity)]);
             }
         }
     }
-    for &(to, player_id) in leaves.iter() {
-        outbox.send(to, &S_BroadcastLeaveGame { player_id });
+}
+
+/// Sends what [`refresh_views`] found, per observer: leaves, then enters (at the current
+/// position), then the moves of the players in its view (its own move always). Each kind is
+/// sent to every observer before the next kind begins, so within each client's single write of
+/// the frame the order holds.
+pub fn send_view_changes(
+    changes: Res<ViewChanges>,
+    players: Query<(&Player, &Position)>,
+    views: Query<&View>,
+    mut outbox: Outbox,
+) {
+    for &(to, left) in &changes.leaves {
+        if let Ok((player, _)) = players.get(left) {
+            outbox.send(to, &S_BroadcastLeaveGame { player_id: player.id });
+        }
     }
-    for &(to, player_id, p) in enters.iter() {
-        outbox.send(to, &S_BroadcastEnterGame { player_id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
+    for &(to, came) in &changes.enters {
+        if let Ok((player, p)) = players.get(came) {
+            outbox.send(to, &S_BroadcastEnterGame { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
+        }
     }
-    for &(entity, _, p) in movers.iter() {
-        let (Ok((_, me, _, _)), Ok(view)) = (players.get(entity), views.get(entity)) else { continue };
-        let moved = S_BroadcastMove { player_id: me.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
-        outbox.broadcast(view.iter().chain([entity]), &moved);
+    for &(mover, p) in &changes.movers {
+        let (Ok((player, _)), Ok(view)) = (players.get(mover), views.get(mover)) else { continue };
+        let moved = S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
+        outbox.broadcast(view.iter().chain([mover]), &moved);
     }
 }
 
@@ -411,5 +460,159 @@ mod tests {
         assert!((800..1200).contains(&left) && (800..1200).contains(&near), "{left} {near}");
         s.spawn = Spawn::Origin;
         assert_eq!(s.spawn_point(), Position::default());
+    }
+
+    /// A world with the view systems' state and `n` players spread over a square `size` wide,
+    /// entered one by one as `enter_players` enters them.
+    struct Sim {
+        world: World,
+        schedule: Schedule,
+        players: Vec<Entity>,
+        rng: SmallRng,
+        rule: ViewRule,
+    }
+
+    impl Sim {
+        fn new(rule: ViewRule, n: usize, size: f32, seed: u64) -> Self {
+            let mut world = World::new();
+            world.insert_resource(Interest::new(rule));
+            world.init_resource::<ViewChanges>();
+            let room = world.spawn(Room::new(1)).id();
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut players = Vec::new();
+            for id in 1..=n as i32 {
+                let at = Position { x: rng.random_range(0.0..size), y: 0.0, z: rng.random_range(0.0..size) };
+                let newcomer = world.spawn_empty().id();
+                let known = world.query::<(Entity, &Player, &Position)>();
+                let who: FxHashMap<Entity, (i32, Position)> =
+                    known.iter_manual(&world).map(|(e, p, pos)| (e, (p.id, *pos))).collect();
+                let (cell, near) = world.resource_mut::<Interest>().enter(room, newcomer, at, |e| who.get(&e).copied());
+                for &(_, other) in &near {
+                    world.get_mut::<View>(other).unwrap().0.insert(newcomer);
+                }
+                let view = View(near.iter().map(|(_, e)| *e).collect());
+                world.entity_mut(newcomer).insert((Player { id }, at, InRoom(room), view, GridCell(cell)));
+                players.push(newcomer);
+            }
+            let mut schedule = Schedule::default();
+            schedule.add_systems(refresh_views);
+            // A first run, so that entering is not taken for moving.
+            schedule.run(&mut world);
+            Self { world, schedule, players, rng, rule }
+        }
+
+        fn position(&self, e: Entity) -> Position {
+            *self.world.get::<Position>(e).unwrap()
+        }
+
+        fn sees(&self, a: Entity, b: Entity) -> bool {
+            self.world.get::<View>(a).unwrap().contains(b)
+        }
+
+        /// Every ordered pair: in view, or not.
+        fn snapshot(&self) -> FxHashSet<(Entity, Entity)> {
+            let mut pairs = FxHashSet::default();
+            for &a in &self.players {
+                pairs.extend(self.world.get::<View>(a).unwrap().iter().map(|b| (a, b)));
+            }
+            pairs
+        }
+
+        /// The rule, checked against every pair, with the views as they were before the tick:
+        /// within R in view, beyond R + M not, in between as before; symmetric; never itself.
+        fn check(&self, before: &FxHashSet<(Entity, Entity)>) {
+            for &a in &self.players {
+                assert!(!self.sees(a, a));
+                for &b in self.players.iter().filter(|b| **b != a) {
+                    let (pa, pb) = (self.position(a), self.position(b));
+                    let d2 = ViewRule::distance_squared((pa.x, pa.z), (pb.x, pb.z));
+                    let sees = self.sees(a, b);
+                    assert_eq!(sees, self.sees(b, a), "symmetric");
+                    if self.rule.comes_into_view(d2) {
+                        assert!(sees, "within R: {pa:?} {pb:?}");
+                    } else if self.rule.leaves_view(d2) {
+                        assert!(!sees, "beyond R + M: {pa:?} {pb:?}");
+                    } else {
+                        assert_eq!(sees, before.contains(&(a, b)), "between R and R + M nothing changes");
+                    }
+                }
+            }
+        }
+
+        /// Moves some players (`share` of them) by up to `step` in x and z, and runs a tick.
+        fn tick(&mut self, share: f64, step: f32) -> Vec<Entity> {
+            let mut moved = Vec::new();
+            for &e in &self.players {
+                if self.rng.random_bool(share) {
+                    let (dx, dz) = (self.rng.random_range(-step..=step), self.rng.random_range(-step..=step));
+                    let mut p = self.world.get_mut::<Position>(e).unwrap();
+                    p.x += dx;
+                    p.z += dz;
+                    moved.push(e);
+                }
+            }
+            self.schedule.run(&mut self.world);
+            moved
+        }
+    }
+
+    #[test]
+    fn entering_sees_exactly_the_players_within_the_radius() {
+        let sim = Sim::new(ViewRule { radius: 10.0, margin: 2.0 }, 300, 100.0, 1);
+        // Nobody has moved: "between R and R + M" must be "not in view", as nobody came closer.
+        sim.check(&FxHashSet::default());
+        assert!(sim.snapshot().len() > 300, "the premise: players do see each other");
+    }
+
+    #[test]
+    fn views_kept_by_movers_alone_follow_the_rule_tick_after_tick() {
+        for (seed, step) in [(2, 1.5), (3, 6.0), (4, 40.0)] {
+            let mut sim = Sim::new(ViewRule { radius: 10.0, margin: 2.0 }, 200, 80.0, seed);
+            for _ in 0..40 {
+                let before = sim.snapshot();
+                let moved = sim.tick(0.3, step);
+                sim.check(&before);
+                // What changed is what was reported, each pair once each way, and only pairs with
+                // a mover in them.
+                let after = sim.snapshot();
+                let changes = sim.world.resource::<ViewChanges>();
+                let entered: FxHashSet<_> = after.difference(&before).copied().collect();
+                let left: FxHashSet<_> = before.difference(&after).copied().collect();
+                assert_eq!(changes.enters.len(), entered.len(), "no enter reported twice");
+                assert_eq!(changes.leaves.len(), left.len(), "no leave reported twice");
+                assert_eq!(changes.enters.iter().copied().collect::<FxHashSet<_>>(), entered);
+                assert_eq!(changes.leaves.iter().copied().collect::<FxHashSet<_>>(), left);
+                assert!(entered.union(&left).all(|(a, b)| moved.contains(a) || moved.contains(b)));
+                let movers: FxHashSet<Entity> = changes.movers.iter().map(|(e, _)| *e).collect();
+                assert_eq!(movers, moved.iter().copied().collect(), "exactly the players who moved");
+            }
+        }
+    }
+
+    #[test]
+    fn a_player_pacing_across_the_edge_enters_and_leaves_once_per_crossing() {
+        let rule = ViewRule { radius: 10.0, margin: 2.0 };
+        let mut sim = Sim::new(rule, 2, 1.0, 5);
+        let (a, b) = (sim.players[0], sim.players[1]);
+        let put = |sim: &mut Sim, z: f32| {
+            *sim.world.get_mut::<Position>(a).unwrap() = Position::default();
+            *sim.world.get_mut::<Position>(b).unwrap() = Position { x: 0.0, y: 0.0, z };
+            sim.schedule.run(&mut sim.world);
+            let c = sim.world.resource::<ViewChanges>();
+            (c.enters.len() / 2, c.leaves.len() / 2, sim.sees(a, b))
+        };
+        assert_eq!(put(&mut sim, 0.0), (0, 0, true));
+        // Back and forth within the band: nothing.
+        for z in [10.5, 11.0, 12.0, 10.01, 12.0] {
+            assert_eq!(put(&mut sim, z), (0, 0, true), "at {z}");
+        }
+        assert_eq!(put(&mut sim, 12.01), (0, 1, false));
+        for z in [12.0, 10.01, 50.0, 10.5] {
+            assert_eq!(put(&mut sim, z), (0, 0, false), "at {z}");
+        }
+        assert_eq!(put(&mut sim, 10.0), (1, 0, true));
+        // A jump from far away straight into view, and out of it past several cells.
+        assert_eq!(put(&mut sim, 500.0), (0, 1, false));
+        assert_eq!(put(&mut sim, -3.0), (1, 0, true));
     }
 }
