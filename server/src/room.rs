@@ -166,7 +166,7 @@ fn enter_players(
                 (before.iter().chain(newcomers.iter()).copied().collect::<Vec<_>>(), None)
             }
             Some(interest) => {
-                let (cell, near) = interest.enter(room_entity, c.entity, spawn, position_of);
+                let (cell, near) = interest.enter(room_entity, c.entity, spawn, |e| Some(position_of(e)?.0));
                 let mut view = View::default();
                 for &(_, other) in &near {
                     view.0.insert(other);

@@ -3,7 +3,7 @@
 //! every case is unit-tested with plain numbers.
 
 use bevy_ecs::entity::Entity;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 /// Who sees whom: a player within `radius` comes into view; one beyond `radius + margin` leaves
 /// it; in between nothing changes (hysteresis, so a player walking along the edge does not
@@ -49,12 +49,17 @@ impl ViewRule {
 /// A cell's coordinates.
 pub type Cell = (i32, i32);
 
+/// One player filed in a cell: who, and where in x and z.
+pub type Filed = (Entity, f32, f32);
+
 /// Players bucketed by cell, kept up to date as they move: the candidates for a player's view
-/// are the players of the 3×3 block around its cell, not the whole room.
+/// are the players of the 3×3 block around its cell, not the whole room. Each cell holds its
+/// players with their positions, in a short vector (a cell holds about as many players as a
+/// view does), so scanning a block reads contiguous memory and asks nothing of the ECS.
 #[derive(Debug, Default)]
 pub struct Grid {
     cell_size: f32,
-    cells: FxHashMap<Cell, FxHashSet<Entity>>,
+    cells: FxHashMap<Cell, Vec<Filed>>,
 }
 
 impl Grid {
@@ -69,32 +74,43 @@ impl Grid {
         ((x / self.cell_size).floor() as i32, (z / self.cell_size).floor() as i32)
     }
 
-    /// Puts `entity` in `cell`.
-    pub fn insert(&mut self, entity: Entity, cell: Cell) {
-        self.cells.entry(cell).or_default().insert(entity);
+    /// Files `entity` at (x, z); returns its cell.
+    pub fn insert(&mut self, entity: Entity, x: f32, z: f32) -> Cell {
+        let cell = self.cell_of(x, z);
+        self.cells.entry(cell).or_default().push((entity, x, z));
+        cell
     }
 
     /// Takes `entity` out of `cell`; empty cells are dropped, so the grid holds only occupied
     /// cells however large the world.
     pub fn remove(&mut self, entity: Entity, cell: Cell) {
         if let Some(members) = self.cells.get_mut(&cell) {
-            members.remove(&entity);
+            if let Some(i) = members.iter().position(|m| m.0 == entity) {
+                members.swap_remove(i);
+            }
             if members.is_empty() {
                 self.cells.remove(&cell);
             }
         }
     }
 
-    /// Moves `entity` from one cell to another (nothing when they are the same).
-    pub fn relocate(&mut self, entity: Entity, from: Cell, to: Cell) {
-        if from != to {
-            self.remove(entity, from);
-            self.insert(entity, to);
+    /// Records that `entity`, filed under `from`, is now at (x, z): in the same cell its
+    /// position is updated, else it is moved to its new cell. Returns its cell.
+    pub fn update(&mut self, entity: Entity, from: Cell, x: f32, z: f32) -> Cell {
+        let to = self.cell_of(x, z);
+        let filed = self.cells.get_mut(&from).and_then(|m| m.iter_mut().find(|m| m.0 == entity));
+        match filed {
+            Some(filed) if from == to => *filed = (entity, x, z),
+            _ => {
+                self.remove(entity, from);
+                self.cells.entry(to).or_default().push((entity, x, z));
+            }
         }
+        to
     }
 
-    /// Everyone in the 3×3 block of cells around `cell`.
-    pub fn around(&self, cell: Cell) -> impl Iterator<Item = Entity> + '_ {
+    /// Everyone in the 3×3 block of cells around `cell`, with their positions.
+    pub fn around(&self, cell: Cell) -> impl Iterator<Item = Filed> + '_ {
         (-1..=1)
             .flat_map(move |dx| (-1..=1).map(move |dz| (cell.0.saturating_add(dx), cell.1.saturating_add(dz))))
             .filter_map(|c| self.cells.get(&c))
@@ -104,7 +120,7 @@ impl Grid {
 
     /// Players in the grid.
     pub fn len(&self) -> usize {
-        self.cells.values().map(FxHashSet::len).sum()
+        self.cells.values().map(Vec::len).sum()
     }
 
     /// Whether the grid is empty.
@@ -115,6 +131,8 @@ impl Grid {
 
 #[cfg(test)]
 mod tests {
+    use rustc_hash::FxHashSet;
+
     use super::*;
 
     fn e(i: u32) -> Entity {
@@ -151,29 +169,43 @@ mod tests {
         assert_eq!(grid.cell_of(f32::MAX, f32::MIN), (i32::MAX, i32::MIN));
     }
 
+    /// The entities of a block, as a set.
+    fn block(grid: &Grid, cell: Cell) -> FxHashSet<Entity> {
+        grid.around(cell).map(|f| f.0).collect()
+    }
+
     #[test]
-    fn around_finds_the_3x3_block_only() {
+    fn around_finds_the_3x3_block_only_with_positions() {
         let mut grid = Grid::new(10.0);
-        grid.insert(e(1), (0, 0));
-        grid.insert(e(2), (1, 1));
-        grid.insert(e(3), (-1, 0));
-        grid.insert(e(4), (2, 0));
-        grid.insert(e(5), (0, -2));
-        let seen: FxHashSet<Entity> = grid.around((0, 0)).collect();
-        assert_eq!(seen, FxHashSet::from_iter([e(1), e(2), e(3)]));
+        assert_eq!(grid.insert(e(1), 5.0, 5.0), (0, 0));
+        assert_eq!(grid.insert(e(2), 15.0, 19.0), (1, 1));
+        assert_eq!(grid.insert(e(3), -5.0, 0.0), (-1, 0));
+        assert_eq!(grid.insert(e(4), 20.0, 0.0), (2, 0));
+        assert_eq!(grid.insert(e(5), 0.0, -11.0), (0, -2));
+        assert_eq!(block(&grid, (0, 0)), FxHashSet::from_iter([e(1), e(2), e(3)]));
         assert_eq!(grid.around((0, 0)).count(), 3, "each once");
+        assert!(grid.around((0, 0)).any(|f| f == (e(2), 15.0, 19.0)), "positions travel with the entities");
         assert_eq!(grid.len(), 5);
     }
 
     #[test]
-    fn relocating_and_removing_keep_only_occupied_cells() {
+    fn updating_moves_between_cells_or_in_place_and_removing_keeps_only_occupied_cells() {
         let mut grid = Grid::new(10.0);
-        grid.insert(e(1), (0, 0));
-        grid.relocate(e(1), (0, 0), (5, 5));
-        assert_eq!(grid.around((0, 0)).count(), 0);
-        assert_eq!(grid.around((4, 4)).collect::<Vec<_>>(), [e(1)]);
-        grid.relocate(e(1), (5, 5), (5, 5));
+        let cell = grid.insert(e(1), 1.0, 1.0);
+        grid.insert(e(2), 2.0, 2.0);
+        // Within its cell: the position changes, the cell does not.
+        assert_eq!(grid.update(e(1), cell, 9.0, 3.0), (0, 0));
+        assert!(grid.around((0, 0)).any(|f| f == (e(1), 9.0, 3.0)));
+        assert_eq!(grid.len(), 2);
+        // Into another cell: out of the old one.
+        assert_eq!(grid.update(e(1), cell, 55.0, 55.0), (5, 5));
+        assert_eq!(block(&grid, (0, 0)), FxHashSet::from_iter([e(2)]));
+        assert_eq!(grid.around((4, 4)).collect::<Vec<_>>(), [(e(1), 55.0, 55.0)]);
         grid.remove(e(1), (5, 5));
+        grid.remove(e(2), (0, 0));
+        assert!(grid.is_empty());
+        // Removing what is not there changes nothing.
+        grid.remove(e(3), (0, 0));
         assert!(grid.is_empty());
     }
 
@@ -185,10 +217,10 @@ mod tests {
         let positions: Vec<(f32, f32)> =
             (0..400).map(|i| (((i * 37) % 101) as f32 * 0.7 - 35.0, ((i * 53) % 97) as f32 * 0.7 - 34.0)).collect();
         for (i, &(x, z)) in positions.iter().enumerate() {
-            grid.insert(e(i as u32), grid.cell_of(x, z));
+            grid.insert(e(i as u32), x, z);
         }
         for (i, &a) in positions.iter().enumerate() {
-            let block: FxHashSet<Entity> = grid.around(grid.cell_of(a.0, a.1)).collect();
+            let block = block(&grid, grid.cell_of(a.0, a.1));
             for (j, &b) in positions.iter().enumerate() {
                 if !rule.leaves_view(ViewRule::distance_squared(a, b)) {
                     assert!(block.contains(&e(j as u32)), "{i} and {j} are within R + M");

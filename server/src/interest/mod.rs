@@ -208,26 +208,22 @@ impl Interest {
 
     /// Files a newcomer at `at` in its room's grid and returns its cell and the players it
     /// sees (id and entity, in id order: the order they entered). `who` gives another player's
-    /// id and position.
+    /// id.
     pub(crate) fn enter(
         &mut self,
         room: Entity,
         newcomer: Entity,
         at: Position,
-        who: impl Fn(Entity) -> Option<(i32, Position)>,
+        who: impl Fn(Entity) -> Option<i32>,
     ) -> (Cell, Vec<(i32, Entity)>) {
         let rule = self.rule;
         let grid = self.grid(room);
-        let cell = grid.cell_of(at.x, at.z);
         let mut near: Vec<(i32, Entity)> = grid
-            .around(cell)
-            .filter_map(|other| {
-                let (id, there) = who(other)?;
-                rule.comes_into_view(ViewRule::distance_squared((at.x, at.z), (there.x, there.z)))
-                    .then_some((id, other))
-            })
+            .around(grid.cell_of(at.x, at.z))
+            .filter(|&(_, x, z)| rule.comes_into_view(ViewRule::distance_squared((at.x, at.z), (x, z))))
+            .filter_map(|(other, ..)| Some((who(other)?, other)))
             .collect();
-        grid.insert(newcomer, cell);
+        let cell = grid.insert(newcomer, at.x, at.z);
         near.sort_unstable();
         (cell, near)
     }
@@ -322,7 +318,8 @@ pub fn refresh_views(
     mut views: Query<&mut View>,
     mut interest: ResMut<Interest>,
     mut changes: ResMut<ViewChanges>,
-    mut others: Local<Vec<Entity>>,
+    // Who comes into a mover's view, and who leaves it.
+    mut scratch: Local<(Vec<Entity>, Vec<Entity>)>,
 ) {
     let ViewChanges { movers, leaves, enters } = &mut *changes;
     movers.clear();
@@ -339,41 +336,42 @@ pub fn refresh_views(
     }
     for (&(entity, p), &room) in movers.iter().zip(&rooms) {
         let Ok(mut cell) = cells.get_mut(entity) else { continue };
-        let grid = interest.grid(room);
-        let to = grid.cell_of(p.x, p.z);
+        let to = interest.grid(room).update(entity, cell.0, p.x, p.z);
         if to != cell.0 {
-            grid.relocate(entity, cell.0, to);
             cell.0 = to;
         }
     }
     let Interest { rule, grids } = &*interest;
-    let d2 = |a: &Position, b: &Position| ViewRule::distance_squared((a.x, a.z), (b.x, b.z));
+    let (found, gone) = &mut *scratch;
     for (&(entity, p), room) in movers.iter().zip(&rooms) {
-        let Some(grid) = grids.get(room) else { continue };
-        others.clear();
-        others.extend(grid.around(grid.cell_of(p.x, p.z)).filter(|o| *o != entity));
-        for &other in others.iter() {
-            if views.get(entity).is_ok_and(|v| v.contains(other)) {
-                continue;
-            }
-            let Ok(there) = positions.get(other) else { continue };
-            if rule.comes_into_view(d2(&p, there)) {
-                let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
-                mine.0.insert(other);
-                theirs.0.insert(entity);
-                enters.extend([(entity, other), (other, entity)]);
-            }
+        let (Some(grid), Ok(mine)) = (grids.get(room), views.get(entity)) else { continue };
+        // Distances first: most of a block is beyond the radius, and a distance is cheaper than
+        // a look-up in the view.
+        found.clear();
+        found.extend(
+            grid.around(grid.cell_of(p.x, p.z))
+                .filter(|&(other, x, z)| {
+                    other != entity && rule.comes_into_view(ViewRule::distance_squared((p.x, p.z), (x, z)))
+                })
+                .map(|(other, ..)| other)
+                .filter(|other| !mine.contains(*other)),
+        );
+        // Anyone in view now beyond radius + margin leaves it, even from outside the block.
+        gone.clear();
+        gone.extend(mine.iter().filter(|other| {
+            positions.get(*other).is_ok_and(|q| rule.leaves_view(ViewRule::distance_squared((p.x, p.z), (q.x, q.z))))
+        }));
+        for &other in found.iter() {
+            let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
+            mine.0.insert(other);
+            theirs.0.insert(entity);
+            enters.extend([(entity, other), (other, entity)]);
         }
-        others.clear();
-        others.extend(views.get(entity).into_iter().flat_map(View::iter));
-        for &other in others.iter() {
-            let Ok(there) = positions.get(other) else { continue };
-            if rule.leaves_view(d2(&p, there)) {
-                let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
-                mine.0.remove(&other);
-                theirs.0.remove(&entity);
-                leaves.extend([(entity, other), (other, entity)]);
-            }
+        for &other in gone.iter() {
+            let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
+            mine.0.remove(&other);
+            theirs.0.remove(&entity);
+            leaves.extend([(entity, other), (other, entity)]);
         }
     }
 }
@@ -483,9 +481,8 @@ mod tests {
             for id in 1..=n as i32 {
                 let at = Position { x: rng.random_range(0.0..size), y: 0.0, z: rng.random_range(0.0..size) };
                 let newcomer = world.spawn_empty().id();
-                let known = world.query::<(Entity, &Player, &Position)>();
-                let who: FxHashMap<Entity, (i32, Position)> =
-                    known.iter_manual(&world).map(|(e, p, pos)| (e, (p.id, *pos))).collect();
+                let known = world.query::<(Entity, &Player)>();
+                let who: FxHashMap<Entity, i32> = known.iter_manual(&world).map(|(e, p)| (e, p.id)).collect();
                 let (cell, near) = world.resource_mut::<Interest>().enter(room, newcomer, at, |e| who.get(&e).copied());
                 for &(_, other) in &near {
                     world.get_mut::<View>(other).unwrap().0.insert(newcomer);
