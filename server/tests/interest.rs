@@ -244,3 +244,30 @@ fn without_a_radius_everyone_in_the_room_sees_everyone_wherever_they_spawn() {
     walk(&mut second, 4000.0, 0.0, -4000.0);
     assert_eq!(first.recv(WAIT), Some(mv(second.my_id(), 4000.0, 0.0, -4000.0)));
 }
+
+#[test]
+fn a_player_despawned_by_game_code_is_told_gone_only_to_those_who_saw_it() {
+    let (server, addr) = start(config());
+    let (mut near, _) = join(addr);
+    let (mut far, _) = join(addr);
+    walk(&mut far, 0.0, 0.0, 100.0);
+    let (doomed, _) = join(addr);
+    near.drain();
+    let id = doomed.my_id();
+    server.run(move |app| {
+        let world = app.world_mut();
+        let (entity, _) = world
+            .query::<(bevy_ecs::entity::Entity, &server::Player)>()
+            .iter(world)
+            .find(|(_, p)| p.id == id)
+            .expect("the player");
+        world.despawn(entity);
+    });
+    assert_eq!(near.recv(WAIT), Some(Msg::Leave { id }));
+    assert_eq!(far.drain(), vec![]);
+    // The others' views lost it: moving near it again tells nobody of it.
+    walk(&mut far, 0.0, 0.0, 0.0);
+    let before: Vec<Msg> = near.drain();
+    assert_eq!(before, vec![enter(far.my_id(), 0.0, 0.0, 0.0), mv(far.my_id(), 0.0, 0.0, 0.0)]);
+    drop(doomed);
+}
