@@ -95,7 +95,7 @@ impl Plugin for RoomPlugin {
 /// rooms' member lists) are not inserted until the run ends.
 #[derive(Default)]
 struct Entering {
-    /// Each newcomer's id, spawn point and room.
+    /// Each newcomer's id and spawn point.
     players: FxHashMap<Entity, (i32, Position)>,
     /// Each room's newcomers, in order.
     members: FxHashMap<Entity, Vec<Entity>>,
@@ -170,10 +170,12 @@ fn enter_players(
                 let mut view = View::default();
                 for &(_, other) in &near {
                     view.0.insert(other);
-                    match run.views.get_mut(&other) {
-                        Some(theirs) => theirs.0.insert(c.entity),
-                        None => views.get_mut(other).is_ok_and(|mut theirs| theirs.0.insert(c.entity)),
-                    };
+                    // Seen both ways: a newcomer of this run keeps its view here until the run ends.
+                    if let Some(theirs) = run.views.get_mut(&other) {
+                        theirs.0.insert(c.entity);
+                    } else if let Ok(mut theirs) = views.get_mut(other) {
+                        theirs.0.insert(c.entity);
+                    }
                 }
                 run.views.insert(c.entity, view);
                 (near.into_iter().map(|(_, e)| e).chain([c.entity]).collect(), Some(cell))
