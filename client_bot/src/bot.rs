@@ -161,18 +161,7 @@ impl Plugin for BotPlugin {
             .init_resource::<Metrics>()
             .add_systems(
                 Update,
-                (
-                    launch,
-                    track_connections,
-                    on_lists,
-                    on_enters,
-                    on_moves,
-                    on_chat,
-                    on_leaves,
-                    expire_echoes,
-                    send_moves,
-                    advance_phase,
-                )
+                (launch, track_connections, on_lists, on_news, on_chat, expire_echoes, send_moves, advance_phase)
                     .chain(),
             )
             .add_systems(Last, progress);
@@ -230,8 +219,8 @@ fn record(metrics: &mut Metrics, bot: u32, violations: Vec<Violation>) {
     }
 }
 
-// Each packet type has its own message, so the systems below run in the order a server sends
-// them within a frame: lists, enters, moves, chat, leaves.
+// Each packet type has its own message. Lists come first (before the own enter); enters,
+// moves and leaves are merged back into the server's order by `on_news`.
 
 fn on_lists(mut lists: MessageReader<Received<S_PlayerList>>, mut bots: Query<&mut Bot>, mut metrics: ResMut<Metrics>) {
     for Received { from, packet, .. } in lists.read() {
@@ -242,67 +231,98 @@ fn on_lists(mut lists: MessageReader<Received<S_PlayerList>>, mut bots: Query<&m
     }
 }
 
-fn on_enters(
+/// What the server said about a player, for [`on_news`].
+enum News {
+    Leave(i32),
+    Enter(i32, Pos),
+    Move(i32, Pos),
+}
+
+/// Enters, moves and leaves, handled in the order the server sent them as far as the bot can
+/// tell: each packet type arrives as its own message, so they are merged by when their bytes
+/// were read, and within one read in the order of one server flush (leaves, enters, moves).
+/// Handled type by type instead, a player that left a view and came back within one bot frame
+/// would read as entered twice.
+fn on_news(
     mut enters: MessageReader<Received<S_BroadcastEnterGame>>,
+    mut moves: MessageReader<Received<S_BroadcastMove>>,
+    mut leaves: MessageReader<Received<S_BroadcastLeaveGame>>,
     mut bots: Query<&mut Bot>,
     mut metrics: ResMut<Metrics>,
     run: Res<Run>,
+    mut news: Local<Vec<(Instant, u8, Entity, News)>>,
 ) {
-    for Received { from, packet, .. } in enters.read() {
-        let Ok(mut bot) = bots.get_mut(*from) else { continue };
-        let was_entered = bot.view.entered();
-        let found = bot.view.on_enter(packet.player_id, [packet.pos_x, packet.pos_y, packet.pos_z]);
-        record(&mut metrics, bot.index, found);
-        if !was_entered && bot.view.entered() {
-            metrics.entered += 1;
-            // Bursts: every bot moves at the run's next beat. Spread: the first move falls
-            // somewhere in the next interval, so the bots do not move at once.
-            let every = run.config.move_interval;
-            bot.next_move = Some(match run.config.move_pattern {
-                MovePattern::Burst => run.next_beat(Instant::now()),
-                MovePattern::Spread => Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)),
-            });
-            bot.next_chat =
-                run.config.chat_interval.map(|every| Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)));
-            if metrics.entered == run.config.bots {
-                metrics.all_entered_at = Some(Instant::now());
-                let secs = run.started.elapsed().as_secs_f64();
-                tracing::info!("all {} bots entered in {secs:.2} s", run.config.bots);
-                if run.config.events {
-                    println!("EVENT entered_all {secs:.4}");
-                }
+    news.clear();
+    news.extend(leaves.read().map(|r| (r.at, 0, r.from, News::Leave(r.packet.player_id))));
+    news.extend(enters.read().map(|r| {
+        let p = &r.packet;
+        (r.at, 1, r.from, News::Enter(p.player_id, [p.pos_x, p.pos_y, p.pos_z]))
+    }));
+    news.extend(moves.read().map(|r| {
+        let p = &r.packet;
+        (r.at, 2, r.from, News::Move(p.player_id, [p.pos_x, p.pos_y, p.pos_z]))
+    }));
+    // Stable: packets of one type and one read keep their order.
+    news.sort_by_key(|(at, rank, ..)| (*at, *rank));
+    for (at, _, from, item) in news.drain(..) {
+        let Ok(mut bot) = bots.get_mut(from) else { continue };
+        match item {
+            News::Leave(id) => {
+                let found = bot.view.on_leave(id);
+                record(&mut metrics, bot.index, found);
+            }
+            News::Enter(id, pos) => on_enter(&mut bot, id, pos, &mut metrics, &run),
+            News::Move(id, pos) => on_move(&mut bot, id, pos, at, &mut metrics),
+        }
+    }
+}
+
+fn on_enter(bot: &mut Bot, id: i32, pos: Pos, metrics: &mut Metrics, run: &Run) {
+    let was_entered = bot.view.entered();
+    let found = bot.view.on_enter(id, pos);
+    record(metrics, bot.index, found);
+    if !was_entered && bot.view.entered() {
+        metrics.entered += 1;
+        // Bursts: every bot moves at the run's next beat. Spread: the first move falls
+        // somewhere in the next interval, so the bots do not move at once.
+        let every = run.config.move_interval;
+        bot.next_move = Some(match run.config.move_pattern {
+            MovePattern::Burst => run.next_beat(Instant::now()),
+            MovePattern::Spread => Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)),
+        });
+        bot.next_chat =
+            run.config.chat_interval.map(|every| Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)));
+        if metrics.entered == run.config.bots {
+            metrics.all_entered_at = Some(Instant::now());
+            let secs = run.started.elapsed().as_secs_f64();
+            tracing::info!("all {} bots entered in {secs:.2} s", run.config.bots);
+            if run.config.events {
+                println!("EVENT entered_all {secs:.4}");
             }
         }
     }
 }
 
-fn on_moves(
-    mut moves: MessageReader<Received<S_BroadcastMove>>,
-    mut bots: Query<&mut Bot>,
-    mut metrics: ResMut<Metrics>,
-) {
-    // Round trips end when the echo's bytes were read from the socket, not when this frame got
-    // to them: the bots' own processing is not the server's latency.
-    for Received { from, packet, at } in moves.read() {
-        let Ok(mut bot) = bots.get_mut(*from) else { continue };
-        let pos = [packet.pos_x, packet.pos_y, packet.pos_z];
-        if Some(packet.player_id) != bot.view.self_id() {
-            let found = bot.view.on_move(packet.player_id, pos);
-            record(&mut metrics, bot.index, found);
-            continue;
+/// A move: another player's, or the bot's own echo. Round trips end when the echo's bytes were
+/// read from the socket (`at`), not when this frame got to them: the bots' own processing is
+/// not the server's latency.
+fn on_move(bot: &mut Bot, id: i32, pos: Pos, at: Instant, metrics: &mut Metrics) {
+    if Some(id) != bot.view.self_id() {
+        let found = bot.view.on_move(id, pos);
+        record(metrics, bot.index, found);
+        return;
+    }
+    // Its own echo: the oldest pending move at that position. Older ones were overtaken
+    // within one tick and will never be echoed.
+    match bot.pending.iter().position(|(p, _)| *p == pos) {
+        Some(i) => {
+            let (_, sent) = bot.pending[i];
+            metrics.round_trip(at.saturating_duration_since(sent));
+            metrics.echo_lost += i as u64;
+            bot.pending.drain(..=i);
         }
-        // Its own echo: the oldest pending move at that position. Older ones were overtaken
-        // within one tick and will never be echoed.
-        match bot.pending.iter().position(|(p, _)| *p == pos) {
-            Some(i) => {
-                let (_, sent) = bot.pending[i];
-                metrics.round_trip(at.saturating_duration_since(sent));
-                metrics.echo_lost += i as u64;
-                bot.pending.drain(..=i);
-            }
-            None if bot.recent.contains(&pos) => {}
-            None => metrics.violation(bot.index, Violation::WrongEcho { got: pos }),
-        }
+        None if bot.recent.contains(&pos) => {}
+        None => metrics.violation(bot.index, Violation::WrongEcho { got: pos }),
     }
 }
 
@@ -313,18 +333,6 @@ fn on_chat(mut chats: MessageReader<Received<S_Chat>>, bots: Query<&Bot>, mut me
         if !known {
             metrics.violation(bot.index, format!("chat from player {}, who is not in the room", packet.player_id));
         }
-    }
-}
-
-fn on_leaves(
-    mut leaves: MessageReader<Received<S_BroadcastLeaveGame>>,
-    mut bots: Query<&mut Bot>,
-    mut metrics: ResMut<Metrics>,
-) {
-    for Received { from, packet, .. } in leaves.read() {
-        let Ok(mut bot) = bots.get_mut(*from) else { continue };
-        let found = bot.view.on_leave(packet.player_id);
-        record(&mut metrics, bot.index, found);
     }
 }
 
