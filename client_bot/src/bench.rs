@@ -32,12 +32,24 @@ pub enum Scenario {
     S3,
     /// 9,000 idle sessions, rooms of 500: server memory per session.
     S4,
+    /// Interest management: 10,000 bots in one room, a world 2,000 wide, random spawn points,
+    /// view radius 80, walking, a move every 250 ms, 60 s.
+    S5,
     /// Soak: 300 movers for 10 minutes, with 20 connections a second coming and going and 3 a
     /// second sending garbage; server memory every 10 s and its slope after a 2-minute warm-up.
     S6,
     /// A wave: 10,000 idle bots join (rooms of 1,000, the default), stay 10 s and leave; server
     /// memory before, at the peak, and 30 s after they left.
     Wave,
+}
+
+/// A scenario's open world: players spread out and see only those near them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WorldPlan {
+    /// The world's width: bounds ±size/2 in x and z; players spawn at random inside them.
+    pub size: u32,
+    /// The view radius (the margin is the server's default, 10%).
+    pub view_radius: f32,
 }
 
 /// A scenario's parameters.
@@ -59,6 +71,9 @@ pub struct Plan {
     pub garbage_rate: u32,
     /// Seconds the server is watched after the bots left, before it is stopped.
     pub settle_s: u64,
+    /// An open world with interest management, the bots walking in it; `None`: the course's
+    /// room, where everyone sees everyone and bots jump within ±50.
+    pub world: Option<WorldPlan>,
 }
 
 impl Scenario {
@@ -73,6 +88,7 @@ impl Scenario {
             churn_rate: 0,
             garbage_rate: 0,
             settle_s: 0,
+            world: None,
         };
         match self {
             // One room (capacity 0), as the course's load test; 1,000 would hold them too.
@@ -82,6 +98,9 @@ impl Scenario {
             Scenario::S4 => plan(9000, 10, 500, 3000, true),
             Scenario::Wave => Plan { settle_s: 30, ..plan(10_000, 10, 1000, 3000, true) },
             Scenario::S6 => Plan { churn_rate: 20, garbage_rate: 3, ..plan(300, 600, 1000, 1000, false) },
+            Scenario::S5 => {
+                Plan { world: Some(WorldPlan { size: 2000, view_radius: 80.0 }), ..plan(10_000, 60, 0, 1000, false) }
+            }
         }
     }
 }
@@ -353,7 +372,7 @@ pub fn row(r: &RunResult) -> String {
         r.server["tick_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
         r.bots.echo_lost,
         r.bots.violations,
-        r.bots.final_state_mismatches,
+        r.bots.final_state_mismatches + r.bots.view_mismatches,
         r.rss_per_session_kib,
         r.rss_before_kib as f64 / 1024.0,
         r.rss_peak_kib as f64 / 1024.0,
@@ -367,13 +386,18 @@ pub fn row(r: &RunResult) -> String {
 /// no periodic statistics line, its summary to `stats_json`, the scenario's room capacity and
 /// room for every bot; then the `--server-arg`s.
 fn server_command(args: &BenchArgs, plan: &Plan, server: &Path, stats_json: &Path, core: Option<usize>) -> Command {
-    let own = vec![
+    let mut own = vec![
         ("--bind", Some("127.0.0.1:0".into())),
         ("--stats-interval", Some("0s".into())),
         ("--stats-json", Some(stats_json.into())),
         ("--room-capacity", Some(plan.room_capacity.to_string().into())),
         ("--max-connections", Some((plan.bots as usize + 1000).to_string().into())),
     ];
+    if let Some(world) = plan.world {
+        own.push(("--world-size", Some(world.size.to_string().into())));
+        own.push(("--spawn", Some("random".into())));
+        own.push(("--view-radius", Some(world.view_radius.to_string().into())));
+    }
     let mut c = command(server, core);
     c.args(child_args(own, &args.server_args)).env("RUST_LOG", "warn,net_plugin::server=info");
     c
@@ -409,6 +433,11 @@ fn bots_command(
     }
     if plan.garbage_rate > 0 {
         own.push(("--garbage-rate", Some(plan.garbage_rate.to_string().into())));
+    }
+    if let Some(world) = plan.world {
+        own.push(("--walk", None));
+        own.push(("--world-size", Some(world.size.to_string().into())));
+        own.push(("--view-radius", Some(world.view_radius.to_string().into())));
     }
     let mut c = command(exe, core);
     c.args(child_args(own, &args.bot_args)).env("RUST_LOG", "warn");
@@ -644,6 +673,21 @@ mod tests {
             assert_eq!(bots.seed, 3, "each run its own seed");
             assert!(bots.events, "the runner reads the bots' progress events");
             assert_eq!(bots.json.as_deref(), Some(report));
+            match plan.world {
+                Some(world) => {
+                    assert_eq!(values(&server, "--world-size"), [world.size.to_string()], "{name}");
+                    assert_eq!(values(&server, "--spawn"), ["random"], "{name}");
+                    assert_eq!(values(&server, "--view-radius"), [world.view_radius.to_string()], "{name}");
+                    assert!(bots.walk, "{name}");
+                    assert_eq!((bots.world_size, bots.view_radius), (world.size as f32, world.view_radius), "{name}");
+                }
+                None => {
+                    for flag in ["--world-size", "--spawn", "--view-radius"] {
+                        assert!(values(&server, flag).is_empty(), "{name}: the course's room, no {flag}");
+                    }
+                    assert!(!bots.walk && bots.view_radius == 0.0, "{name}");
+                }
+            }
         }
     }
 
@@ -684,6 +728,29 @@ mod tests {
         let mib_per_h = rss_slope_mib_per_h(&samples, 120.0, 600.0).unwrap();
         assert!((mib_per_h - 360.0 / 1024.0).abs() < 1e-9, "{mib_per_h}");
         assert_eq!(rss_slope_mib_per_h(&samples, 700.0, 800.0), None);
+    }
+
+    #[test]
+    fn s5_is_ten_thousand_walkers_in_one_open_world() {
+        let args = bench(&["--scenario", "s5"]);
+        let plan = args.plan();
+        let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
+        assert_eq!(values(&server, "--room-capacity"), ["0"], "one room, however large");
+        assert_eq!(values(&server, "--world-size"), ["2000"]);
+        assert_eq!(values(&server, "--view-radius"), ["80"]);
+        let bots = parse_bots(&bots_command(&args, &plan, 1, Path::new("bots"), addr(), Path::new("b.json"), None));
+        assert_eq!((bots.bots, bots.duration), (10_000, Duration::from_secs(60)));
+        // The DummyClient's timing: every bot moves at once, every 250 ms.
+        assert_eq!((bots.move_interval, bots.move_pattern), (Duration::from_millis(250), crate::MovePattern::Burst));
+        assert_eq!((bots.walk, bots.walk_speed, bots.world_size), (true, 5.0, 2000.0));
+        assert_eq!((bots.view_radius, bots.view_margin.of(80.0)), (80.0, 8.0), "the server's default margin");
+        // The variants the issue asks for: spread moves, a 20 Hz tick.
+        let args = bench(&["--scenario=s5", "--bot-arg=--move-pattern=spread", "--server-arg=--tick-hz=20"]);
+        let plan = args.plan();
+        let bots = parse_bots(&bots_command(&args, &plan, 1, Path::new("bots"), addr(), Path::new("b.json"), None));
+        assert_eq!((bots.move_pattern, bots.walk), (crate::MovePattern::Spread, true));
+        let server = server_command(&args, &plan, Path::new("server"), Path::new("s.json"), None);
+        assert_eq!(values(&server, "--tick-hz"), ["20"]);
     }
 
     #[test]

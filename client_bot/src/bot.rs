@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use shared::{C_Chat, C_Move, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove, S_Chat, S_PlayerList};
 
 use crate::metrics::Metrics;
-use crate::report::{Report, final_state_mismatches};
+use crate::report::{Report, final_state_mismatches, view_mismatches};
 use crate::view::{Pos, View, Violation};
 use crate::{BotConfig, MovePattern};
 
@@ -39,6 +39,8 @@ pub struct Bot {
     recent: VecDeque<Pos>,
     /// The last position sent.
     pub last_sent: Option<Pos>,
+    /// With `--walk`: the direction it walks in, radians from +x towards +z.
+    heading: f32,
 }
 
 impl Bot {
@@ -52,7 +54,41 @@ impl Bot {
             pending: VecDeque::new(),
             recent: VecDeque::with_capacity(RECENT_MOVES),
             last_sent: None,
+            heading: 0.0,
         }
+    }
+
+    /// Where the bot is as far as it knows: where it last moved, else where its list put it.
+    pub fn position(&self) -> Pos {
+        self.last_sent.or(self.view.self_position()).unwrap_or([0.0; 3])
+    }
+
+    /// The DummyClient's move: x and z random integers in [-50, 49].
+    fn jump(&mut self) -> Pos {
+        [self.rng.random_range(-50..50) as f32, 0.0, self.rng.random_range(-50..50) as f32]
+    }
+
+    /// A walking step: at most `speed` from where the bot is, in its heading, which turns to a
+    /// random direction one move in five; at the edge of a world `size` wide (±size/2) the
+    /// heading bounces back in, so the bot stays inside without piling up on the edge.
+    pub(crate) fn walk(&mut self, speed: f32, size: f32) -> Pos {
+        use std::f32::consts::{PI, TAU};
+        let from = self.position();
+        if self.rng.random_bool(0.2) {
+            self.heading = self.rng.random_range(0.0..TAU);
+        }
+        let step = self.rng.random_range(0.0..=speed);
+        let half = size / 2.0;
+        let (mut x, mut z) = (from[0] + step * self.heading.cos(), from[2] + step * self.heading.sin());
+        if !(-half..=half).contains(&x) {
+            self.heading = PI - self.heading;
+            x = x.clamp(-half, half);
+        }
+        if !(-half..=half).contains(&z) {
+            self.heading = -self.heading;
+            z = z.clamp(-half, half);
+        }
+        [x, 0.0, z]
     }
 }
 
@@ -125,18 +161,7 @@ impl Plugin for BotPlugin {
             .init_resource::<Metrics>()
             .add_systems(
                 Update,
-                (
-                    launch,
-                    track_connections,
-                    on_lists,
-                    on_enters,
-                    on_moves,
-                    on_chat,
-                    on_leaves,
-                    expire_echoes,
-                    send_moves,
-                    advance_phase,
-                )
+                (launch, track_connections, on_lists, on_news, on_chat, expire_echoes, send_moves, advance_phase)
                     .chain(),
             )
             .add_systems(Last, progress);
@@ -194,8 +219,8 @@ fn record(metrics: &mut Metrics, bot: u32, violations: Vec<Violation>) {
     }
 }
 
-// Each packet type has its own message, so the systems below run in the order a server sends
-// them within a frame: lists, enters, moves, chat, leaves.
+// Each packet type has its own message. Lists come first (before the own enter); enters,
+// moves and leaves are merged back into the server's order by `on_news`.
 
 fn on_lists(mut lists: MessageReader<Received<S_PlayerList>>, mut bots: Query<&mut Bot>, mut metrics: ResMut<Metrics>) {
     for Received { from, packet, .. } in lists.read() {
@@ -206,67 +231,97 @@ fn on_lists(mut lists: MessageReader<Received<S_PlayerList>>, mut bots: Query<&m
     }
 }
 
-fn on_enters(
+/// What the server said about a player, for [`on_news`].
+enum News {
+    Leave(i32),
+    Enter(i32, Pos),
+    Move(i32, Pos),
+}
+
+/// Enters, moves and leaves, handled in the order the server sent them: each packet type
+/// arrives as its own message, so they are merged back by their place in their connection's
+/// stream (`Received::seq`). Handled type by type instead, a player that left a view and came
+/// back within one bot frame would read as entered twice, and one that entered and left would
+/// read as left without having entered.
+fn on_news(
     mut enters: MessageReader<Received<S_BroadcastEnterGame>>,
+    mut moves: MessageReader<Received<S_BroadcastMove>>,
+    mut leaves: MessageReader<Received<S_BroadcastLeaveGame>>,
     mut bots: Query<&mut Bot>,
     mut metrics: ResMut<Metrics>,
     run: Res<Run>,
+    mut news: Local<Vec<(Entity, u64, Instant, News)>>,
 ) {
-    for Received { from, packet, .. } in enters.read() {
-        let Ok(mut bot) = bots.get_mut(*from) else { continue };
-        let was_entered = bot.view.entered();
-        let found = bot.view.on_enter(packet.player_id, [packet.pos_x, packet.pos_y, packet.pos_z]);
-        record(&mut metrics, bot.index, found);
-        if !was_entered && bot.view.entered() {
-            metrics.entered += 1;
-            // Bursts: every bot moves at the run's next beat. Spread: the first move falls
-            // somewhere in the next interval, so the bots do not move at once.
-            let every = run.config.move_interval;
-            bot.next_move = Some(match run.config.move_pattern {
-                MovePattern::Burst => run.next_beat(Instant::now()),
-                MovePattern::Spread => Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)),
-            });
-            bot.next_chat =
-                run.config.chat_interval.map(|every| Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)));
-            if metrics.entered == run.config.bots {
-                metrics.all_entered_at = Some(Instant::now());
-                let secs = run.started.elapsed().as_secs_f64();
-                tracing::info!("all {} bots entered in {secs:.2} s", run.config.bots);
-                if run.config.events {
-                    println!("EVENT entered_all {secs:.4}");
-                }
+    news.clear();
+    news.extend(leaves.read().map(|r| (r.from, r.seq, r.at, News::Leave(r.packet.player_id))));
+    news.extend(enters.read().map(|r| {
+        let p = &r.packet;
+        (r.from, r.seq, r.at, News::Enter(p.player_id, [p.pos_x, p.pos_y, p.pos_z]))
+    }));
+    news.extend(moves.read().map(|r| {
+        let p = &r.packet;
+        (r.from, r.seq, r.at, News::Move(p.player_id, [p.pos_x, p.pos_y, p.pos_z]))
+    }));
+    news.sort_unstable_by_key(|(from, seq, ..)| (*from, *seq));
+    for (from, _, at, item) in news.drain(..) {
+        let Ok(mut bot) = bots.get_mut(from) else { continue };
+        match item {
+            News::Leave(id) => {
+                let found = bot.view.on_leave(id);
+                record(&mut metrics, bot.index, found);
+            }
+            News::Enter(id, pos) => on_enter(&mut bot, id, pos, &mut metrics, &run),
+            News::Move(id, pos) => on_move(&mut bot, id, pos, at, &mut metrics),
+        }
+    }
+}
+
+fn on_enter(bot: &mut Bot, id: i32, pos: Pos, metrics: &mut Metrics, run: &Run) {
+    let was_entered = bot.view.entered();
+    let found = bot.view.on_enter(id, pos);
+    record(metrics, bot.index, found);
+    if !was_entered && bot.view.entered() {
+        metrics.entered += 1;
+        // Bursts: every bot moves at the run's next beat. Spread: the first move falls
+        // somewhere in the next interval, so the bots do not move at once.
+        let every = run.config.move_interval;
+        bot.next_move = Some(match run.config.move_pattern {
+            MovePattern::Burst => run.next_beat(Instant::now()),
+            MovePattern::Spread => Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)),
+        });
+        bot.next_chat =
+            run.config.chat_interval.map(|every| Instant::now() + every.mul_f64(bot.rng.random_range(0.0..1.0)));
+        if metrics.entered == run.config.bots {
+            metrics.all_entered_at = Some(Instant::now());
+            let secs = run.started.elapsed().as_secs_f64();
+            tracing::info!("all {} bots entered in {secs:.2} s", run.config.bots);
+            if run.config.events {
+                println!("EVENT entered_all {secs:.4}");
             }
         }
     }
 }
 
-fn on_moves(
-    mut moves: MessageReader<Received<S_BroadcastMove>>,
-    mut bots: Query<&mut Bot>,
-    mut metrics: ResMut<Metrics>,
-) {
-    // Round trips end when the echo's bytes were read from the socket, not when this frame got
-    // to them: the bots' own processing is not the server's latency.
-    for Received { from, packet, at } in moves.read() {
-        let Ok(mut bot) = bots.get_mut(*from) else { continue };
-        let pos = [packet.pos_x, packet.pos_y, packet.pos_z];
-        if Some(packet.player_id) != bot.view.self_id() {
-            let found = bot.view.on_move(packet.player_id, pos);
-            record(&mut metrics, bot.index, found);
-            continue;
+/// A move: another player's, or the bot's own echo. Round trips end when the echo's bytes were
+/// read from the socket (`at`), not when this frame got to them: the bots' own processing is
+/// not the server's latency.
+fn on_move(bot: &mut Bot, id: i32, pos: Pos, at: Instant, metrics: &mut Metrics) {
+    if Some(id) != bot.view.self_id() {
+        let found = bot.view.on_move(id, pos);
+        record(metrics, bot.index, found);
+        return;
+    }
+    // Its own echo: the oldest pending move at that position. Older ones were overtaken
+    // within one tick and will never be echoed.
+    match bot.pending.iter().position(|(p, _)| *p == pos) {
+        Some(i) => {
+            let (_, sent) = bot.pending[i];
+            metrics.round_trip(at.saturating_duration_since(sent));
+            metrics.echo_lost += i as u64;
+            bot.pending.drain(..=i);
         }
-        // Its own echo: the oldest pending move at that position. Older ones were overtaken
-        // within one tick and will never be echoed.
-        match bot.pending.iter().position(|(p, _)| *p == pos) {
-            Some(i) => {
-                let (_, sent) = bot.pending[i];
-                metrics.round_trip(at.saturating_duration_since(sent));
-                metrics.echo_lost += i as u64;
-                bot.pending.drain(..=i);
-            }
-            None if bot.recent.contains(&pos) => {}
-            None => metrics.violation(bot.index, Violation::WrongEcho { got: pos }),
-        }
+        None if bot.recent.contains(&pos) => {}
+        None => metrics.violation(bot.index, Violation::WrongEcho { got: pos }),
     }
 }
 
@@ -286,18 +341,6 @@ fn on_chat(mut chats: MessageReader<Received<S_Chat>>, bots: Query<&Bot>, mut me
         if !known {
             metrics.violation(bot.index, format!("chat from player {}, who is not in the room", packet.player_id));
         }
-    }
-}
-
-fn on_leaves(
-    mut leaves: MessageReader<Received<S_BroadcastLeaveGame>>,
-    mut bots: Query<&mut Bot>,
-    mut metrics: ResMut<Metrics>,
-) {
-    for Received { from, packet, .. } in leaves.read() {
-        let Ok(mut bot) = bots.get_mut(*from) else { continue };
-        let found = bot.view.on_leave(packet.player_id);
-        record(&mut metrics, bot.index, found);
     }
 }
 
@@ -330,7 +373,7 @@ fn send_moves(
         if let Some(at) = bot.next_move
             && at <= now
         {
-            let pos = [bot.rng.random_range(-50..50) as f32, 0.0, bot.rng.random_range(-50..50) as f32];
+            let pos = if run.config.walk { bot.walk(run.config.walk_speed, run.config.world_size) } else { bot.jump() };
             if outbox.is_open(entity) {
                 outbox.send(entity, &C_Move { pos_x: pos[0], pos_y: pos[1], pos_z: pos[2] });
                 bot.pending.push_back((pos, now));
@@ -389,8 +432,12 @@ fn advance_phase(
                 return;
             }
             metrics.finish_progress();
-            let mismatches = final_state_mismatches(bots.iter().filter(|b| b.view.entered()));
-            let report = Report::new(&run, &metrics, net.packets_in, mismatches);
+            let entered = || bots.iter().filter(|b| b.view.entered());
+            let mismatches = final_state_mismatches(entered());
+            let config = &run.config;
+            let r = config.view_radius;
+            let wrong_views = if r > 0.0 { view_mismatches(entered(), r, config.view_margin.of(r)) } else { 0 };
+            let report = Report::new(&run, &metrics, net.packets_in, mismatches, wrong_views);
             commands.insert_resource(FinalReport(report.clone()));
             *phase = Phase::Done;
             exit.write(if report.clean() { AppExit::Success } else { AppExit::from_code(1) });
@@ -450,5 +497,26 @@ mod tests {
         let spread = run(MovePattern::Spread);
         let t0 = spread.started;
         assert_eq!(spread.next_move(t0 + ms(130), t0 + ms(350)), t0 + ms(450));
+    }
+
+    #[test]
+    fn a_walking_bot_steps_at_most_its_speed_from_its_spawn_point_and_stays_inside() {
+        let mut bot = Bot::new(3, 9);
+        assert!(bot.view.on_list([(true, 1, [48.0, 0.0, -49.0])]).is_empty());
+        let mut at = bot.position();
+        assert_eq!(at, [48.0, 0.0, -49.0], "it starts where its list put it");
+        let mut headings = Vec::new();
+        for _ in 0..5000 {
+            let next = bot.walk(5.0, 100.0);
+            let step = ((next[0] - at[0]).powi(2) + (next[2] - at[2]).powi(2)).sqrt();
+            assert!(step <= 5.0 + 1e-4, "a step of {step}");
+            assert!(next[0].abs() <= 50.0 && next[2].abs() <= 50.0 && next[1] == 0.0, "{next:?}");
+            bot.last_sent = Some(next);
+            headings.push(bot.heading);
+            at = next;
+        }
+        // The direction changes now and then, not every move.
+        let turns = headings.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!((500..2500).contains(&turns), "{turns} turns in 5000 moves");
     }
 }

@@ -16,6 +16,37 @@ pub enum MovePattern {
     Spread,
 }
 
+/// The view margin, as the server's `--view-margin` takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Margin {
+    /// This many percent of the radius.
+    Percent(f32),
+    /// This distance.
+    Units(f32),
+}
+
+impl Margin {
+    /// The margin for `radius`.
+    pub fn of(self, radius: f32) -> f32 {
+        match self {
+            Margin::Percent(p) => radius * p / 100.0,
+            Margin::Units(u) => u,
+        }
+    }
+}
+
+/// `10%` or `8`.
+fn parse_margin(text: &str) -> Result<Margin, String> {
+    let parsed = match text.strip_suffix('%') {
+        Some(p) => p.parse().map(Margin::Percent),
+        None => text.parse().map(Margin::Units),
+    };
+    match parsed {
+        Ok(m @ (Margin::Percent(v) | Margin::Units(v))) if v.is_finite() && v >= 0.0 => Ok(m),
+        _ => Err(format!("a view margin is a distance like 8 or a share of the radius like 10%, not {text:?}")),
+    }
+}
+
 /// How the bots behave. Defaults are the course's DummyClient.
 #[derive(Debug, Clone, Args)]
 pub struct BotConfig {
@@ -40,6 +71,31 @@ pub struct BotConfig {
     /// at its own moment, evenly over the interval).
     #[arg(long, value_enum, default_value = "burst")]
     pub move_pattern: MovePattern,
+
+    /// Walk instead of jumping: each move at most `--walk-speed` from the last position (the
+    /// first from the bot's `isSelf` entry), heading in a direction that changes now and then,
+    /// inside `--world-size`.
+    #[arg(long)]
+    pub walk: bool,
+
+    /// With `--walk`, the longest step of one move.
+    #[arg(long, default_value_t = 5.0, value_name = "UNITS")]
+    pub walk_speed: f32,
+
+    /// With `--walk`, the world's width: the bots stay within ±S/2 in x and z, as a server run
+    /// with `--world-size S` keeps its players.
+    #[arg(long, default_value_t = 100.0, value_name = "S")]
+    pub world_size: f32,
+
+    /// The server's view radius (0: off, everyone in the room sees everyone). With it, the
+    /// final check is the view rule: every bot within the radius of another is in its view,
+    /// none beyond radius + margin is.
+    #[arg(long, default_value_t = 0.0, value_name = "R")]
+    pub view_radius: f32,
+
+    /// The server's view margin: a distance (8) or a share of the radius (10%, the default).
+    #[arg(long, default_value = "10%", value_parser = parse_margin, value_name = "M")]
+    pub view_margin: Margin,
 
     /// Send no moves: connect, enter and stay (idle sessions).
     #[arg(long)]
@@ -101,6 +157,11 @@ impl Default for BotConfig {
             duration: Duration::from_secs(30),
             move_interval: Duration::from_millis(250),
             move_pattern: MovePattern::Burst,
+            walk: false,
+            walk_speed: 5.0,
+            world_size: 100.0,
+            view_radius: 0.0,
+            view_margin: Margin::Percent(10.0),
             idle: false,
             chat_interval: None,
             churn_rate: 0,
@@ -128,6 +189,15 @@ impl BotConfig {
         }
         if !(1..=10_000).contains(&self.frame_hz) {
             return Err("--frame-hz must be between 1 and 10000".into());
+        }
+        if !(self.walk_speed.is_finite() && self.walk_speed > 0.0) {
+            return Err("--walk-speed must be above 0".into());
+        }
+        if !(self.world_size.is_finite() && self.world_size > 0.0) {
+            return Err("--world-size must be above 0".into());
+        }
+        if !(self.view_radius.is_finite() && self.view_radius >= 0.0) {
+            return Err("--view-radius must be 0 (off) or above".into());
         }
         if self.io_threads == 0 {
             return Err("--io-threads must be at least 1".into());

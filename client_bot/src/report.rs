@@ -56,6 +56,11 @@ pub struct Report {
     /// After the moves stopped: pairs of bots where one's view of the other is not the other's
     /// last sent position (or where one knows the other and not the reverse).
     pub final_state_mismatches: u64,
+    /// With a view radius, after the moves stopped: ordered pairs of bots where the first's
+    /// view breaks the rule: the other is within the radius and not in view, or beyond radius +
+    /// margin and in view.
+    #[serde(default)]
+    pub view_mismatches: u64,
     /// Move → own echo.
     pub rtt_ms: RttMs,
     /// Side traffic (`--churn-rate`): connections that connected, read their list and closed.
@@ -79,7 +84,13 @@ pub struct Report {
 }
 
 impl Report {
-    pub(crate) fn new(run: &Run, metrics: &Metrics, packets_received: u64, final_state_mismatches: u64) -> Self {
+    pub(crate) fn new(
+        run: &Run,
+        metrics: &Metrics,
+        packets_received: u64,
+        final_state_mismatches: u64,
+        view_mismatches: u64,
+    ) -> Self {
         let ms = |q: f64| metrics.rtt.value_at_quantile(q) as f64 / 1000.0;
         Self {
             bots: run.config.bots,
@@ -99,6 +110,7 @@ impl Report {
             garbage_sent: 0,
             garbage_closed: 0,
             churn_failures: 0,
+            view_mismatches,
             rtt_ms: RttMs {
                 p50: ms(0.5),
                 p90: ms(0.9),
@@ -117,6 +129,7 @@ impl Report {
     pub fn clean(&self) -> bool {
         self.violations == 0
             && self.final_state_mismatches == 0
+            && self.view_mismatches == 0
             && self.echo_lost == 0
             && self.connect_failures == 0
             && self.churn_failures == 0
@@ -141,6 +154,7 @@ impl fmt::Display for Report {
             ("packets received", self.packets_received.to_string()),
             ("protocol violations", self.violations.to_string()),
             ("final state mismatches", self.final_state_mismatches.to_string()),
+            ("view mismatches", self.view_mismatches.to_string()),
             (
                 "round trip (ms)",
                 format!(
@@ -187,11 +201,34 @@ pub fn final_state_mismatches<'a>(bots: impl Iterator<Item = &'a Bot>) -> u64 {
         let Some(me) = bot.view.self_id() else { continue };
         for (id, seen) in bot.view.others() {
             let Some(other) = by_id.get(id) else { continue };
-            let expected: Pos = other.last_sent.unwrap_or([0.0; 3]);
+            let expected: Pos = other.position();
             if *seen != expected || !other.view.others().contains_key(&me) {
                 mismatches += 1;
             }
         }
+    }
+    mismatches
+}
+
+/// Counts the ordered pairs of bots (a, b) where a's final view breaks the view rule, measured
+/// between where each last went (x and z): b within `radius` and not in a's view, or beyond
+/// `radius + margin` and in it. Between the two either is right. Players that are not bots of
+/// this run are ignored.
+pub fn view_mismatches<'a>(bots: impl Iterator<Item = &'a Bot>, radius: f32, margin: f32) -> u64 {
+    let bots: Vec<(i32, Pos, &Bot)> = bots.filter_map(|b| Some((b.view.self_id()?, b.position(), b))).collect();
+    let at: HashMap<i32, Pos> = bots.iter().map(|(id, pos, _)| (*id, *pos)).collect();
+    let d2 = |a: &Pos, b: &Pos| (a[0] - b[0]).powi(2) + (a[2] - b[2]).powi(2);
+    let (near, far) = (radius * radius, (radius + margin) * (radius + margin));
+    let mut mismatches = 0;
+    for (me, here, bot) in &bots {
+        // Everyone within the radius must be in view (distances first: 10,000 bots are 10⁸ pairs).
+        mismatches += bots
+            .iter()
+            .filter(|(id, there, _)| id != me && d2(here, there) <= near && !bot.view.others().contains_key(id))
+            .count() as u64;
+        // Nobody in view may be beyond radius + margin.
+        mismatches +=
+            bot.view.others().keys().filter(|id| at.get(id).is_some_and(|there| d2(here, there) > far)).count() as u64;
     }
     mismatches
 }
@@ -235,5 +272,40 @@ mod tests {
         // Players who are not bots of this run are ignored.
         let bots = [bot(1, &[(99, [7.0; 3])], None)];
         assert_eq!(final_state_mismatches(bots.iter()), 0);
+    }
+
+    #[test]
+    fn a_bot_that_never_moved_is_where_its_list_put_it() {
+        let mut b1 = bot(1, &[(2, [7.0, 0.0, 7.0])], None);
+        let mut b2 = bot(2, &[(1, [0.0; 3])], None);
+        let fix = |b: &mut Bot, me: i32, at: Pos, other: (i32, Pos)| {
+            b.view = crate::View::default();
+            assert!(b.view.on_list([(false, other.0, other.1), (true, me, at)]).is_empty());
+            assert!(b.view.on_enter(me, at).is_empty());
+        };
+        fix(&mut b1, 1, [3.0, 0.0, 3.0], (2, [7.0, 0.0, 7.0]));
+        fix(&mut b2, 2, [7.0, 0.0, 7.0], (1, [3.0, 0.0, 3.0]));
+        assert_eq!(final_state_mismatches([&b1, &b2].into_iter()), 0);
+    }
+
+    #[test]
+    fn views_are_checked_against_the_rule_at_and_around_the_radius_and_the_margin() {
+        // R = 10, M = 2. Bot 1 at the origin; bot 2 at `d` in z; each sees the other or not.
+        let check = |d: f32, seen: bool| {
+            let others = |id: i32, at: Pos| if seen { vec![(id, at)] } else { vec![] };
+            let bots =
+                [bot(1, &others(2, [0.0, 0.0, d]), Some([0.0; 3])), bot(2, &others(1, [0.0; 3]), Some([0.0, 0.0, d]))];
+            view_mismatches(bots.iter(), 10.0, 2.0)
+        };
+        assert_eq!(check(10.0, true), 0, "on R, in view");
+        assert_eq!(check(10.0, false), 2, "on R and not in view: wrong for both");
+        assert_eq!(check(11.0, true), 0, "between R and R + M either is right");
+        assert_eq!(check(11.0, false), 0);
+        assert_eq!(check(12.0, true), 0, "on R + M may still be in view");
+        assert_eq!(check(12.5, true), 2, "beyond R + M must not be");
+        assert_eq!(check(12.5, false), 0);
+        // Height does not count: 3 in x, 4 in z and 100 up is 5 away.
+        let bots = [bot(1, &[], Some([0.0; 3])), bot(2, &[], Some([3.0, 100.0, 4.0]))];
+        assert_eq!(view_mismatches(bots.iter(), 5.0, 0.0), 2);
     }
 }

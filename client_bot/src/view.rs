@@ -44,6 +44,8 @@ impl fmt::Display for Violation {
 pub struct View {
     /// The bot's own player id, from its list's `isSelf` entry.
     self_id: Option<i32>,
+    /// Where its list put it (its spawn point).
+    self_pos: Option<Pos>,
     /// Whether its own `S_BroadcastEnterGame` arrived (after its list).
     entered: bool,
     /// Every other player it was told about and not told left, with the last position heard.
@@ -54,6 +56,11 @@ impl View {
     /// The bot's player id, once its list arrived.
     pub fn self_id(&self) -> Option<i32> {
         self.self_id
+    }
+
+    /// Where the bot's list put it (its spawn point), once its list arrived.
+    pub fn self_position(&self) -> Option<Pos> {
+        self.self_pos
     }
 
     /// Whether the bot has entered (list then own enter).
@@ -74,6 +81,7 @@ impl View {
         }
         for (is_self, id, pos) in players {
             if is_self {
+                self.self_pos = Some(pos);
                 if self.self_id.replace(id).is_some() {
                     violations.push(Violation::SelfCount(2));
                 }
@@ -152,8 +160,9 @@ mod tests {
     fn a_list_split_in_two_is_one_list() {
         let mut v = View::default();
         assert!(v.on_list([(false, 1, O)]).is_empty());
-        assert!(v.on_list([(false, 2, O), (true, 3, O)]).is_empty());
+        assert!(v.on_list([(false, 2, O), (true, 3, [4.0, 0.0, -2.0])]).is_empty());
         assert!(v.on_enter(3, O).is_empty());
+        assert_eq!(v.self_position(), Some([4.0, 0.0, -2.0]), "its spawn point");
         assert_eq!(v.others().len(), 2);
     }
 

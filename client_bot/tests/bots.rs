@@ -137,3 +137,42 @@ fn the_seed_makes_a_run_repeatable() {
         assert_eq!((x.fract(), z.fract()), (0.0, 0.0), "integer coordinates, as the DummyClient");
     }
 }
+
+/// A server with a square world 100 wide, random spawn points and, if `radius` is above 0,
+/// interest management with the default margin (10%).
+fn world_server(radius: f32) -> (AppThread, std::net::SocketAddr) {
+    let world = server::WorldConfig {
+        min: [-50.0, -10.0, -50.0],
+        max: [50.0, 10.0, 50.0],
+        spawn: server::Spawn::Random,
+        view_radius: radius,
+        ..server::WorldConfig::default()
+    };
+    start_server(ServerConfig { world, ..ServerConfig::default() })
+}
+
+/// Bots walking in that world, checking the view rule for a radius of 20.
+fn walkers(addr: std::net::SocketAddr) -> BotConfig {
+    BotConfig { walk: true, walk_speed: 5.0, world_size: 100.0, view_radius: 20.0, ..quick(addr, 40) }
+}
+
+#[test]
+fn walking_bots_see_the_players_near_them_and_check_it() {
+    let (_server, addr) = world_server(20.0);
+    let report = client_bot::run(BotConfig { duration: Duration::from_secs(3), ..walkers(addr) }).unwrap();
+    assert!(report.clean(), "{report}");
+    assert_eq!((report.view_mismatches, report.final_state_mismatches, report.violations), (0, 0, 0));
+    // The premise: views are local. In a 100 × 100 world a radius of 20 covers about an eighth
+    // of it, so each move reaches far fewer than the 40 bots it would reach in one room.
+    assert!(report.packets_received < report.moves_sent * 40 / 2, "{report}");
+}
+
+#[test]
+fn bots_told_a_radius_the_server_does_not_keep_report_the_views_wrong() {
+    // Everyone sees everyone: bots farther apart than 22 are in each other's views.
+    let (_server, addr) = world_server(0.0);
+    let report = client_bot::run(walkers(addr)).unwrap();
+    assert!(report.view_mismatches > 0, "{report}");
+    assert!(!report.clean());
+    assert_eq!(report.violations, 0, "the protocol itself is kept");
+}

@@ -24,6 +24,9 @@ enum Fault {
     WrongEcho,
     /// Never echoes moves.
     NoEcho,
+    /// No fault: a stranger in view leaves it and comes back in the next frame, as with
+    /// interest management.
+    LeavesAndComesBack,
 }
 
 /// A server that enters each newcomer (ids from 1) and echoes its moves, with one fault.
@@ -32,7 +35,7 @@ fn fake_server(fault: Fault) -> (AppThread, std::net::SocketAddr) {
     let addr = net.local_addr();
     let app = AppThread::spawn(move || {
         let mut app = App::new();
-        app.add_plugins(net).insert_resource(fault).add_systems(Update, (enter, echo));
+        app.add_plugins(net).insert_resource(fault).add_systems(Update, (enter, echo, come_back));
         app
     });
     (app, addr)
@@ -55,6 +58,7 @@ fn enter(mut connected: MessageReader<Connected>, fault: Res<Fault>, mut outbox:
                 outbox.send(c.entity, &stranger);
             }
             Fault::StrayLeave => outbox.send(c.entity, &S_BroadcastLeaveGame { player_id: 6000 }),
+            Fault::LeavesAndComesBack => outbox.send(c.entity, &stranger),
             _ => {}
         }
     }
@@ -68,6 +72,31 @@ fn echo(mut moves: MessageReader<Received<C_Move>>, fault: Res<Fault>, mut outbo
         }
         let x = if *fault == Fault::WrongEcho { packet.pos_x + 1000.0 } else { packet.pos_x };
         outbox.send(*from, &S_BroadcastMove { player_id: 1, pos_x: x, pos_y: packet.pos_y, pos_z: packet.pos_z });
+    }
+}
+
+/// With [`Fault::LeavesAndComesBack`]: 100 frames after a newcomer, the stranger leaves its
+/// view; the frame after, it comes back and moves.
+fn come_back(
+    mut connected: MessageReader<Connected>,
+    fault: Res<Fault>,
+    mut outbox: Outbox,
+    mut pending: Local<Vec<(Entity, u32)>>,
+) {
+    if *fault != Fault::LeavesAndComesBack {
+        return;
+    }
+    pending.extend(connected.read().map(|c| (c.entity, 0)));
+    for (to, frames) in pending.iter_mut() {
+        *frames += 1;
+        match *frames {
+            100 => outbox.send(*to, &S_BroadcastLeaveGame { player_id: 5000 }),
+            101 => {
+                outbox.send(*to, &S_BroadcastEnterGame { player_id: 5000, pos_x: 3.0, pos_y: 0.0, pos_z: 3.0 });
+                outbox.send(*to, &S_BroadcastMove { player_id: 5000, pos_x: 4.0, pos_y: 0.0, pos_z: 4.0 });
+            }
+            _ => {}
+        }
     }
 }
 
@@ -122,4 +151,23 @@ fn moves_never_echoed_are_lost_echoes() {
     assert!(report.moves_sent >= 1, "{report}");
     assert_eq!(report.echo_lost, report.moves_sent, "{report}");
     assert!(!report.clean());
+}
+
+#[test]
+fn a_player_that_leaves_and_comes_back_between_two_bot_frames_is_no_violation() {
+    // The bot's frames are 250 ms long and the server's 2 ms: the leave and the come-back reach
+    // the bot within one of its frames, as packets of different types.
+    let (_server, addr) = fake_server(Fault::LeavesAndComesBack);
+    let config = BotConfig {
+        addr,
+        bots: 1,
+        duration: Duration::from_millis(1500),
+        frame_hz: 4,
+        idle: true,
+        quiet: true,
+        ..BotConfig::default()
+    };
+    let report = client_bot::run(config).unwrap();
+    assert_eq!(report.violations, 0, "{report}");
+    assert!(report.packets_received >= 5, "the leave, the enter and the move arrived: {report}");
 }

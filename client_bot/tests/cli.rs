@@ -35,6 +35,11 @@ fn help_documents_every_flag() {
         "--quiet",
         "--churn-rate",
         "--garbage-rate",
+        "--walk",
+        "--walk-speed",
+        "--world-size",
+        "--view-radius",
+        "--view-margin",
         "bench",
     ] {
         assert!(help.iter().any(|w| w == flag), "--help mentions {flag}");
@@ -56,8 +61,9 @@ fn help_documents_every_flag() {
         "s2",
         "s3",
         "s4",
-        "wave",
+        "s5",
         "s6",
+        "wave",
     ] {
         assert!(help.iter().any(|w| w == flag), "bench --help mentions {flag}");
     }

@@ -206,6 +206,10 @@ pub struct Received<P: Packet> {
     /// When its bytes were read from the socket, on the I/O thread: before it waited for the
     /// frame. For round-trip and lag measurements that should not include that wait.
     pub at: Instant,
+    /// Its place in its connection's stream of packets, counting from 0: each packet type comes
+    /// as its own message type, so this is what puts a connection's packets of different types
+    /// back in the order the peer sent them (packets of one read share their `at`).
+    pub seq: u64,
 }
 
 /// Maps the I/O side's session ids to entities.

@@ -38,7 +38,7 @@ pub(crate) enum IoEvent<In> {
     Connected { session: Arc<Session> },
     /// The packets decoded from one read, in order, and when the read happened. `permits` go
     /// back to the queue's semaphore once they are drained.
-    Packets { id: SessionId, packets: Vec<In>, at: Instant, permits: u32 },
+    Packets { id: SessionId, packets: Vec<In>, at: Instant, first_seq: u64, permits: u32 },
     /// The session ended; the last event of its session. Boxed: rare, and large.
     Disconnected { id: SessionId, reason: Box<DisconnectReason> },
     /// An outgoing connection could not be opened; the only event of its session.
@@ -86,7 +86,8 @@ impl<In> InboundQueue<In> {
 
     /// Sends one read's packets, first waiting (in turn, without polling) for room in the
     /// queue. If `session` is closed while it waits, the packets are dropped and counted.
-    pub async fn send_packets(&self, session: &Session, packets: Vec<In>) -> Result<(), EcsGone> {
+    /// `first_seq` is the first packet's place in the connection's stream.
+    pub async fn send_packets(&self, session: &Session, packets: Vec<In>, first_seq: u64) -> Result<(), EcsGone> {
         let at = Instant::now();
         let n = packets.len();
         let wanted = u32::try_from(n).unwrap_or(u32::MAX).min(self.capacity);
@@ -105,7 +106,7 @@ impl<In> InboundQueue<In> {
             }
         };
         permit.forget();
-        self.tx.send(IoEvent::Packets { id: session.id, packets, at, permits: wanted }).map_err(|_| {
+        self.tx.send(IoEvent::Packets { id: session.id, packets, at, first_seq, permits: wanted }).map_err(|_| {
             self.permits.add_permits(wanted as usize);
             EcsGone
         })
@@ -126,6 +127,8 @@ struct Deliver<'w> {
     world: &'w mut World,
     from: Entity,
     at: Instant,
+    /// The next packet's place in its connection's stream.
+    seq: u64,
     /// The run of same-typed messages not written yet.
     run: Option<Run>,
 }
@@ -154,7 +157,8 @@ impl Deliver<'_> {
 
 impl PacketVisitor for Deliver<'_> {
     fn visit<P: Packet>(&mut self, packet: P) {
-        let message = Received { from: self.from, packet, at: self.at };
+        let message = Received { from: self.from, packet, at: self.at, seq: self.seq };
+        self.seq += 1;
         if let Some(run) = &mut self.run
             && run.packet == std::any::TypeId::of::<P>()
             && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P>>>()
@@ -198,13 +202,13 @@ fn handle_event<In: PacketSet>(
     event: IoEvent<In>,
 ) {
     match event {
-        IoEvent::Packets { id, packets, at, permits: taken } => {
+        IoEvent::Packets { id, packets, at, first_seq, permits: taken } => {
             permits.add_permits(taken as usize);
             let n = packets.len() as u64;
             match index.get(id) {
                 // Game code closed it: what the peer sent since is not for the game.
                 Some(entry) if entry.session.as_ref().is_some_and(|s| !s.is_closed_by_app()) => {
-                    let mut deliver = Deliver { world, from: entry.entity, at, run: None };
+                    let mut deliver = Deliver { world, from: entry.entity, at, seq: first_seq, run: None };
                     for packet in packets {
                         packet.visit(&mut deliver);
                     }

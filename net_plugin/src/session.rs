@@ -283,6 +283,8 @@ enum Wake {
 async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext<In>) -> Option<DisconnectReason> {
     let mut rules = InboundRules::<In>::new(&cx.config, Instant::now());
     let limits = BacklogLimits::of(&cx.config);
+    // The next packet's place in the connection's stream, for `Received::seq`.
+    let mut next_seq = 0u64;
     // Allocated only while a rule has a deadline: an idle session keeps no timer.
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut armed = None;
@@ -349,7 +351,9 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Some(DisconnectReason::Io(e.kind())),
                 }
-                if !packets.is_empty() && cx.inbound.send_packets(session, packets).await.is_err() {
+                let (first_seq, n) = (next_seq, packets.len() as u64);
+                next_seq += n;
+                if !packets.is_empty() && cx.inbound.send_packets(session, packets, first_seq).await.is_err() {
                     return Some(DisconnectReason::Shutdown);
                 }
                 if let Err(reason) = ruled {

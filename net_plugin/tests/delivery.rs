@@ -194,3 +194,19 @@ fn a_packet_carries_when_it_was_read() {
     let at = recorded::<Received<C_Chat>>(&server)[0].at;
     assert!(before <= at && at <= after);
 }
+
+#[test]
+fn packets_of_different_types_carry_their_place_in_the_connections_stream() {
+    let (server, addr) = start_server();
+    let mut client = RawClient::connect(addr);
+    let mv = |x: f32| encode_to_vec(&C_Move { pos_x: x, pos_y: 0.0, pos_z: 0.0 }).unwrap();
+    let chat = encode_to_vec(&C_Chat { chat: "between".into() }).unwrap();
+    // One write: a move, a chat line, a move; then, later, another chat line.
+    client.send_bytes(&[mv(1.0), chat, mv(2.0)].concat());
+    assert!(wait_recorded::<Received<C_Move>>(&server, 2));
+    client.send(&C_Chat { chat: "after".into() });
+    assert!(wait_recorded::<Received<C_Chat>>(&server, 2));
+    let moves: Vec<u64> = recorded::<Received<C_Move>>(&server).iter().map(|m| m.seq).collect();
+    let chats: Vec<u64> = recorded::<Received<C_Chat>>(&server).iter().map(|m| m.seq).collect();
+    assert_eq!((moves, chats), (vec![0, 2], vec![1, 3]));
+}

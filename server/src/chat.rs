@@ -18,6 +18,7 @@ use shared::{C_Chat, S_Chat};
 
 use crate::GameSystems;
 use crate::config::ChatConfig;
+use crate::interest::View;
 use crate::room::{InRoom, Player, Room};
 use crate::stats::ServerStats;
 
@@ -153,12 +154,12 @@ fn give_budget(added: On<Add<Room>>, settings: Res<ChatSettings>, mut commands: 
     }
 }
 
-/// Relays each line to the sender's room, or drops it (counted, the sender told) when the
-/// sender or the room is over its limit. Lines from connections that are not players (they
-/// left) are dropped.
+/// Relays each line to the sender's room (with a view radius: to the players in the sender's
+/// view, local chat), or drops it (counted, the sender told) when the sender or the room is over
+/// its limit. Lines from connections that are not players (they left) are dropped.
 fn relay_chat(
     mut chats: MessageReader<Received<C_Chat>>,
-    mut players: Query<(&Player, &InRoom, &mut ChatAllowance)>,
+    mut players: Query<(&Player, &InRoom, &mut ChatAllowance, Option<&View>)>,
     mut rooms: Query<(&Room, Option<&mut RoomChatBudget>)>,
     settings: Res<ChatSettings>,
     mut stats: Option<ResMut<ServerStats>>,
@@ -167,7 +168,7 @@ fn relay_chat(
     let now = Instant::now();
     let max_chars = settings.0.max_chars;
     for Received { from, packet, .. } in chats.read() {
-        let Ok((player, in_room, mut allowance)) = players.get_mut(*from) else { continue };
+        let Ok((player, in_room, mut allowance, view)) = players.get_mut(*from) else { continue };
         let chars = packet.chat.chars().count();
         if chars > max_chars {
             let why = format!("a chat line of {chars} characters, above the limit of {max_chars}");
@@ -185,7 +186,9 @@ fn relay_chat(
                 continue;
             }
         };
-        let fan_out = (bytes * room.members().len()) as f64;
+        // What the line costs the room: its bytes times its recipients.
+        let recipients = view.map_or(room.members().len(), |v| v.len() + 1);
+        let fan_out = (bytes * recipients) as f64;
         let dropped = if !allowance.take_line(now) {
             Some(ChatDrop::PlayerRate)
         } else if budget.is_some_and(|mut budget| !budget.0.try_take(fan_out, now)) {
@@ -195,7 +198,10 @@ fn relay_chat(
         };
         match dropped {
             None => {
-                outbox.broadcast(room.members().iter().copied(), &line);
+                match view {
+                    Some(view) => outbox.broadcast(view.iter().chain([*from]), &line),
+                    None => outbox.broadcast(room.members().iter().copied(), &line),
+                }
                 if let Some(stats) = stats.as_mut() {
                     stats.chat.relayed += 1;
                 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use net_plugin::NetConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::interest::{Spawn, ViewMargin};
+
 /// Where the server looks for its settings when `--config` is not given. Running without it is
 /// fine: the built-in defaults are the same values.
 pub const DEFAULT_CONFIG_PATH: &str = "assets/server.toml";
@@ -83,6 +85,14 @@ pub struct WorldConfig {
     pub max: [f32; 3],
     /// What a move outside them does. Default: clamp.
     pub out_of_bounds: OutOfBounds,
+    /// Interest management: players see only the players within this distance in x and z (see
+    /// [`crate::interest`]). Default: 0, off: everyone in a room sees everyone, as in the course.
+    pub view_radius: f32,
+    /// How far beyond the radius a player must go to leave a view, so one walking along the
+    /// edge does not flicker in and out. Default: `"10%"` of the radius.
+    pub view_margin: ViewMargin,
+    /// Where players enter the world. Default: the origin, as in the course.
+    pub spawn: Spawn,
 }
 
 /// Chat, and the limits that keep one player's lines from flooding a room.
@@ -166,7 +176,14 @@ mod zero_is_off {
 
 impl Default for WorldConfig {
     fn default() -> Self {
-        Self { min: [-10_000.0; 3], max: [10_000.0; 3], out_of_bounds: OutOfBounds::Clamp }
+        Self {
+            min: [-10_000.0; 3],
+            max: [10_000.0; 3],
+            out_of_bounds: OutOfBounds::Clamp,
+            view_radius: 0.0,
+            view_margin: ViewMargin::default(),
+            spawn: Spawn::Origin,
+        }
     }
 }
 
@@ -249,6 +266,7 @@ impl ServerConfig {
                 ));
             }
         }
+        crate::interest::validate(&self.world).map_err(ConfigError::Invalid)?;
         if self.chat.max_chars == 0 {
             return invalid("chat.max_chars must be at least 1".into());
         }

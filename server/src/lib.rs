@@ -8,7 +8,8 @@
 //! |---|---|---|
 //! | [`RoomPlugin`] | GameRoom.Enter / Leave | players enter a room on connect (`S_PlayerList`, `S_BroadcastEnterGame`) and leave it on `C_LeaveGame`, on disconnect, or when game code removes their [`Player`] or despawns them (`S_BroadcastLeaveGame`, once) |
 //! | [`MovementPlugin`] | C_Move handler, JobTimer flush | moves applied at the next tick, each moved player broadcast once per tick to its room |
-//! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room, within a per-player rate and a per-room budget of relayed bytes |
+//! | [`InterestPlugin`] | — | spawn points; with `view_radius` set, each player sees only those near it (enter, leave and moves by view, see [`interest`]) |
+//! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room (with `view_radius` set, to those in view), within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
 //!
@@ -49,6 +50,7 @@
 
 mod chat;
 mod config;
+pub mod interest;
 mod movement;
 mod ping;
 mod room;
@@ -74,6 +76,7 @@ pub use chat::{ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD,
 pub use config::{
     ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig, ServerConfig, WorldConfig,
 };
+pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
 pub use movement::{MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
 pub use room::{InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
@@ -90,7 +93,8 @@ pub enum GameSystems {
     /// `FixedUpdate`: moves received since the last tick are applied.
     ApplyMoves,
     /// `FixedUpdate`, after [`GameSystems::ApplyMoves`]: every player who moved this tick is
-    /// broadcast to its room.
+    /// broadcast to its room (with a view radius: views are brought up to date, and moves go to
+    /// the players who see the mover).
     BroadcastMoves,
     /// `Update`: chat lines are relayed to rooms.
     Chat,
@@ -110,7 +114,8 @@ impl PluginGroup for GamePlugins {
         let c = self.config;
         PluginGroupBuilder::start::<Self>()
             .add(RoomPlugin { capacity: (c.room.capacity > 0).then_some(c.room.capacity) })
-            .add(MovementPlugin { world: c.world })
+            .add(MovementPlugin { world: c.world.clone() })
+            .add(InterestPlugin { world: c.world })
             .add(ChatPlugin { config: c.chat })
             .add(PingPlugin)
     }

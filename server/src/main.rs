@@ -7,7 +7,7 @@ use std::time::Duration;
 use bevy_app::AppExit;
 use clap::Parser;
 use net_plugin::{ServerPlugin, cli};
-use server::{ServerConfig, ShutdownSignalPlugin};
+use server::{ServerConfig, ShutdownSignalPlugin, Spawn, ViewMargin};
 
 /// The allocator: jemalloc, with its background threads purging freed pages after its decay
 /// time (10 s), so memory goes back to the system after a wave of players leaves, also while the
@@ -43,6 +43,19 @@ struct Cli {
     /// Players per room (0: one room for everyone).
     #[arg(long, value_name = "N")]
     room_capacity: Option<usize>,
+    /// Players see only the players within this distance (x and z); 0: everyone in the room.
+    #[arg(long, value_name = "R")]
+    view_radius: Option<f32>,
+    /// How far beyond the view radius a player must go to leave a view: a distance (8) or a
+    /// share of the radius (10%).
+    #[arg(long, value_name = "M")]
+    view_margin: Option<ViewMargin>,
+    /// Where players enter the world.
+    #[arg(long, value_enum)]
+    spawn: Option<Spawn>,
+    /// A square world S wide: the bounds in x and z become -S/2 to S/2 (y keeps its bounds).
+    #[arg(long, value_name = "S")]
+    world_size: Option<f32>,
     /// Network I/O threads.
     #[arg(long, value_name = "N")]
     io_threads: Option<usize>,
@@ -72,6 +85,20 @@ impl Cli {
         }
         if let Some(n) = self.room_capacity {
             config.room.capacity = n;
+        }
+        if let Some(r) = self.view_radius {
+            config.world.view_radius = r;
+        }
+        if let Some(m) = self.view_margin {
+            config.world.view_margin = m;
+        }
+        if let Some(s) = self.spawn {
+            config.world.spawn = s;
+        }
+        if let Some(size) = self.world_size {
+            for axis in [0, 2] {
+                (config.world.min[axis], config.world.max[axis]) = (-size / 2.0, size / 2.0);
+            }
         }
         if let Some(n) = self.io_threads {
             config.net.io_threads = n;
@@ -127,6 +154,7 @@ fn main() -> ExitCode {
         tick_hz = config.tick_hz,
         frame_period = ?config.frame_period(),
         room_capacity = config.room.capacity,
+        view_radius = config.world.view_radius,
         max_connections = config.net.max_connections,
         io_threads = config.net.io_threads,
         "server running; SIGINT or SIGTERM stops it"
@@ -152,5 +180,26 @@ mod tests {
         assert_eq!(parse_interval("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse_interval("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_interval("Off").is_err());
+    }
+
+    #[test]
+    fn interest_flags_override_the_settings() {
+        let cli = Cli::try_parse_from(["server", "--view-radius", "80", "--view-margin", "25%", "--spawn", "random"])
+            .unwrap();
+        let (config, _) = cli.settings().unwrap();
+        assert_eq!(config.world.view_radius, 80.0);
+        assert_eq!(config.world.view_margin, ViewMargin::Percent(25.0));
+        assert_eq!(config.world.spawn, Spawn::Random);
+        let cli = Cli::try_parse_from(["server", "--view-margin", "4"]).unwrap();
+        assert_eq!(cli.settings().unwrap().0.world.view_margin, ViewMargin::Units(4.0));
+        assert!(Cli::try_parse_from(["server", "--view-margin", "wide"]).is_err());
+        assert!(Cli::try_parse_from(["server", "--spawn", "anywhere"]).is_err());
+        let cli = Cli::try_parse_from(["server", "--world-size", "2000"]).unwrap();
+        let world = cli.settings().unwrap().0.world;
+        assert_eq!((world.min, world.max), ([-1000.0, -10_000.0, -1000.0], [1000.0, 10_000.0, 1000.0]));
+        let cli = Cli::try_parse_from(["server", "--world-size=-1"]).unwrap();
+        assert!(cli.settings().unwrap_err().to_string().contains("world.min"));
+        let cli = Cli::try_parse_from(["server", "--view-radius=-5"]).unwrap();
+        assert!(cli.settings().unwrap_err().to_string().contains("world.view_radius"));
     }
 }

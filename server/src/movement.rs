@@ -14,6 +14,7 @@ use shared::{C_Move, S_BroadcastMove};
 
 use crate::GameSystems;
 use crate::config::{OutOfBounds, WorldConfig};
+use crate::interest::Interest;
 use crate::room::{InRoom, Player, Position, Room};
 
 /// The world's bounds and what happens outside them.
@@ -49,7 +50,11 @@ impl Plugin for MovementPlugin {
         app.insert_resource(WorldBounds(self.world.clone()))
             .configure_sets(FixedUpdate, GameSystems::ApplyMoves.before(GameSystems::BroadcastMoves))
             .add_systems(FixedUpdate, apply_moves.in_set(GameSystems::ApplyMoves))
-            .add_systems(FixedUpdate, broadcast_moves.in_set(GameSystems::BroadcastMoves));
+            // With a view radius, `interest` sends moves by view instead.
+            .add_systems(
+                FixedUpdate,
+                broadcast_moves.in_set(GameSystems::BroadcastMoves).run_if(not(resource_exists::<Interest>)),
+            );
     }
 }
 
@@ -109,7 +114,12 @@ mod tests {
     use super::*;
 
     fn bounds(rule: OutOfBounds) -> WorldBounds {
-        WorldBounds(WorldConfig { min: [-10.0, 0.0, -10.0], max: [10.0, 5.0, 10.0], out_of_bounds: rule })
+        WorldBounds(WorldConfig {
+            min: [-10.0, 0.0, -10.0],
+            max: [10.0, 5.0, 10.0],
+            out_of_bounds: rule,
+            ..WorldConfig::default()
+        })
     }
 
     #[test]

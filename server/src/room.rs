@@ -3,15 +3,16 @@
 //! A player is the connection's own entity with a [`Player`], a [`Position`] and an [`InRoom`].
 //! A room is an entity with a [`Room`], listing its members in the order they entered.
 
-use std::collections::HashMap;
-
 use bevy_app::{App, Plugin, PreUpdate};
 use bevy_ecs::prelude::*;
 use net_plugin::{Connected, Disconnected, NetSystems, Outbox, Received};
 use shared::s_player_list::Player as ListedPlayer;
 use shared::{C_LeaveGame, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_PlayerList};
 
+use rustc_hash::FxHashMap;
+
 use crate::GameSystems;
+use crate::interest::{GridCell, Interest, Spawner, View};
 
 /// A player in the game. Its entity is its connection's.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +32,25 @@ pub struct Position {
     pub z: f32,
 }
 
-/// The room a player is in.
+/// The room a player is in: the one source of truth for membership. Bevy keeps the room's
+/// [`Room`] member list in step with it (a relationship): inserting an `InRoom` appends the
+/// player to the list, removing it (or despawning the player) takes the player out. Game code
+/// adds a server-side character to a room by spawning it with an `InRoom` (and a [`Player`] and
+/// a [`Position`], to be listed to newcomers); it is sent nothing.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+#[relationship(relationship_target = Room)]
 pub struct InRoom(pub Entity);
 
-/// A room: players in it see each other; broadcasts stay inside it.
+/// A room: players in it see each other; broadcasts stay inside it. Its member list is kept by
+/// Bevy from the members' [`InRoom`]. A room closes when its last member leaves (Bevy removes an
+/// emptied member list, and the room's entity is despawned with it).
 #[derive(Component, Debug, Clone)]
+#[relationship_target(relationship = InRoom)]
 pub struct Room {
     /// Counting from 1, in the order rooms opened.
     pub id: u32,
     /// Members, in the order they entered.
+    #[relationship]
     members: Vec<Entity>,
 }
 
@@ -53,12 +63,6 @@ impl Room {
     /// The members, in the order they entered.
     pub fn members(&self) -> &[Entity] {
         &self.members
-    }
-
-    /// Adds a member that is not a connection (a server-side character). It needs a [`Player`],
-    /// a [`Position`] and an [`InRoom`] to be listed to newcomers; it is sent nothing.
-    pub fn add_member(&mut self, entity: Entity) {
-        self.members.push(entity);
     }
 }
 
@@ -82,66 +86,106 @@ impl Plugin for RoomPlugin {
             .insert_resource(NextPlayerId(1))
             .configure_sets(PreUpdate, GameSystems::Membership.after(NetSystems::Receive))
             .add_systems(PreUpdate, (enter_players, leave_players).chain().in_set(GameSystems::Membership))
-            .add_observer(announce_leave);
+            .add_observer(announce_leave)
+            .add_observer(close_room);
     }
 }
 
-/// Puts each new connection in a room (the first with space, or a new one) and tells it who is
-/// there (`S_PlayerList`, itself marked `isSelf`); then tells everyone in the room, itself too,
-/// that it entered (`S_BroadcastEnterGame`, at the spawn point 0,0,0).
+/// Newcomers of one run of [`enter_players`]: their components (and so their places in the
+/// rooms' member lists) are not inserted until the run ends.
+#[derive(Default)]
+struct Entering {
+    /// Each newcomer's id and spawn point.
+    players: FxHashMap<Entity, (i32, Position)>,
+    /// Each room's newcomers, in order.
+    members: FxHashMap<Entity, Vec<Entity>>,
+    /// Rooms opened in this run: (entity, id).
+    opened: Vec<(Entity, u32)>,
+    /// Views of the newcomers (with a view radius).
+    views: FxHashMap<Entity, View>,
+}
+
+/// Puts each new connection in a room (the first with space, or a new one) at its spawn point,
+/// and tells it who is there (`S_PlayerList`, itself marked `isSelf`); then tells everyone in
+/// the room, itself too, that it entered (`S_BroadcastEnterGame`, at its spawn point). With a
+/// view radius, "who is there" and "everyone" are the players in its view.
 ///
 /// Connections are handled one after another, so two that connect in the same frame are each
 /// told about the other exactly once: the first by the second's enter broadcast, the second by
 /// its list.
+#[allow(clippy::too_many_arguments)]
 fn enter_players(
     mut connected: MessageReader<Connected>,
-    mut rooms: Query<(Entity, &mut Room)>,
+    rooms: Query<(Entity, &Room)>,
     players: Query<(&Player, &Position)>,
+    mut views: Query<&mut View>,
     capacity: Res<RoomCapacity>,
+    mut interest: Option<ResMut<Interest>>,
+    mut spawner: Option<ResMut<Spawner>>,
     mut next_id: ResMut<NextPlayerId>,
     mut commands: Commands,
     mut outbox: Outbox,
-    // Players who entered in this run: their components are not inserted until it ends.
-    mut entered: Local<HashMap<Entity, i32>>,
-    // Rooms opened in this run, likewise.
-    mut opened: Local<Vec<(Entity, Room)>>,
+    mut run: Local<Entering>,
 ) {
-    entered.clear();
+    let run = &mut *run;
     for c in connected.read() {
         let id = next_id.0;
         next_id.0 = next_id.0.checked_add(1).unwrap_or(1);
-        entered.insert(c.entity, id);
+        let spawn = spawner.as_mut().map_or_else(Position::default, |s| s.spawn_point());
+        run.players.insert(c.entity, (id, spawn));
 
         // The first room (lowest id) with space, else a new one.
-        let fits = |room: &Room| capacity.0.is_none_or(|cap| room.members.len() < cap);
+        let added = |room: Entity| run.members.get(&room).map_or(0, Vec::len);
+        let fits = |room: Entity, len: usize| capacity.0.is_none_or(|cap| len + added(room) < cap);
         let target = rooms
             .iter()
-            .filter(|(_, r)| fits(r))
+            .filter(|(e, r)| fits(*e, r.members.len()))
             .min_by_key(|(_, r)| r.id)
             .map(|(e, _)| e)
-            .or_else(|| opened.iter().find(|(_, r)| fits(r)).map(|(e, _)| *e));
+            .or_else(|| run.opened.iter().find(|(e, _)| fits(*e, 0)).map(|(e, _)| *e));
         let room_entity = target.unwrap_or_else(|| {
             let room_id =
-                rooms.iter().map(|(_, r)| r.id).chain(opened.iter().map(|(_, r)| r.id)).max().unwrap_or(0) + 1;
-            let entity = commands.spawn_empty().id();
-            opened.push((entity, Room::new(room_id)));
+                rooms.iter().map(|(_, r)| r.id).chain(run.opened.iter().map(|(_, id)| *id)).max().unwrap_or(0) + 1;
+            let entity = commands.spawn(Room::new(room_id)).id();
+            run.opened.push((entity, room_id));
             tracing::info!(room = room_id, "room opened");
             entity
         });
-        let room: &mut Room = match opened.iter_mut().find(|(e, _)| *e == room_entity) {
-            Some((_, room)) => room,
-            None => rooms.get_mut(room_entity).expect("a room found above").1.into_inner(),
+        let newcomers = run.members.entry(room_entity).or_default();
+        newcomers.push(c.entity);
+        let position_of = |member: Entity| match run.players.get(&member) {
+            Some((id, pos)) => Some((*id, *pos)),
+            None => players.get(member).ok().map(|(p, pos)| (p.id, *pos)),
         };
-        room.members.push(c.entity);
 
-        let listed: Vec<ListedPlayer> = room
-            .members
+        // Who the newcomer sees: everyone in the room, or with a view radius those near it.
+        let (seen, cell) = match interest.as_mut() {
+            // Everyone in the room, in the order they entered: those before this run, then this run's.
+            None => {
+                let before = rooms.get(room_entity).map(|(_, r)| r.members()).unwrap_or_default();
+                (before.iter().chain(newcomers.iter()).copied().collect::<Vec<_>>(), None)
+            }
+            Some(interest) => {
+                let (cell, near) = interest.enter(room_entity, c.entity, spawn, |e| Some(position_of(e)?.0));
+                let mut view = View::default();
+                for &(_, other) in &near {
+                    view.0.insert(other);
+                    // Seen both ways: a newcomer of this run keeps its view here until the run ends.
+                    if let Some(theirs) = run.views.get_mut(&other) {
+                        theirs.0.insert(c.entity);
+                    } else if let Ok(mut theirs) = views.get_mut(other) {
+                        theirs.0.insert(c.entity);
+                    }
+                }
+                run.views.insert(c.entity, view);
+                (near.into_iter().map(|(_, e)| e).chain([c.entity]).collect(), Some(cell))
+            }
+        };
+
+        let listed: Vec<ListedPlayer> = seen
             .iter()
             .filter_map(|member| {
-                let (player_id, pos) = match entered.get(member) {
-                    Some(id) => (*id, Position::default()),
-                    None => players.get(*member).map(|(p, pos)| (p.id, *pos)).ok()?,
-                };
+                let (player_id, pos) = position_of(*member)?;
                 Some(ListedPlayer { is_self: *member == c.entity, player_id, pos_x: pos.x, pos_y: pos.y, pos_z: pos.z })
             })
             .collect();
@@ -149,14 +193,21 @@ fn enter_players(
         for list in S_PlayerList::split(listed) {
             outbox.send(c.entity, &list);
         }
-        let enter = S_BroadcastEnterGame { player_id: id, pos_x: 0.0, pos_y: 0.0, pos_z: 0.0 };
-        outbox.broadcast(room.members.iter().copied(), &enter);
-        commands.entity(c.entity).insert((Player { id }, Position::default(), InRoom(room_entity)));
+        let enter = S_BroadcastEnterGame { player_id: id, pos_x: spawn.x, pos_y: spawn.y, pos_z: spawn.z };
+        outbox.broadcast(seen.iter().copied(), &enter);
+        let mut player = commands.entity(c.entity);
+        player.insert((Player { id }, spawn, InRoom(room_entity)));
+        if let Some(cell) = cell {
+            player.insert(GridCell(cell));
+        }
         tracing::debug!(player = id, peer = %c.peer, "player entered");
     }
-    for (entity, room) in opened.drain(..) {
-        commands.entity(entity).insert(room);
+    for (entity, view) in run.views.drain() {
+        commands.entity(entity).insert(view);
     }
+    run.players.clear();
+    run.members.clear();
+    run.opened.clear();
 }
 
 /// Players who sent `C_LeaveGame` or disconnected stop being players; [`announce_leave`] does
@@ -170,26 +221,60 @@ fn leave_players(
     let leaving = leaves.read().map(|l| l.from).chain(disconnects.read().map(|d| d.entity));
     for entity in leaving {
         if players.contains(entity) {
-            commands.entity(entity).remove::<(Player, Position, InRoom)>();
+            commands.entity(entity).remove::<(Player, Position, InRoom, View, GridCell)>();
         }
     }
 }
 
 /// Whenever a player stops being one (it left, it disconnected, or game code removed its
-/// `Player` or despawned it), it is taken out of its room and the others are told
-/// (`S_BroadcastLeaveGame`), once: membership is the truth, so a second removal finds nothing.
-/// A player who left sends nothing more to the room.
+/// `Player` or despawned it), those who saw it are told (`S_BroadcastLeaveGame`), once: the
+/// room's other members, or with a view radius the players in its view. Bevy has already taken
+/// it out of its room's member list (its `InRoom` goes with it); with a view radius it is taken
+/// out of the others' views and its room's grid here. A second removal finds no `Player`.
 fn announce_leave(
     removed: On<Remove<Player>>,
-    players: Query<(&Player, &InRoom)>,
-    mut rooms: Query<&mut Room>,
+    players: Query<(&Player, &InRoom, Option<&GridCell>)>,
+    rooms: Query<&Room>,
+    mut views: Query<&mut View>,
+    interest: Option<ResMut<Interest>>,
     mut outbox: Outbox,
+    mut commands: Commands,
 ) {
     let entity = removed.event().entity;
-    let Ok((player, in_room)) = players.get(entity) else { return };
-    let Ok(mut room) = rooms.get_mut(in_room.0) else { return };
-    let Some(index) = room.members.iter().position(|m| *m == entity) else { return };
-    room.members.remove(index);
-    outbox.broadcast(room.members.iter().copied(), &S_BroadcastLeaveGame { player_id: player.id });
+    let Ok((player, in_room, cell)) = players.get(entity) else { return };
+    let leave = S_BroadcastLeaveGame { player_id: player.id };
+    match interest {
+        Some(mut interest) => {
+            let seen = views.get_mut(entity).map(|mut v| std::mem::take(&mut v.0)).unwrap_or_default();
+            for other in &seen {
+                if let Ok(mut theirs) = views.get_mut(*other) {
+                    theirs.0.remove(&entity);
+                }
+            }
+            outbox.broadcast(seen, &leave);
+            if let Some(cell) = cell {
+                interest.grid(in_room.0).remove(entity, cell.0);
+            }
+        }
+        None => {
+            if let Ok(room) = rooms.get(in_room.0) {
+                // When its `InRoom` goes with it, Bevy has already taken it off the list.
+                outbox.broadcast(room.members.iter().copied().filter(|m| *m != entity), &leave);
+            }
+        }
+    }
+    // Game code that removed only the `Player` leaves the rest: a connection no longer a
+    // player is in no room and sent no room's news.
+    commands.entity(entity).try_remove::<(Position, InRoom, View, GridCell)>();
     tracing::debug!(player = player.id, "player left");
+}
+
+/// A room whose last member left (Bevy removed its emptied member list) is closed: its entity
+/// goes, so no empty rooms pile up.
+fn close_room(removed: On<Remove<Room>>, rooms: Query<&Room>, mut commands: Commands) {
+    let entity = removed.event().entity;
+    if let Ok(room) = rooms.get(entity) {
+        tracing::info!(room = room.id, "room closed");
+    }
+    commands.entity(entity).try_despawn();
 }

@@ -102,13 +102,11 @@ fn a_list_too_long_for_one_packet_is_split() {
     server.run(|app| {
         let world = app.world_mut();
         let room = world.query::<(Entity, &Room)>().single(world).expect("one room").0;
-        let players: Vec<Entity> = (0..4000)
-            .map(|i| {
-                world.spawn((Player { id: 10_000 + i }, Position { x: i as f32, y: 0.0, z: 0.0 }, InRoom(room))).id()
-            })
-            .collect();
-        let mut room = world.get_mut::<Room>(room).unwrap();
-        players.into_iter().for_each(|p| room.add_member(p));
+        // Spawned with an `InRoom`, each is put on the room's member list by Bevy.
+        for i in 0..4000 {
+            world.spawn((Player { id: 10_000 + i }, Position { x: i as f32, y: 0.0, z: 0.0 }, InRoom(room)));
+        }
+        assert_eq!(world.get::<Room>(room).unwrap().members().len(), 4001);
     });
     let mut newcomer = CourseClient::connect(addr);
     let mut lists = Vec::new();

@@ -51,10 +51,10 @@ fn fill_first_room(server: &net_plugin::testing::AppThread, n: i32) {
     server.run(move |app| {
         let world = app.world_mut();
         let room = world.query::<(Entity, &Room)>().single(world).expect("one room").0;
-        let characters: Vec<Entity> =
-            (0..n).map(|i| world.spawn((Player { id: 100_000 + i }, Position::default(), InRoom(room))).id()).collect();
-        let mut room = world.get_mut::<Room>(room).unwrap();
-        characters.into_iter().for_each(|c| room.add_member(c));
+        // Spawning with `InRoom` makes them members (Bevy keeps the room's list).
+        for i in 0..n {
+            world.spawn((Player { id: 100_000 + i }, Position::default(), InRoom(room)));
+        }
     });
 }
 
@@ -80,4 +80,27 @@ fn capacity_0_is_one_room_for_everyone() {
     assert_eq!(listed.len(), 1502);
     let rooms = server.run(|app| app.world_mut().query::<&Room>().iter(app.world()).count());
     assert_eq!(rooms, 1);
+}
+
+/// The ids of the rooms open now, in order.
+fn room_ids(app: &mut bevy_app::App) -> Vec<u32> {
+    let world = app.world_mut();
+    let mut ids: Vec<u32> = world.query::<&Room>().iter(world).map(|r| r.id).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_room_closes_when_its_last_player_leaves() {
+    let (server, addr) = start(ServerConfig { room: RoomConfig { capacity: 1 }, ..test_config() });
+    let (a, _) = join(addr);
+    let (mut b, _) = join(addr);
+    assert_eq!(server.run(room_ids), [1, 2]);
+    drop(a);
+    assert!(server.wait_until(WAIT, |app| room_ids(app) == [2]), "the emptied room 1 is gone");
+    // Room 2 is full: a newcomer opens room 3.
+    let (c, listed) = join(addr);
+    assert_eq!(listed, vec![(true, c.my_id(), 0.0, 0.0, 0.0)]);
+    assert_eq!(server.run(room_ids), [2, 3]);
+    assert!(b.recv(QUIET).is_none(), "room 2 heard of none of it");
 }

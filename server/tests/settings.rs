@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use net_plugin::{DisconnectKind, Keepalive, NetConfig, NetStats, RateLimit};
-use server::{ChatConfig, ConfigError, LineRate, ServerConfig};
+use server::{ChatConfig, ConfigError, LineRate, ServerConfig, Spawn, ViewMargin};
 use support::{CourseClient, Msg, WAIT, join, move_bytes};
 
 /// Writes `text` to a settings file of its own and loads it as `--config` would.
@@ -317,4 +317,38 @@ fn keepalive_from_the_file_reaches_the_accepted_socket() {
     let default = servers_socket_timer(load_net(""));
     assert_eq!(default.kind, 2, "keepalive is on by default: {default:?}");
     assert!((20 * USER_HZ..=30 * USER_HZ).contains(&default.ticks), "the first probe within 30 s: {default:?}");
+}
+
+#[test]
+fn interest_settings_from_the_file_reach_the_running_server() {
+    let (_, text) = shipped_file();
+    assert!(
+        text.contains("view_radius = 0.0")
+            && text.contains("view_margin = \"10%\"")
+            && text.contains("spawn = \"origin\"")
+    );
+    let defaults = load("").unwrap().world;
+    assert_eq!(
+        (defaults.view_radius, defaults.view_margin, defaults.spawn),
+        (0.0, ViewMargin::Percent(10.0), Spawn::Origin)
+    );
+    let world = load("[world]\nview_radius = 10.0\nview_margin = 2.5\nspawn = \"random\"\n").unwrap().world;
+    assert_eq!((world.view_radius, world.view_margin, world.spawn), (10.0, ViewMargin::Units(2.5), Spawn::Random));
+    let m = load("[world]\nview_radius = -3.0\n").unwrap_err().to_string();
+    assert!(m.contains("world.view_radius"), "{m}");
+    let m = load("[world]\nspawn = \"anywhere\"\n").unwrap_err().to_string();
+    assert!(m.contains("line 2"), "{m}");
+
+    // A radius of 10 with the default margin (1): a player 11 away is out of view; at 10 it is in.
+    let config = load("bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n[world]\nview_radius = 10.0\n").unwrap();
+    let (_server, addr) = support::start(config);
+    let (mut far, _) = join(addr);
+    far.send_move(11.0, 0.0, 0.0);
+    let id = far.my_id();
+    far.recv_until(|m| *m == Msg::Move { id, x: 11.0, y: 0.0, z: 0.0 });
+    let (_newcomer, listed) = join(addr);
+    assert_eq!(listed.len(), 1, "only itself: {listed:?}");
+    far.send_move(10.0, 0.0, 0.0);
+    let before = far.recv_until(|m| *m == Msg::Move { id, x: 10.0, y: 0.0, z: 0.0 });
+    assert!(matches!(before[..], [Msg::Enter { .. }]), "{before:?}");
 }

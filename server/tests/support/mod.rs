@@ -231,7 +231,8 @@ impl CourseClient {
                     let me: Vec<_> = listed.iter().filter(|p| p.0).collect();
                     assert_eq!(me.len(), 1, "exactly one isSelf in the list");
                     assert_eq!(me[0].1, id, "the list's isSelf is the player who entered");
-                    assert_eq!((x, y, z), (0.0, 0.0, 0.0), "players enter at the spawn point");
+                    let spawn = (me[0].2, me[0].3, me[0].4);
+                    assert_eq!((x, y, z), spawn, "players enter where their list says they are");
                     self.id = Some(id);
                     return listed;
                 }

@@ -1,0 +1,615 @@
+//! Interest management: with a view radius set, each player is sent only the players near it.
+//!
+//! The course sends every move to everyone in the room (weakness 10 in `PROTOCOL.md`): the
+//! traffic grows with the square of the room. With `[world] view_radius` set, each player has a
+//! [`View`] (the other players it sees) and each room a [`Grid`] of cells at least
+//! `radius + margin` wide, so the 3×3 block of cells around a player holds everyone who may be in
+//! its view. Each tick only the players who moved are re-examined, against the players of their
+//! block: the cost grows with movers × local density, not with the square of the room.
+//!
+//! The rule ([`ViewRule`]), in the horizontal plane (x, z): a player comes into view within the
+//! radius and leaves it beyond radius + margin; in between nothing changes, so a player walking
+//! along the edge does not flicker in and out. Views are symmetric. What a client is told:
+//!
+//! - entering: its `S_PlayerList` holds itself and the players in view, and they are told it
+//!   entered (`S_BroadcastEnterGame` at its spawn point);
+//! - each tick, per observer and in this order: `S_BroadcastLeaveGame` for each player that left
+//!   its view, `S_BroadcastEnterGame` (at the current position) for each that came into it, then
+//!   `S_BroadcastMove` for the players in its view that moved (its own echo always);
+//! - leaving the world: `S_BroadcastLeaveGame` only to the players who saw it.
+//!
+//! So a client that spawns an object on enter and destroys it on leave (the course's Unity
+//! client) holds exactly the players near it. With the radius at 0 (the default) none of this
+//! runs: everyone in a room sees everyone, as in the course.
+
+mod grid;
+
+use std::fmt;
+use std::str::FromStr;
+
+use bevy_app::{App, FixedUpdate, Plugin};
+use bevy_ecs::prelude::*;
+use net_plugin::Outbox;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use shared::{S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove};
+
+pub use grid::{Cell, Grid, ViewRule};
+
+use crate::GameSystems;
+use crate::config::WorldConfig;
+use crate::room::{InRoom, Player, Position, Room};
+
+/// Where players enter the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Spawn {
+    /// (0, 0, 0), as in the course.
+    #[default]
+    Origin,
+    /// Uniformly at random inside the world's bounds in x and z, at y = 0 (clamped to the
+    /// bounds): a big world's players spread out instead of all starting in one crowd.
+    Random,
+}
+
+/// The hysteresis band beyond the view radius: a share of the radius (`"10%"`, the default)
+/// or a distance (`8.0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ViewMargin {
+    /// This many percent of the radius.
+    Percent(f32),
+    /// This distance.
+    Units(f32),
+}
+
+impl Default for ViewMargin {
+    fn default() -> Self {
+        ViewMargin::Percent(10.0)
+    }
+}
+
+impl ViewMargin {
+    /// The margin for `radius`.
+    pub fn of(self, radius: f32) -> f32 {
+        match self {
+            ViewMargin::Percent(p) => radius * p / 100.0,
+            ViewMargin::Units(u) => u,
+        }
+    }
+
+    /// Its number, which must be finite and not negative.
+    fn value(self) -> f32 {
+        match self {
+            ViewMargin::Percent(v) | ViewMargin::Units(v) => v,
+        }
+    }
+}
+
+impl fmt::Display for ViewMargin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ViewMargin::Percent(p) => write!(f, "{p}%"),
+            ViewMargin::Units(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+impl FromStr for ViewMargin {
+    type Err = String;
+
+    /// `"10%"` or `"8"` / `"8.5"`, as the flag `--view-margin` takes it.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let why =
+            || format!("a view margin is a distance like 8.0 or a share of the radius like \"10%\", not {text:?}");
+        match text.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse().map(ViewMargin::Percent).map_err(|_| why()),
+            None => text.trim().parse().map(ViewMargin::Units).map_err(|_| why()),
+        }
+    }
+}
+
+impl Serialize for ViewMargin {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ViewMargin::Percent(_) => serializer.serialize_str(&self.to_string()),
+            ViewMargin::Units(u) => serializer.serialize_f32(*u),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ViewMargin {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ViewMargin;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a distance like 8.0 or a share of the radius like \"10%\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ViewMargin, E> {
+                match v.strip_suffix('%') {
+                    Some(_) => v.parse().map_err(E::custom),
+                    None => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ViewMargin, E> {
+                Ok(ViewMargin::Units(v as f32))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ViewMargin, E> {
+                Ok(ViewMargin::Units(v as f32))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ViewMargin, E> {
+                Ok(ViewMargin::Units(v as f32))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Checks the `[world]` settings of interest management; the message names the setting.
+pub(crate) fn validate(world: &WorldConfig) -> Result<(), String> {
+    if !(world.view_radius.is_finite() && world.view_radius >= 0.0) {
+        return Err(format!("world.view_radius must be 0 (off) or a positive distance, not {}", world.view_radius));
+    }
+    let margin = world.view_margin.value();
+    if !(margin.is_finite() && margin >= 0.0) {
+        return Err(format!("world.view_margin must not be negative, not {}", world.view_margin));
+    }
+    Ok(())
+}
+
+/// The other players a player sees (never itself). Symmetric: B is in A's view exactly when A
+/// is in B's. Only present when the view radius is set.
+#[derive(Component, Debug, Clone, Default)]
+pub struct View(pub(crate) FxHashSet<Entity>);
+
+impl View {
+    /// Whether `other` is in view.
+    pub fn contains(&self, other: Entity) -> bool {
+        self.0.contains(&other)
+    }
+
+    /// The players in view, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = Entity> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// How many players are in view.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nobody is in view.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The grid cell a player is filed under, so a move to another cell can take it out of the old.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridCell(pub Cell);
+
+/// The view rule and every room's grid. A resource only when the view radius is set: its
+/// absence means everyone in a room sees everyone.
+#[derive(Resource, Debug)]
+pub struct Interest {
+    /// Who sees whom.
+    pub rule: ViewRule,
+    /// Each room's players, by cell.
+    pub(crate) grids: FxHashMap<Entity, Grid>,
+}
+
+impl Interest {
+    /// A view rule and no grids yet.
+    pub fn new(rule: ViewRule) -> Self {
+        Self { rule, grids: FxHashMap::default() }
+    }
+
+    /// Files a newcomer at `at` in its room's grid and returns its cell and the players it
+    /// sees (id and entity, in id order: the order they entered). `who` gives another player's
+    /// id.
+    pub(crate) fn enter(
+        &mut self,
+        room: Entity,
+        newcomer: Entity,
+        at: Position,
+        who: impl Fn(Entity) -> Option<i32>,
+    ) -> (Cell, Vec<(i32, Entity)>) {
+        let rule = self.rule;
+        let grid = self.grid(room);
+        let mut near: Vec<(i32, Entity)> = grid
+            .around(grid.cell_of(at.x, at.z))
+            .filter(|&(_, x, z)| rule.comes_into_view(ViewRule::distance_squared((at.x, at.z), (x, z))))
+            .filter_map(|(other, ..)| Some((who(other)?, other)))
+            .collect();
+        let cell = grid.insert(newcomer, at.x, at.z);
+        near.sort_unstable();
+        (cell, near)
+    }
+
+    /// The room's grid, made on first use.
+    pub(crate) fn grid(&mut self, room: Entity) -> &mut Grid {
+        let cell = self.rule.cell_size();
+        self.grids.entry(room).or_insert_with(|| Grid::new(cell))
+    }
+}
+
+/// Where newcomers appear.
+#[derive(Resource, Debug)]
+pub struct Spawner {
+    spawn: Spawn,
+    min: [f32; 3],
+    max: [f32; 3],
+    rng: SmallRng,
+}
+
+impl Spawner {
+    /// The next newcomer's position.
+    pub fn spawn_point(&mut self) -> Position {
+        match self.spawn {
+            Spawn::Origin => Position::default(),
+            Spawn::Random => Position {
+                x: self.rng.random_range(self.min[0]..=self.max[0]),
+                y: 0.0_f32.clamp(self.min[1], self.max[1]),
+                z: self.rng.random_range(self.min[2]..=self.max[2]),
+            },
+        }
+    }
+}
+
+/// Spawn points, and (with a view radius) each player's view kept up to date on the tick.
+pub struct InterestPlugin {
+    /// The world's settings: `view_radius`, `view_margin`, `spawn` and the bounds.
+    pub world: WorldConfig,
+}
+
+impl Plugin for InterestPlugin {
+    fn build(&self, app: &mut App) {
+        let w = &self.world;
+        app.insert_resource(Spawner {
+            spawn: w.spawn,
+            min: w.min,
+            max: w.max,
+            rng: SmallRng::from_rng(&mut rand::rng()),
+        })
+        .add_observer(close_grid);
+        if w.view_radius > 0.0 {
+            let rule = ViewRule { radius: w.view_radius, margin: w.view_margin.of(w.view_radius) };
+            app.insert_resource(Interest::new(rule)).init_resource::<ViewChanges>().add_systems(
+                FixedUpdate,
+                (refresh_views, send_view_changes).chain().in_set(GameSystems::BroadcastMoves),
+            );
+        }
+    }
+}
+
+/// A room that closed takes its grid with it.
+fn close_grid(removed: On<Remove<Room>>, interest: Option<ResMut<Interest>>) {
+    if let Some(mut interest) = interest {
+        interest.grids.remove(&removed.event().entity);
+    }
+}
+
+/// What the last tick changed: filled by [`refresh_views`], sent by [`send_view_changes`].
+/// Kept between ticks to reuse the allocations.
+#[derive(Resource, Debug, Default)]
+pub struct ViewChanges {
+    /// Players who moved this tick: (entity, position).
+    pub movers: Vec<(Entity, Position)>,
+    /// (observer, the player who left its view).
+    pub leaves: Vec<(Entity, Entity)>,
+    /// (observer, the player who came into its view).
+    pub enters: Vec<(Entity, Entity)>,
+}
+
+/// The players who move between two runs of [`refresh_views`]: only they are re-examined.
+type Moving<'w, 's> = Query<'w, 's, (Entity, Ref<'static, Position>, &'static InRoom), (With<Player>, With<GridCell>)>;
+
+/// Brings the views of everyone who moved this tick up to date, both ways, and notes what
+/// changed in [`ViewChanges`]. A mover is filed under its new cell first, so every block holds
+/// everyone where they are now; then it is compared with the players of its 3×3 block (who may
+/// come into view) and with those in its view (who may leave it, even from outside the block).
+/// The rule depends on the two positions alone, so a pair of movers examined twice agrees.
+pub fn refresh_views(
+    moving: Moving,
+    positions: Query<&Position, (With<Player>, With<GridCell>)>,
+    mut cells: Query<&mut GridCell>,
+    mut views: Query<&mut View>,
+    mut interest: ResMut<Interest>,
+    mut changes: ResMut<ViewChanges>,
+    // Who comes into a mover's view, and who leaves it.
+    mut scratch: Local<(Vec<Entity>, Vec<Entity>)>,
+) {
+    let ViewChanges { movers, leaves, enters } = &mut *changes;
+    movers.clear();
+    leaves.clear();
+    enters.clear();
+    // Changed since the last tick by a move: a player who just entered has a new position but
+    // has not moved (its enter said where it is).
+    let mut rooms = Vec::new();
+    for (entity, p, room) in &moving {
+        if p.is_changed() && p.last_changed() != p.added() {
+            movers.push((entity, *p));
+            rooms.push(room.0);
+        }
+    }
+    for (&(entity, p), &room) in movers.iter().zip(&rooms) {
+        let Ok(mut cell) = cells.get_mut(entity) else { continue };
+        let to = interest.grid(room).update(entity, cell.0, p.x, p.z);
+        if to != cell.0 {
+            cell.0 = to;
+        }
+    }
+    let Interest { rule, grids } = &*interest;
+    let (found, gone) = &mut *scratch;
+    for (&(entity, p), room) in movers.iter().zip(&rooms) {
+        let (Some(grid), Ok(mine)) = (grids.get(room), views.get(entity)) else { continue };
+        // Distances first: most of a block is beyond the radius, and a distance is cheaper than
+        // a look-up in the view.
+        found.clear();
+        found.extend(
+            grid.around(grid.cell_of(p.x, p.z))
+                .filter(|&(other, x, z)| {
+                    other != entity && rule.comes_into_view(ViewRule::distance_squared((p.x, p.z), (x, z)))
+                })
+                .map(|(other, ..)| other)
+                .filter(|other| !mine.contains(*other)),
+        );
+        // Anyone in view now beyond radius + margin leaves it, even from outside the block.
+        gone.clear();
+        gone.extend(mine.iter().filter(|other| {
+            positions.get(*other).is_ok_and(|q| rule.leaves_view(ViewRule::distance_squared((p.x, p.z), (q.x, q.z))))
+        }));
+        for &other in found.iter() {
+            let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
+            mine.0.insert(other);
+            theirs.0.insert(entity);
+            enters.extend([(entity, other), (other, entity)]);
+        }
+        for &other in gone.iter() {
+            let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
+            mine.0.remove(&other);
+            theirs.0.remove(&entity);
+            leaves.extend([(entity, other), (other, entity)]);
+        }
+    }
+}
+
+/// Sends what [`refresh_views`] found, per observer: leaves, then enters (at the current
+/// position), then the moves of the players in its view (its own move always). Each kind is
+/// sent to every observer before the next kind begins, so within each client's single write of
+/// the frame the order holds.
+pub fn send_view_changes(
+    changes: Res<ViewChanges>,
+    players: Query<(&Player, &Position)>,
+    views: Query<&View>,
+    mut outbox: Outbox,
+) {
+    for &(to, left) in &changes.leaves {
+        if let Ok((player, _)) = players.get(left) {
+            outbox.send(to, &S_BroadcastLeaveGame { player_id: player.id });
+        }
+    }
+    for &(to, came) in &changes.enters {
+        if let Ok((player, p)) = players.get(came) {
+            outbox.send(to, &S_BroadcastEnterGame { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
+        }
+    }
+    for &(mover, p) in &changes.movers {
+        let (Ok((player, _)), Ok(view)) = (players.get(mover), views.get(mover)) else { continue };
+        let moved = S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
+        outbox.broadcast(view.iter().chain([mover]), &moved);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_margin_is_a_share_of_the_radius_or_a_distance() {
+        assert_eq!(ViewMargin::default().of(80.0), 8.0);
+        assert_eq!("25%".parse::<ViewMargin>().unwrap().of(80.0), 20.0);
+        assert_eq!("3.5".parse::<ViewMargin>().unwrap().of(80.0), 3.5);
+        assert!("ten".parse::<ViewMargin>().is_err());
+        assert!("%".parse::<ViewMargin>().is_err());
+    }
+
+    #[test]
+    fn a_margin_reads_back_as_written() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct T {
+            m: ViewMargin,
+        }
+        for (text, m) in [("m = \"10%\"", ViewMargin::Percent(10.0)), ("m = 2.5", ViewMargin::Units(2.5))] {
+            assert_eq!(toml::from_str::<T>(text).unwrap(), T { m });
+            assert_eq!(toml::to_string(&T { m }).unwrap().trim(), text);
+        }
+        assert_eq!(toml::from_str::<T>("m = 3").unwrap(), T { m: ViewMargin::Units(3.0) });
+        let e = toml::from_str::<T>("m = \"ten\"").unwrap_err().to_string();
+        assert!(e.contains("a share of the radius like \"10%\""), "{e}");
+    }
+
+    #[test]
+    fn validation_refuses_negative_or_non_finite_distances() {
+        let world = |view_radius, view_margin| WorldConfig { view_radius, view_margin, ..WorldConfig::default() };
+        assert!(validate(&world(0.0, ViewMargin::default())).is_ok());
+        assert!(validate(&world(80.0, ViewMargin::Units(0.0))).is_ok());
+        assert!(validate(&world(-1.0, ViewMargin::default())).unwrap_err().contains("world.view_radius"));
+        assert!(validate(&world(f32::NAN, ViewMargin::default())).is_err());
+        assert!(validate(&world(80.0, ViewMargin::Units(-1.0))).unwrap_err().contains("world.view_margin"));
+        assert!(validate(&world(80.0, ViewMargin::Percent(f32::INFINITY))).is_err());
+    }
+
+    #[test]
+    fn random_spawn_points_cover_the_bounds_in_x_and_z_at_height_zero() {
+        let mut s = Spawner {
+            spawn: Spawn::Random,
+            min: [-10.0, -1.0, 100.0],
+            max: [10.0, 1.0, 200.0],
+            rng: SmallRng::seed_from_u64(7),
+        };
+        let points: Vec<Position> = (0..2000).map(|_| s.spawn_point()).collect();
+        assert!(points.iter().all(|p| (-10.0..=10.0).contains(&p.x) && (100.0..=200.0).contains(&p.z) && p.y == 0.0));
+        // Uniform: each half of each axis gets about half the points.
+        let left = points.iter().filter(|p| p.x < 0.0).count();
+        let near = points.iter().filter(|p| p.z < 150.0).count();
+        assert!((800..1200).contains(&left) && (800..1200).contains(&near), "{left} {near}");
+        s.spawn = Spawn::Origin;
+        assert_eq!(s.spawn_point(), Position::default());
+    }
+
+    /// A world with the view systems' state and `n` players spread over a square `size` wide,
+    /// entered one by one as `enter_players` enters them.
+    struct Sim {
+        world: World,
+        schedule: Schedule,
+        players: Vec<Entity>,
+        rng: SmallRng,
+        rule: ViewRule,
+    }
+
+    impl Sim {
+        fn new(rule: ViewRule, n: usize, size: f32, seed: u64) -> Self {
+            let mut world = World::new();
+            world.insert_resource(Interest::new(rule));
+            world.init_resource::<ViewChanges>();
+            let room = world.spawn(Room::new(1)).id();
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut players = Vec::new();
+            for id in 1..=n as i32 {
+                let at = Position { x: rng.random_range(0.0..size), y: 0.0, z: rng.random_range(0.0..size) };
+                let newcomer = world.spawn_empty().id();
+                let known = world.query::<(Entity, &Player)>();
+                let who: FxHashMap<Entity, i32> = known.iter_manual(&world).map(|(e, p)| (e, p.id)).collect();
+                let (cell, near) = world.resource_mut::<Interest>().enter(room, newcomer, at, |e| who.get(&e).copied());
+                for &(_, other) in &near {
+                    world.get_mut::<View>(other).unwrap().0.insert(newcomer);
+                }
+                let view = View(near.iter().map(|(_, e)| *e).collect());
+                world.entity_mut(newcomer).insert((Player { id }, at, InRoom(room), view, GridCell(cell)));
+                players.push(newcomer);
+            }
+            let mut schedule = Schedule::default();
+            schedule.add_systems(refresh_views);
+            // A first run, so that entering is not taken for moving.
+            schedule.run(&mut world);
+            Self { world, schedule, players, rng, rule }
+        }
+
+        fn position(&self, e: Entity) -> Position {
+            *self.world.get::<Position>(e).unwrap()
+        }
+
+        fn sees(&self, a: Entity, b: Entity) -> bool {
+            self.world.get::<View>(a).unwrap().contains(b)
+        }
+
+        /// Every ordered pair: in view, or not.
+        fn snapshot(&self) -> FxHashSet<(Entity, Entity)> {
+            let mut pairs = FxHashSet::default();
+            for &a in &self.players {
+                pairs.extend(self.world.get::<View>(a).unwrap().iter().map(|b| (a, b)));
+            }
+            pairs
+        }
+
+        /// The rule, checked against every pair, with the views as they were before the tick:
+        /// within R in view, beyond R + M not, in between as before; symmetric; never itself.
+        fn check(&self, before: &FxHashSet<(Entity, Entity)>) {
+            for &a in &self.players {
+                assert!(!self.sees(a, a));
+                for &b in self.players.iter().filter(|b| **b != a) {
+                    let (pa, pb) = (self.position(a), self.position(b));
+                    let d2 = ViewRule::distance_squared((pa.x, pa.z), (pb.x, pb.z));
+                    let sees = self.sees(a, b);
+                    assert_eq!(sees, self.sees(b, a), "symmetric");
+                    if self.rule.comes_into_view(d2) {
+                        assert!(sees, "within R: {pa:?} {pb:?}");
+                    } else if self.rule.leaves_view(d2) {
+                        assert!(!sees, "beyond R + M: {pa:?} {pb:?}");
+                    } else {
+                        assert_eq!(sees, before.contains(&(a, b)), "between R and R + M nothing changes");
+                    }
+                }
+            }
+        }
+
+        /// Moves some players (`share` of them) by up to `step` in x and z, and runs a tick.
+        fn tick(&mut self, share: f64, step: f32) -> Vec<Entity> {
+            let mut moved = Vec::new();
+            for &e in &self.players {
+                if self.rng.random_bool(share) {
+                    let (dx, dz) = (self.rng.random_range(-step..=step), self.rng.random_range(-step..=step));
+                    let mut p = self.world.get_mut::<Position>(e).unwrap();
+                    p.x += dx;
+                    p.z += dz;
+                    moved.push(e);
+                }
+            }
+            self.schedule.run(&mut self.world);
+            moved
+        }
+    }
+
+    #[test]
+    fn entering_sees_exactly_the_players_within_the_radius() {
+        let sim = Sim::new(ViewRule { radius: 10.0, margin: 2.0 }, 300, 100.0, 1);
+        // Nobody has moved: "between R and R + M" must be "not in view", as nobody came closer.
+        sim.check(&FxHashSet::default());
+        assert!(sim.snapshot().len() > 300, "the premise: players do see each other");
+    }
+
+    #[test]
+    fn views_kept_by_movers_alone_follow_the_rule_tick_after_tick() {
+        for (seed, step) in [(2, 1.5), (3, 6.0), (4, 40.0)] {
+            let mut sim = Sim::new(ViewRule { radius: 10.0, margin: 2.0 }, 200, 80.0, seed);
+            for _ in 0..40 {
+                let before = sim.snapshot();
+                let moved = sim.tick(0.3, step);
+                sim.check(&before);
+                // What changed is what was reported, each pair once each way, and only pairs with
+                // a mover in them.
+                let after = sim.snapshot();
+                let changes = sim.world.resource::<ViewChanges>();
+                let entered: FxHashSet<_> = after.difference(&before).copied().collect();
+                let left: FxHashSet<_> = before.difference(&after).copied().collect();
+                assert_eq!(changes.enters.len(), entered.len(), "no enter reported twice");
+                assert_eq!(changes.leaves.len(), left.len(), "no leave reported twice");
+                assert_eq!(changes.enters.iter().copied().collect::<FxHashSet<_>>(), entered);
+                assert_eq!(changes.leaves.iter().copied().collect::<FxHashSet<_>>(), left);
+                assert!(entered.union(&left).all(|(a, b)| moved.contains(a) || moved.contains(b)));
+                let movers: FxHashSet<Entity> = changes.movers.iter().map(|(e, _)| *e).collect();
+                assert_eq!(movers, moved.iter().copied().collect(), "exactly the players who moved");
+            }
+        }
+    }
+
+    #[test]
+    fn a_player_pacing_across_the_edge_enters_and_leaves_once_per_crossing() {
+        let rule = ViewRule { radius: 10.0, margin: 2.0 };
+        let mut sim = Sim::new(rule, 2, 1.0, 5);
+        let (a, b) = (sim.players[0], sim.players[1]);
+        let put = |sim: &mut Sim, z: f32| {
+            *sim.world.get_mut::<Position>(a).unwrap() = Position::default();
+            *sim.world.get_mut::<Position>(b).unwrap() = Position { x: 0.0, y: 0.0, z };
+            sim.schedule.run(&mut sim.world);
+            let c = sim.world.resource::<ViewChanges>();
+            (c.enters.len() / 2, c.leaves.len() / 2, sim.sees(a, b))
+        };
+        assert_eq!(put(&mut sim, 0.0), (0, 0, true));
+        // Back and forth within the band: nothing.
+        for z in [10.5, 11.0, 12.0, 10.01, 12.0] {
+            assert_eq!(put(&mut sim, z), (0, 0, true), "at {z}");
+        }
+        assert_eq!(put(&mut sim, 12.01), (0, 1, false));
+        for z in [12.0, 10.01, 50.0, 10.5] {
+            assert_eq!(put(&mut sim, z), (0, 0, false), "at {z}");
+        }
+        assert_eq!(put(&mut sim, 10.0), (1, 0, true));
+        // A jump from far away straight into view, and out of it past several cells.
+        assert_eq!(put(&mut sim, 500.0), (0, 1, false));
+        assert_eq!(put(&mut sim, -3.0), (1, 0, true));
+    }
+}

@@ -1,0 +1,273 @@
+//! Interest management over TCP with the hand-written client: with a view radius R and margin M,
+//! players see only those near them (x and z): in view within R, out beyond R + M, no change in
+//! between; per flush leaves, then enters, then moves; leaves and chat only to those in view.
+
+mod support;
+
+use std::time::Duration;
+
+use server::{ServerConfig, Spawn, ViewMargin, WorldConfig};
+use support::{CourseClient, Msg, WAIT, join, start, test_config};
+
+/// R = 10 and M = 2: in view within 10, out beyond 12. Every position below is exact in f32.
+fn config() -> ServerConfig {
+    let world = WorldConfig { view_radius: 10.0, view_margin: ViewMargin::Units(2.0), ..WorldConfig::default() };
+    ServerConfig { world, ..test_config() }
+}
+
+/// Moves `c` to (x, y, z) and reads until its own echo; returns what came before it.
+fn walk(c: &mut CourseClient, x: f32, y: f32, z: f32) -> Vec<Msg> {
+    c.send_move(x, y, z);
+    let id = c.my_id();
+    c.recv_until(|m| *m == Msg::Move { id, x, y, z })
+}
+
+fn enter(id: i32, x: f32, y: f32, z: f32) -> Msg {
+    Msg::Enter { id, x, y, z }
+}
+
+fn mv(id: i32, x: f32, y: f32, z: f32) -> Msg {
+    Msg::Move { id, x, y, z }
+}
+
+#[test]
+fn a_newcomer_lists_only_the_players_within_the_radius_and_only_they_hear_of_it() {
+    let (_server, addr) = start(config());
+    let (mut on_edge, _) = join(addr);
+    let (mut beyond, _) = join(addr);
+    assert_eq!(on_edge.drain(), vec![enter(beyond.my_id(), 0.0, 0.0, 0.0)], "both at the origin");
+    // 6, 8 in x, z is 10 away: exactly on R comes into view; height does not count.
+    walk(&mut on_edge, 6.0, 500.0, 8.0);
+    // Just beyond R: 10.5.
+    walk(&mut beyond, -10.5, 0.0, 0.0);
+    assert_eq!(on_edge.drain(), vec![Msg::Leave { id: beyond.my_id() }], "20 apart: out of each other's view");
+    beyond.drain();
+
+    let (newcomer, listed) = join(addr);
+    let me = newcomer.my_id();
+    assert_eq!(listed, vec![(false, on_edge.my_id(), 6.0, 500.0, 8.0), (true, me, 0.0, 0.0, 0.0)]);
+    assert_eq!(on_edge.drain(), vec![enter(me, 0.0, 0.0, 0.0)]);
+    assert_eq!(beyond.drain(), vec![], "a player out of view is not told");
+}
+
+#[test]
+fn a_player_leaves_a_view_only_beyond_the_radius_plus_the_margin_and_comes_back_within_the_radius() {
+    let (_server, addr) = start(config());
+    let (mut a, _) = join(addr);
+    let (mut b, _) = join(addr);
+    a.drain();
+    let (ia, ib) = (a.my_id(), b.my_id());
+
+    // Between R and R + M, and exactly on R + M: still in view, moves still arrive.
+    for x in [11.0, 12.0] {
+        assert_eq!(walk(&mut b, x, 0.0, 0.0), vec![], "b at {x}");
+        assert_eq!(a.recv(WAIT), Some(mv(ib, x, 0.0, 0.0)), "b at {x}");
+    }
+    // Beyond R + M: both are told the other left, before the mover's echo.
+    assert_eq!(walk(&mut b, 12.5, 0.0, 0.0), vec![Msg::Leave { id: ia }]);
+    assert_eq!(a.drain(), vec![Msg::Leave { id: ib }]);
+    // Back inside R + M but not within R: nothing changes.
+    assert_eq!(walk(&mut b, 10.5, 0.0, 0.0), vec![]);
+    assert_eq!(a.drain(), vec![]);
+    // Exactly on R: in view again, each at its current position, then the move.
+    assert_eq!(walk(&mut b, 0.0, 0.0, 10.0), vec![enter(ia, 0.0, 0.0, 0.0)]);
+    assert_eq!(a.drain(), vec![enter(ib, 0.0, 0.0, 10.0), mv(ib, 0.0, 0.0, 10.0)]);
+}
+
+#[test]
+fn walking_away_and_back_is_one_leave_and_one_enter() {
+    let (_server, addr) = start(config());
+    let (mut a, _) = join(addr);
+    let (mut b, _) = join(addr);
+    a.drain();
+    let ib = b.my_id();
+    // Out to 30 and back in steps of 0.5 along z: the edge is crossed twice.
+    let steps: Vec<f32> = (0..=60).chain((0..60).rev()).map(|i| i as f32 * 0.5).collect();
+    for z in &steps {
+        walk(&mut b, 0.0, 0.0, *z);
+    }
+    let seen = a.drain();
+    let count = |want: &dyn Fn(&Msg) -> bool| seen.iter().filter(|m| want(m)).count();
+    assert_eq!(count(&|m| *m == Msg::Leave { id: ib }), 1, "{seen:?}");
+    assert_eq!(count(&|m| matches!(m, Msg::Enter { id, .. } if *id == ib)), 1, "{seen:?}");
+    // The leave came at the first step beyond 12; the enter at the first step back within 10.
+    let leave_at = seen.iter().position(|m| *m == Msg::Leave { id: ib }).unwrap();
+    assert_eq!(seen[leave_at - 1], mv(ib, 0.0, 0.0, 12.0));
+    let enter_at = seen.iter().position(|m| matches!(m, Msg::Enter { id, .. } if *id == ib)).unwrap();
+    assert_eq!(seen[enter_at], enter(ib, 0.0, 0.0, 10.0));
+    // Moves arrive exactly while b is within R + M: 0 to 12 out (25), 10 to 0 back (21).
+    assert_eq!(count(&|m| matches!(m, Msg::Move { id, .. } if *id == ib)), 25 + 21);
+    assert_eq!(*seen.last().unwrap(), mv(ib, 0.0, 0.0, 0.0));
+}
+
+#[test]
+fn in_one_flush_leaves_come_first_then_enters_then_moves() {
+    let (server, addr) = start(config());
+    let (mut a, _) = join(addr);
+    let (mut b, _) = join(addr);
+    let (mut c, _) = join(addr);
+    walk(&mut c, 40.0, 0.0, 0.0);
+    for p in [&mut a, &mut b, &mut c] {
+        p.drain();
+    }
+    let (ia, ib, ic) = (a.my_id(), b.my_id(), c.my_id());
+    // All three moves arrive while the server is between frames, so one tick applies them all:
+    // b walks out of a's view, c walks into it, a moves a little.
+    let (mut a, mut b, mut c) = server.run(move |_| {
+        b.send_move(30.0, 0.0, 0.0);
+        c.send_move(5.0, 0.0, 0.0);
+        a.send_move(1.0, 0.0, 0.0);
+        std::thread::sleep(Duration::from_millis(200));
+        (a, b, c)
+    });
+    /// The first `n` packets in order, then the rest (moves, in no set order) sorted.
+    fn split(got: Vec<Msg>, n: usize) -> (Vec<Msg>, Vec<String>) {
+        let mut rest: Vec<String> = got[n.min(got.len())..].iter().map(|m| format!("{m:?}")).collect();
+        rest.sort();
+        (got[..n.min(got.len())].to_vec(), rest)
+    }
+    let moves = |ms: &[Msg]| {
+        let mut v: Vec<String> = ms.iter().map(|m| format!("{m:?}")).collect();
+        v.sort();
+        v
+    };
+    // a: b left, c came (where it is now), then the moves of those in view: c's and its own.
+    let got = split(a.drain(), 2);
+    assert_eq!(got.0, [Msg::Leave { id: ib }, enter(ic, 5.0, 0.0, 0.0)]);
+    assert_eq!(got.1, moves(&[mv(ia, 1.0, 0.0, 0.0), mv(ic, 5.0, 0.0, 0.0)]));
+    // b: a left its view; then only its own echo (a's move is out of its view).
+    assert_eq!(b.drain(), [Msg::Leave { id: ia }, mv(ib, 30.0, 0.0, 0.0)]);
+    // c: a came into view; then a's move and its own echo.
+    let got = split(c.drain(), 1);
+    assert_eq!(got.0, [enter(ia, 1.0, 0.0, 0.0)]);
+    assert_eq!(got.1, moves(&[mv(ia, 1.0, 0.0, 0.0), mv(ic, 5.0, 0.0, 0.0)]));
+}
+
+#[test]
+fn leaving_is_told_only_to_those_who_saw_the_player() {
+    let (_server, addr) = start(config());
+    let (mut near, _) = join(addr);
+    let (mut far, _) = join(addr);
+    walk(&mut far, 100.0, 0.0, 0.0);
+    let (quitter, _) = join(addr);
+    let (mut leaver, _) = join(addr);
+    near.drain();
+    far.drain();
+    leaver.drain();
+
+    let gone = quitter.my_id();
+    drop(quitter);
+    assert_eq!(near.recv(WAIT), Some(Msg::Leave { id: gone }));
+    assert_eq!(leaver.recv(WAIT), Some(Msg::Leave { id: gone }));
+    leaver.send_leave();
+    assert_eq!(near.recv(WAIT), Some(Msg::Leave { id: leaver.my_id() }));
+    assert_eq!(far.drain(), vec![], "far saw neither");
+    assert_eq!(near.drain(), vec![]);
+}
+
+#[test]
+fn chat_reaches_the_players_in_view_and_the_sender() {
+    let (_server, addr) = start(config());
+    let (mut speaker, _) = join(addr);
+    let (mut near, _) = join(addr);
+    let (mut far, _) = join(addr);
+    walk(&mut far, 0.0, 0.0, -50.0);
+    speaker.drain();
+    near.drain();
+    speaker.send_chat("hello, neighbours");
+    let line = Msg::Chat { id: speaker.my_id(), text: "hello, neighbours".into() };
+    assert_eq!(speaker.recv(WAIT), Some(line.clone()));
+    assert_eq!(near.recv(WAIT), Some(line));
+    assert_eq!(far.drain(), vec![]);
+}
+
+#[test]
+fn two_players_joining_in_the_same_frame_see_each_other_once() {
+    let (server, addr) = start(config());
+    let (mut watcher, _) = join(addr);
+    let (mut a, mut b) = server.run(move |_| {
+        let pair = (CourseClient::connect(addr), CourseClient::connect(addr));
+        std::thread::sleep(Duration::from_millis(200));
+        pair
+    });
+    let (a_list, b_list) = (a.enter(), b.enter());
+    let (a_after, b_after) = (a.drain(), b.drain());
+    let (ia, ib) = (a.my_id(), b.my_id());
+    let told = |list: &[support::Listed], after: &[Msg], other: i32| {
+        list.iter().filter(|p| p.1 == other).count()
+            + after.iter().filter(|m| matches!(m, Msg::Enter { id, .. } if *id == other)).count()
+    };
+    assert_eq!(told(&a_list, &a_after, ib), 1, "a: {a_list:?} then {a_after:?}");
+    assert_eq!(told(&b_list, &b_after, ia), 1, "b: {b_list:?} then {b_after:?}");
+    let watched = watcher.drain();
+    assert_eq!((told(&[], &watched, ia), told(&[], &watched, ib)), (1, 1), "{watched:?}");
+    // And they see each other's moves.
+    walk(&mut a, 1.0, 0.0, 1.0);
+    assert_eq!(b.recv(WAIT), Some(mv(ia, 1.0, 0.0, 1.0)));
+}
+
+#[test]
+fn random_spawn_points_are_inside_the_bounds_and_told_to_those_in_view() {
+    let world = WorldConfig {
+        min: [-20.0, 5.0, -30.0],
+        max: [20.0, 50.0, 30.0],
+        spawn: Spawn::Random,
+        view_radius: 1000.0,
+        ..WorldConfig::default()
+    };
+    let (_server, addr) = start(ServerConfig { world, ..test_config() });
+    let (mut first, _) = join(addr);
+    let (mut spots, mut players) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let (c, listed) = join(addr);
+        let me = *listed.iter().find(|p| p.0).unwrap();
+        let (x, y, z) = (me.2, me.3, me.4);
+        assert!((-20.0..=20.0).contains(&x) && (-30.0..=30.0).contains(&z), "({x}, {z})");
+        assert_eq!(y, 5.0, "y = 0, clamped into the bounds");
+        assert_eq!(first.recv(WAIT), Some(enter(c.my_id(), x, y, z)), "the enter says where");
+        spots.push((x, z));
+        players.push(c);
+    }
+    spots.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    spots.dedup();
+    assert!(spots.len() > 15, "spread out: {spots:?}");
+}
+
+#[test]
+fn without_a_radius_everyone_in_the_room_sees_everyone_wherever_they_spawn() {
+    let world = WorldConfig { min: [-5000.0; 3], max: [5000.0; 3], spawn: Spawn::Random, ..WorldConfig::default() };
+    let (_server, addr) = start(ServerConfig { world, ..test_config() });
+    let (mut first, _) = join(addr);
+    let (mut second, listed) = join(addr);
+    assert_eq!(listed.len(), 2);
+    assert!(matches!(first.recv(WAIT), Some(Msg::Enter { id, .. }) if id == second.my_id()));
+    walk(&mut second, 4000.0, 0.0, -4000.0);
+    assert_eq!(first.recv(WAIT), Some(mv(second.my_id(), 4000.0, 0.0, -4000.0)));
+}
+
+#[test]
+fn a_player_despawned_by_game_code_is_told_gone_only_to_those_who_saw_it() {
+    let (server, addr) = start(config());
+    let (mut near, _) = join(addr);
+    let (mut far, _) = join(addr);
+    walk(&mut far, 0.0, 0.0, 100.0);
+    let (doomed, _) = join(addr);
+    near.drain();
+    let id = doomed.my_id();
+    server.run(move |app| {
+        let world = app.world_mut();
+        let (entity, _) = world
+            .query::<(bevy_ecs::entity::Entity, &server::Player)>()
+            .iter(world)
+            .find(|(_, p)| p.id == id)
+            .expect("the player");
+        world.despawn(entity);
+    });
+    assert_eq!(near.recv(WAIT), Some(Msg::Leave { id }));
+    assert_eq!(far.drain(), vec![]);
+    // The others' views lost it: moving near it again tells nobody of it.
+    walk(&mut far, 0.0, 0.0, 0.0);
+    let before: Vec<Msg> = near.drain();
+    assert_eq!(before, vec![enter(far.my_id(), 0.0, 0.0, 0.0), mv(far.my_id(), 0.0, 0.0, 0.0)]);
+    drop(doomed);
+}
