@@ -73,8 +73,10 @@ pub struct NetConfig {
     /// The kernel's send buffer per connection (`SO_SNDBUF`), in bytes; the kernel doubles it for
     /// its bookkeeping. Left to the kernel, it grows to megabytes per connection (about 4 MB on
     /// loopback), which a few hundred peers that never read can pin in the kernel, outside this
-    /// process's own limits. `None` (`"off"` in a file) leaves it to the kernel. Default: 128 KiB
-    /// on the server (seconds of a 1,000-player room's moves), the kernel's choice on clients.
+    /// process's own limits. `None` (`"off"` in a file) leaves it to the kernel. Default: 64 KiB
+    /// on the server (128 KiB with the kernel's share: 1,000 peers that never read hold at most
+    /// about 130 MB of the host's TCP memory; a second of a 1,000-player room's moves), the
+    /// kernel's choice on clients.
     #[serde(with = "off")]
     pub send_buffer: Option<usize>,
 
@@ -272,7 +274,7 @@ impl Default for NetConfig {
             inbound_rate: Some(RateLimit { per_second: 100, burst: 200 }),
             outbound_backlog: 1 << 20,
             write_stall_timeout: Duration::from_secs(10),
-            send_buffer: Some(128 * 1024),
+            send_buffer: Some(64 * 1024),
             inbound_queue: 1 << 16,
             keepalive: Some(Keepalive::default()),
             idle_timeout: None,
