@@ -12,10 +12,10 @@ fn main() {
 #[cfg(feature = "grpc")]
 fn compile() {
     let includes = ["proto/googleapis", "proto/grpc-gateway", "proto/sdk/beta", "proto/sdk"];
-    let compiled = tonic_build::configure().build_client(false).build_server(true).compile_protos(
-        &["proto/sdk/sdk.proto", "proto/sdk/beta/beta.proto"],
-        &includes,
-    );
+    let compiled = tonic_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .compile_protos(&["proto/sdk/sdk.proto", "proto/sdk/beta/beta.proto"], &includes);
     if let Err(e) = compiled {
         // Most often: no `protoc` (Debian: apt-get install protobuf-compiler libprotobuf-dev).
         panic!("cannot compile the Agones SDK's .proto files: {e}");

@@ -108,6 +108,6 @@ pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
 #[doc(hidden)]
 pub use runtime::{Faults, NetFaults};
-pub use server::{BindError, ServerAddr, ServerPlugin};
+pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin};
 pub use shared::EncodeError;
 pub use stats::NetStats;
