@@ -20,7 +20,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "assets/server.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Where to listen. Default: `0.0.0.0:7777`, the course's port on every interface.
+    /// Where to listen. Default: `[::]:7777`, the course's port on every interface, IPv6 and
+    /// IPv4 alike (the course's client connects to the first address its host name resolves to,
+    /// which can be IPv6); on a host without IPv6, `0.0.0.0:7777`, with a log line.
     pub bind: String,
     /// Game ticks per second: moves received since the last tick are applied, and every moved
     /// player broadcast, once per tick. Default: 60 (a move waits at most ~17 ms for its tick).
@@ -36,6 +38,13 @@ pub struct ServerConfig {
     /// turns it off.
     #[serde(with = "zero_is_off")]
     pub stats_interval: Duration,
+    /// How long a stop (the first SIGTERM or SIGINT) lets players finish: the server stops
+    /// accepting, tells every room, and exits when the last player has left or this runs out
+    /// (see [`crate::drain`]). Default: 30 s, a round of a short game, well inside Kubernetes'
+    /// default grace period before it kills a pod. `"off"` (or `0s`, as held here) stops at
+    /// once, closing every connection.
+    #[serde(with = "zero_is_off")]
+    pub drain_timeout: Duration,
     /// Rooms.
     pub room: RoomConfig,
     /// The world's bounds.
@@ -44,6 +53,33 @@ pub struct ServerConfig {
     pub chat: ChatConfig,
     /// The network layer (connection limit, packet size, rate limits, backlogs…).
     pub net: NetConfig,
+    /// Running as an Agones game server (needs the cargo feature `agones`).
+    pub agones: AgonesConfig,
+}
+
+/// Agones: the server tells the SDK sidecar of its pod that it is ready, that it is healthy
+/// (from the game loop, so a stuck loop gets the process replaced), how many players it has
+/// (the Counter `players`), and when it has shut down (see `crate::agones`, feature `agones`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgonesConfig {
+    /// Talk to the sidecar (`--agones`). Default: false. A build without the cargo feature
+    /// `agones` refuses `true` (exit 2).
+    pub enabled: bool,
+    /// How often the game loop sends a health ping. Default: 2 s. The fleet's
+    /// `health.periodSeconds` (5 in `deploy/agones/`) must leave room for a late one.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// For session-based games: once the server was Allocated and had players, it drains and
+    /// shuts down when its last player leaves, so Agones replaces it with a fresh one.
+    /// Default: false (a server that lives on, taking players as they come).
+    pub shutdown_when_empty: bool,
+}
+
+impl Default for AgonesConfig {
+    fn default() -> Self {
+        Self { enabled: false, health_interval: Duration::from_secs(2), shutdown_when_empty: false }
+    }
 }
 
 /// Rooms: where players see each other.
@@ -146,14 +182,16 @@ pub struct LineRate {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            bind: "0.0.0.0:7777".into(),
+            bind: "[::]:7777".into(),
             tick_hz: 60,
             frame_hz: 0,
             stats_interval: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
             room: RoomConfig::default(),
             world: WorldConfig::default(),
             chat: ChatConfig::default(),
             net: NetConfig::default(),
+            agones: AgonesConfig::default(),
         }
     }
 }
@@ -277,6 +315,16 @@ impl ServerConfig {
         }
         if self.chat.room_bytes_per_second == Some(0) {
             return invalid("chat.room_bytes_per_second must be at least 1 (or \"off\")".into());
+        }
+        if self.agones.enabled && !cfg!(feature = "agones") {
+            return invalid(
+                "agones.enabled (--agones): this build lacks Agones support; build the server with \
+                 `--features agones`"
+                    .into(),
+            );
+        }
+        if self.agones.health_interval < Duration::from_millis(10) {
+            return invalid("agones.health_interval must be at least 10ms".into());
         }
         self.net.validate().map_err(ConfigError::Invalid)
     }

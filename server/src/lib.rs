@@ -12,6 +12,7 @@
 //! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room (with `view_radius` set, to those in view), within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
+//! | [`DrainPlugin`] | — | a stop ([`StopRequested`], the first SIGTERM) drains: no newcomers, players told and let finish, exit when they left or at `drain_timeout`; [`Lifecycle`] says where it is |
 //!
 //! # Adding your own packet and system
 //!
@@ -50,6 +51,7 @@
 
 mod chat;
 mod config;
+pub mod drain;
 pub mod interest;
 mod movement;
 mod ping;
@@ -72,14 +74,18 @@ use net_plugin::ServerPlugin;
 #[doc = include_str!("../../README.md")]
 mod readme {}
 
-pub use chat::{ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID};
-pub use config::{
-    ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig, ServerConfig, WorldConfig,
+pub use chat::{
+    ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID, server_notice,
 };
+pub use config::{
+    AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig, ServerConfig,
+    WorldConfig,
+};
+pub use drain::{DrainPlugin, Lifecycle, StopRequested};
 pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
 pub use movement::{MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
-pub use room::{InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
+pub use room::{ConnectedPlayers, InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
 pub use stats::{ChatCounts, ServerStats, ServerStatsPlugin, StatsSystems};
 
@@ -122,12 +128,15 @@ impl PluginGroup for GamePlugins {
 }
 
 /// The server app: time (fixed tick at `tick_hz`), a runner that sleeps between frames, the
-/// bound network plugin, the game, and statistics (written to `stats_json` at exit, if given).
+/// bound network plugin, the game, statistics (written to `stats_json` at exit, if given), and
+/// the drain a stop goes through (`drain_timeout`; a [`StopRequested`] starts it, as
+/// [`ShutdownSignalPlugin`] writes on a signal).
 pub fn app(config: &ServerConfig, net: ServerPlugin, stats_json: Option<PathBuf>) -> App {
     let mut app = App::new();
     app.add_plugins((TimePlugin, ScheduleRunnerPlugin::run_loop(config.frame_period()), net))
         .insert_resource(Time::<Fixed>::from_hz(f64::from(config.tick_hz)))
         .add_plugins(GamePlugins { config: config.clone() })
-        .add_plugins(ServerStatsPlugin { interval: config.stats_interval, json_path: stats_json });
+        .add_plugins(ServerStatsPlugin { interval: config.stats_interval, json_path: stats_json })
+        .add_plugins(DrainPlugin { timeout: config.drain_timeout });
     app
 }
