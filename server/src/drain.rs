@@ -123,12 +123,7 @@ type Untold = (With<Player>, With<Connection>, Without<ToldOfDrain>);
 
 /// While draining, tells each player not yet told, once: everyone as the drain begins, then
 /// anyone who got in during the last moments of accepting.
-fn tell_players(
-    lifecycle: Res<Lifecycle>,
-    untold: Query<Entity, Untold>,
-    mut outbox: Outbox,
-    mut commands: Commands,
-) {
+fn tell_players(lifecycle: Res<Lifecycle>, untold: Query<Entity, Untold>, mut outbox: Outbox, mut commands: Commands) {
     let Lifecycle::Draining { deadline, .. } = *lifecycle else { return };
     let newcomers: Vec<Entity> = untold.iter().collect();
     if newcomers.is_empty() {

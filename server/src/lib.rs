@@ -12,6 +12,7 @@
 //! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room (with `view_radius` set, to those in view), within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
+//! | `agones::AgonesPlugin` (feature `agones`) | — | Ready, health pings from the game loop, the Counter `players`, Shutdown after a drain, the GameServer watched |
 //! | [`DrainPlugin`] | — | a stop ([`StopRequested`], the first SIGTERM) drains: no newcomers, players told and let finish, exit when they left or at `drain_timeout`; [`Lifecycle`] says where it is |
 //!
 //! # Adding your own packet and system
@@ -49,6 +50,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "agones")]
+pub mod agones;
 mod chat;
 mod config;
 pub mod drain;

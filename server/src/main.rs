@@ -166,6 +166,15 @@ fn main() -> ExitCode {
     };
     let mut app = server::app(&config, net, cli.stats_json);
     app.add_plugins(ShutdownSignalPlugin);
+    // `validate` refused `agones.enabled` in a build without the feature.
+    #[cfg(feature = "agones")]
+    if config.agones.enabled {
+        app.add_plugins(server::agones::AgonesPlugin {
+            config: config.agones.clone(),
+            capacity: config.net.max_connections,
+            sdk_port: None,
+        });
+    }
     // Once the signals are handled: a supervisor that waits for this line may signal.
     tracing::info!(
         tick_hz = config.tick_hz,
