@@ -76,6 +76,17 @@ pub struct AgonesConfig {
     pub shutdown_when_empty: bool,
 }
 
+impl AgonesConfig {
+    /// The Counter kept equal to the number of players (Agones' Counts and Lists, beta): what a
+    /// fleet's autoscaler and an allocation's `counters` selector read. The fleet must define it
+    /// (`deploy/agones/`).
+    pub const PLAYERS_COUNTER: &str = "players";
+    /// How long the exit waits for Agones to acknowledge `Shutdown()`, so the process does not
+    /// end before the sidecar heard it. A pod's grace period covers the drain, the network's
+    /// shutdown and this.
+    pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+}
+
 impl Default for AgonesConfig {
     fn default() -> Self {
         Self { enabled: false, health_interval: Duration::from_secs(2), shutdown_when_empty: false }

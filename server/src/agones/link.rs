@@ -13,6 +13,8 @@ use std::time::Duration;
 use agones::Sdk;
 use tokio::sync::{mpsc, watch};
 
+use crate::config::AgonesConfig;
+
 /// What the game loop wants the sidecar to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Desired {
@@ -33,9 +35,8 @@ struct Acked {
     shutdown: bool,
 }
 
-/// The Counter kept equal to the number of players (Agones' Counts and Lists, beta): what a
-/// fleet autoscaler and an allocation's `counters` selector read.
-pub const PLAYERS_COUNTER: &str = "players";
+/// The Counter the players are counted in.
+const PLAYERS_COUNTER: &str = AgonesConfig::PLAYERS_COUNTER;
 
 /// Health pings the game loop may have waiting for the forwarder. The forwarder only hands
 /// them on, so this fills only while it is stuck; a ping that finds it full is dropped (the

@@ -28,16 +28,14 @@ use net_plugin::NetSystems;
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
-pub use link::PLAYERS_COUNTER;
 use link::{Channels, Desired, PING_QUEUE};
 
 use crate::config::AgonesConfig;
 use crate::drain::{Lifecycle, StopRequested};
 use crate::room::ConnectedPlayers;
 
-/// How long the exit waits for `Shutdown()` to be acknowledged, so the process does not end
-/// before Agones heard it.
-pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// How long the exit waits for `Shutdown()` to be acknowledged.
+const SHUTDOWN_WAIT: Duration = AgonesConfig::SHUTDOWN_WAIT;
 
 /// Talks to the Agones SDK sidecar (see the module's documentation).
 pub struct AgonesPlugin {
