@@ -222,6 +222,15 @@ impl SdkService for SdkImpl {
 /// The beta SDK service: Counters (Lists are not used by the server, and answer UNIMPLEMENTED).
 struct BetaImpl(Arc<Shared>);
 
+impl BetaImpl {
+    /// What every call on Lists gets.
+    #[allow(clippy::result_large_err)]
+    fn no_lists(&self) -> Result<Response<List>, Status> {
+        self.0.record(Call::List);
+        Err(Status::unimplemented("the fake sidecar has no Lists"))
+    }
+}
+
 #[tonic::async_trait]
 impl BetaService for BetaImpl {
     async fn get_counter(&self, request: Request<GetCounterRequest>) -> Result<Response<Counter>, Status> {
@@ -265,23 +274,19 @@ impl BetaService for BetaImpl {
     }
 
     async fn get_list(&self, _: Request<GetListRequest>) -> Result<Response<List>, Status> {
-        self.0.record(Call::List);
-        Err(Status::unimplemented("the fake sidecar has no Lists"))
+        self.no_lists()
     }
 
     async fn update_list(&self, _: Request<UpdateListRequest>) -> Result<Response<List>, Status> {
-        self.0.record(Call::List);
-        Err(Status::unimplemented("the fake sidecar has no Lists"))
+        self.no_lists()
     }
 
     async fn add_list_value(&self, _: Request<AddListValueRequest>) -> Result<Response<List>, Status> {
-        self.0.record(Call::List);
-        Err(Status::unimplemented("the fake sidecar has no Lists"))
+        self.no_lists()
     }
 
     async fn remove_list_value(&self, _: Request<RemoveListValueRequest>) -> Result<Response<List>, Status> {
-        self.0.record(Call::List);
-        Err(Status::unimplemented("the fake sidecar has no Lists"))
+        self.no_lists()
     }
 }
 

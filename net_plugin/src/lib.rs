@@ -76,6 +76,10 @@
 //! On [`AppExit`](bevy_app::AppExit), the plugin stops accepting, writes what is queued, closes
 //! every socket (within [`NetConfig::shutdown_timeout`]), runs one last pass of `PreUpdate`,
 //! `Update` and `PostUpdate` so game code sees every [`Disconnected`], and joins its threads.
+//!
+//! Before that, a server can stop accepting while its connections go on
+//! ([`ListenerControl::stop_accepting`]: the listening socket closes, so newcomers are refused
+//! at once): the first step of a graceful drain.
 
 #![forbid(unsafe_code)]
 

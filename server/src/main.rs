@@ -203,6 +203,7 @@ mod tests {
     fn interval_flags_take_off_like_the_file() {
         assert_eq!(parse_interval("off").unwrap(), Duration::ZERO);
         assert_eq!(parse_interval("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_interval("0").unwrap(), Duration::ZERO, "--drain-timeout 0, as the README says");
         assert_eq!(parse_interval("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_interval("Off").is_err());
         let cli = Cli::try_parse_from(["server", "--drain-timeout", "off"]).unwrap();

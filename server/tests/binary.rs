@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::process::{run, server_command, spawn, spawn_command};
+use support::process::{run, server_command, settings_file, spawn, spawn_command};
 use support::{CourseClient, Msg, WAIT, join};
 
 #[test]
@@ -151,11 +151,8 @@ fn flags_override_the_settings_file() {
 
 #[test]
 fn dropped_chat_lines_are_counted_by_reason_in_the_statistics_line_and_file() {
-    let dir = std::env::temp_dir().join(format!("server-chat-stats-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let settings = dir.join("chat.toml");
     // One line at once, then one a second: of three lines sent together, two are dropped.
-    std::fs::write(&settings, "[chat]\nplayer_rate = { per_second = 1, burst = 1 }\n").unwrap();
+    let (dir, settings) = settings_file("chat-stats", "[chat]\nplayer_rate = { per_second = 1, burst = 1 }\n");
     let stats = dir.join("stats.json");
     let mut server = spawn(&[
         "--drain-timeout",

@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use server::{DrainPlugin, Lifecycle, StopRequested};
-use support::process::{Running, spawn};
+use support::process::{Running, settings_file, spawn};
 use support::{CourseClient, Msg, WAIT, join, test_config};
 
 /// The notice every player gets, once.
@@ -78,10 +78,7 @@ fn sigterm_refuses_newcomers_tells_players_lets_them_play_and_exits_0_when_they_
 
 #[test]
 fn players_who_stay_are_closed_at_the_drain_timeout_from_the_settings_file() {
-    let dir = std::env::temp_dir().join(format!("server-drain-timeout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let settings = dir.join("drain.toml");
-    std::fs::write(&settings, "drain_timeout = \"1500ms\"\n").unwrap();
+    let (dir, settings) = settings_file("drain-timeout", "drain_timeout = \"1500ms\"\n");
     let stats = dir.join("stats.json");
     let mut server = spawn(&["--config", settings.to_str().unwrap(), "--stats-json", stats.to_str().unwrap()]);
     let (mut stays, _) = join(server.addr);

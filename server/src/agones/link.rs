@@ -152,42 +152,33 @@ async fn reconcile(mut sdk: Sdk, capacity: i64, mut desired: watch::Receiver<Des
 
 /// The calls still needed: the Counter's capacity and count, `Ready()`, `Shutdown()`. Each is
 /// tried whatever became of the others (a fleet without the Counter must not keep the server
-/// from being Ready); the first failure is returned, after all were tried.
+/// from being Ready); the failures are returned together, after all were tried.
 async fn agree(sdk: &mut Sdk, capacity: i64, want: &Desired, acked: &mut Acked) -> Result<(), String> {
     let mut failed = Vec::new();
+    let mut beta = sdk.beta().clone();
     if !acked.capacity {
-        let mut beta = sdk.beta().clone();
-        match call("set the Counter players' capacity", beta.set_counter_capacity(PLAYERS_COUNTER, capacity)).await {
-            Ok(()) => acked.capacity = true,
-            Err(e) => failed.push(e),
-        }
+        let set = beta.set_counter_capacity(PLAYERS_COUNTER, capacity);
+        acked.capacity = attempt("set the Counter players' capacity", set, &mut failed).await;
     }
-    if acked.players != Some(want.players) {
-        let mut beta = sdk.beta().clone();
-        match call("set the Counter players", beta.set_counter_count(PLAYERS_COUNTER, want.players)).await {
-            Ok(()) => acked.players = Some(want.players),
-            Err(e) => failed.push(e),
-        }
+    if acked.players != Some(want.players)
+        && attempt("set the Counter players", beta.set_counter_count(PLAYERS_COUNTER, want.players), &mut failed).await
+    {
+        acked.players = Some(want.players);
     }
-    if want.ready && !acked.ready {
-        match call("Ready", sdk.ready()).await {
-            Ok(()) => {
-                acked.ready = true;
-                tracing::info!("told Agones the server is Ready");
-            }
-            Err(e) => failed.push(e),
-        }
+    if want.ready && !acked.ready && attempt("Ready", sdk.ready(), &mut failed).await {
+        acked.ready = true;
+        tracing::info!("told Agones the server is Ready");
     }
-    if want.shutdown && !acked.shutdown {
-        match call("Shutdown", sdk.shutdown()).await {
-            Ok(()) => {
-                acked.shutdown = true;
-                tracing::info!("told Agones the server has shut down");
-            }
-            Err(e) => failed.push(e),
-        }
+    if want.shutdown && !acked.shutdown && attempt("Shutdown", sdk.shutdown(), &mut failed).await {
+        acked.shutdown = true;
+        tracing::info!("told Agones the server has shut down");
     }
     if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+}
+
+/// One call: whether it went through (why not goes to `failed`).
+async fn attempt<F: Future<Output = agones::errors::Result<()>>>(what: &str, f: F, failed: &mut Vec<String>) -> bool {
+    call(what, f).await.map_err(|e| failed.push(e)).is_ok()
 }
 
 /// Hands each ping from the game loop to the SDK's health stream, opening a new stream when the

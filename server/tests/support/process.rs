@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,16 @@ pub fn server_command() -> Command {
     // Run from an empty directory, so no assets/server.toml is picked up by accident.
     command.current_dir(std::env::temp_dir()).env("RUST_LOG", "info");
     command
+}
+
+/// A folder of the test's own (`name`, this process) for its files, and a settings file in it
+/// holding `settings`: the folder and the file.
+pub fn settings_file(name: &str, settings: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("server-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("settings.toml");
+    std::fs::write(&file, settings).unwrap();
+    (dir, file)
 }
 
 /// Runs the binary to completion; returns its exit code and stderr.
