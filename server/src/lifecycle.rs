@@ -152,6 +152,20 @@ mod tests {
     }
 
     #[test]
+    fn the_first_frame_makes_it_ready_and_an_exit_ends_that() {
+        let mut app = App::new();
+        app.add_message::<AppExit>().add_plugins(LifecyclePlugin);
+        let lifecycle = app.world().resource::<Lifecycle>().clone();
+        assert_eq!(lifecycle.phase(), Phase::Starting);
+        app.update();
+        assert_eq!(lifecycle.phase(), Phase::Accepting);
+        assert!(lifecycle.since_last_frame().is_some());
+        app.world_mut().write_message(AppExit::Success);
+        app.update();
+        assert_eq!(lifecycle.phase(), Phase::ShuttingDown);
+    }
+
+    #[test]
     fn the_heartbeat_tells_how_long_ago_the_last_frame_began() {
         let lifecycle = Lifecycle::default();
         assert_eq!(lifecycle.since_last_frame(), None);
