@@ -11,11 +11,14 @@
 mod support;
 
 use std::net::TcpStream;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use fantoccini::{Client, ClientBuilder};
 use net_plugin::testing::{Recorded, record};
@@ -25,7 +28,7 @@ use support::{CourseClient, join, start_admin, test_config};
 
 /// Generous: a browser starting on a loaded two-core machine takes seconds.
 const BROWSER_WAIT: Duration = Duration::from_secs(30);
-const PLAYERS: usize = 4;
+const PLAYERS: usize = 8;
 
 /// The first of `names` found on the `PATH`.
 fn find_program(names: &[&str]) -> Option<PathBuf> {
@@ -58,7 +61,13 @@ impl Driver {
 }
 
 impl Drop for Driver {
+    /// Asks chromedriver to stop (SIGTERM: it ends the browsers it started), then makes sure.
     fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -79,8 +88,9 @@ impl Walkers {
             let mut step = 0f32;
             while go.load(Ordering::Relaxed) {
                 for (i, stream) in streams.iter_mut().enumerate() {
-                    let (radius, phase) = (6.0 + 4.0 * i as f32, i as f32 * 1.6);
-                    let angle = step * 0.15 + phase;
+                    let (radius, phase) = (5.0 + 3.0 * i as f32, i as f32 * 1.6);
+                    let direction = if i % 2 == 0 { 1.0 } else { -1.0 };
+                    let angle = direction * step * 0.6 / radius + phase;
                     let bytes = support::move_bytes(radius * angle.cos(), 0.0, radius * angle.sin());
                     // A kicked client's socket refuses the write: it has stopped walking.
                     let _ = std::io::Write::write_all(stream, &bytes);
@@ -176,59 +186,12 @@ fn the_console_shows_the_players_moving_and_kicks_one() {
             .connect(&driver.url)
             .await
             .expect("a browser session through chromedriver");
-        browser.goto(&format!("http://{admin}/")).await.expect("the console loads");
-
-        // One dot per player, each at the player's id.
-        let first = until(&browser, DOTS, |v| v.as_array().is_some_and(|d| d.len() == PLAYERS)).await;
-        assert_eq!(ids(&first), expected, "the map shows every player");
-        let rows = browser.execute("return document.querySelectorAll('#players tbody tr').length;", vec![]).await.unwrap();
-        assert_eq!(rows, json!(PLAYERS), "and the table lists them");
-
-        // The dots move: every player's position changes on the page.
-        let before = dots(&first);
-        let moved = until(&browser, DOTS, |v| {
-            let now = dots(v);
-            now.len() == PLAYERS && before.iter().all(|b| now.iter().any(|n| n.0 == b.0 && (n.1, n.2) != (b.1, b.2)))
-        })
-        .await;
-        assert_eq!(ids(&moved), expected);
-
-        // Select a player (its view radius shows), let the charts draw a few seconds, and
-        // keep a picture of it.
-        browser
-            .execute(&format!("document.querySelector('#map circle[data-player=\"{}\"]').dispatchEvent(new MouseEvent('click'));", expected[1]), vec![])
-            .await
-            .unwrap();
-        until(&browser, "return document.querySelector('#map .view').getAttribute('visibility');", |v| v == "visible").await;
-        until(
-            &browser,
-            "const p = document.querySelector('#chart-packets polyline'); return p ? p.getAttribute('points').split(' ').length : 0;",
-            |v| v.as_u64().is_some_and(|n| n >= 6),
-        )
-        .await;
-        let picture = browser.screenshot().await.expect("a screenshot");
-        assert!(picture.starts_with(b"\x89PNG"), "a PNG");
-        std::fs::write(out.join("console.png"), &picture).unwrap();
-
-        // Kick the first player with its button, as a person would.
-        let victim = expected[0];
-        until(
-            &browser,
-            &format!("const b = document.querySelector('button[data-kick=\"{victim}\"]'); if (!b) return false; b.click(); return true;"),
-            |v| v == true,
-        )
-        .await;
-        let after = until(&browser, DOTS, |v| v.as_array().is_some_and(|d| d.len() == PLAYERS - 1)).await;
-        assert!(!ids(&after).contains(&victim), "the kicked player's dot is gone: {after}");
-        let status = until(&browser, "return document.getElementById('action').textContent;", |v| {
-            v.as_str().is_some_and(|s| s.contains("kicked"))
-        })
-        .await;
-        assert_eq!(status, json!(format!("player {victim} kicked")));
-        let rows = browser.execute("return document.querySelectorAll('#players tbody tr').length;", vec![]).await.unwrap();
-        assert_eq!(rows, json!(PLAYERS - 1));
-        std::fs::write(out.join("console-after-kick.png"), browser.screenshot().await.unwrap()).unwrap();
-        browser.close().await.expect("the browser closes");
+        // The browser is closed whatever the checks find; then their failure, if any, is told.
+        let checked = AssertUnwindSafe(look_and_kick(&browser, admin, &expected, &out)).catch_unwind().await;
+        let _ = browser.close().await;
+        if let Err(failure) = checked {
+            std::panic::resume_unwind(failure);
+        }
     });
     drop(driver);
 
@@ -240,4 +203,71 @@ fn the_console_shows_the_players_moving_and_kicks_one() {
         server.run(|app| app.world().resource::<Recorded<Disconnected>>().0.iter().map(|d| d.reason.clone()).collect());
     assert_eq!(reasons, [DisconnectReason::KickedByOperator], "one disconnect: the kick");
     eprintln!("screenshots in {}", out.display());
+}
+
+/// What a person does at the console: looks for one dot per player, sees them move, selects one
+/// (keeping a picture), and kicks the first.
+async fn look_and_kick(browser: &Client, admin: std::net::SocketAddr, expected: &[i64], out: &Path) {
+    browser.goto(&format!("http://{admin}/")).await.expect("the console loads");
+
+    // One dot per player, each at the player's id.
+    let first = until(browser, DOTS, |v| v.as_array().is_some_and(|d| d.len() == PLAYERS)).await;
+    assert_eq!(ids(&first), expected, "the map shows every player");
+    let rows = browser.execute("return document.querySelectorAll('#players tbody tr').length;", vec![]).await.unwrap();
+    assert_eq!(rows, json!(PLAYERS), "and the table lists them");
+
+    // The dots move: every player's position changes on the page.
+    let before = dots(&first);
+    let moved = until(browser, DOTS, |v| {
+        let now = dots(v);
+        now.len() == PLAYERS && before.iter().all(|b| now.iter().any(|n| n.0 == b.0 && (n.1, n.2) != (b.1, b.2)))
+    })
+    .await;
+    assert_eq!(ids(&moved), expected);
+
+    // Select a player (its view radius shows), let the charts draw a few seconds, and
+    // keep a picture of it.
+    browser
+        .execute(
+            &format!(
+                "document.querySelector('#map circle[data-player=\"{}\"]').dispatchEvent(new MouseEvent('click'));",
+                expected[1]
+            ),
+            vec![],
+        )
+        .await
+        .unwrap();
+    until(browser, "return document.querySelector('#map .view').getAttribute('visibility');", |v| v == "visible").await;
+    until(
+        browser,
+        "const p = document.querySelector('#chart-packets polyline');
+             return p ? p.getAttribute('points').split(' ').length : 0;",
+        |v| v.as_u64().is_some_and(|n| n >= 10),
+    )
+    .await;
+    let picture = browser.screenshot().await.expect("a screenshot");
+    assert!(picture.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(out.join("console.png"), &picture).unwrap();
+
+    // Kick the first player with its button, as a person would.
+    let victim = expected[0];
+    until(
+        browser,
+        &format!(
+            "const b = document.querySelector('button[data-kick=\"{victim}\"]');
+                 if (!b) return false; b.click(); return true;"
+        ),
+        |v| v == true,
+    )
+    .await;
+    let after = until(browser, DOTS, |v| v.as_array().is_some_and(|d| d.len() == PLAYERS - 1)).await;
+    assert!(!ids(&after).contains(&victim), "the kicked player's dot is gone: {after}");
+    let status = until(browser, "return document.getElementById('action').textContent;", |v| {
+        v.as_str().is_some_and(|s| s.contains("kicked"))
+    })
+    .await;
+    assert_eq!(status, json!(format!("player {victim} kicked")));
+    let rows = browser.execute("return document.querySelectorAll('#players tbody tr').length;", vec![]).await.unwrap();
+    assert_eq!(rows, json!(PLAYERS - 1));
+    std::fs::write(out.join("console-after-kick.png"), browser.screenshot().await.unwrap()).unwrap();
 }

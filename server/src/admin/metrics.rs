@@ -279,6 +279,19 @@ mod tests {
         }
     }
 
+    /// The `gameserver_…` names in a text (a name followed by `_…` alone, as in "every name
+    /// starts with `gameserver_`", is no name).
+    fn names_in(text: &str) -> Vec<&str> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("gameserver_") && !w.ends_with('_'))
+            .collect()
+    }
+
+    /// Whether `name` is written: a sample, or a histogram whose samples are.
+    fn exported(samples: &std::collections::BTreeSet<String>, name: &str) -> bool {
+        samples.contains(name) || samples.contains(&format!("{name}_bucket"))
+    }
+
     /// The dashboard in `deploy/grafana/` only queries metrics this module writes.
     #[test]
     fn the_grafana_dashboard_queries_only_exported_metrics() {
@@ -288,17 +301,32 @@ mod tests {
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "the dashboard's queries: {exprs:?}");
-        let exported = sample_names(&render(data()));
-        let mut used = 0;
+        let samples = sample_names(&render(data()));
         for expr in &exprs {
-            for name in
-                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gameserver_"))
-            {
-                assert!(exported.contains(name), "{name} (in {expr:?}) is not exported");
-                used += 1;
+            let names = names_in(expr);
+            assert!(!names.is_empty(), "{expr:?} reads a gameserver_ metric");
+            for name in names {
+                assert!(exported(&samples, name), "{name} (in {expr:?}) is not exported");
             }
         }
-        assert!(used >= exprs.len(), "every query reads a gameserver_ metric");
+    }
+
+    /// The operator's guide and the README name only metrics that exist, and the guide's table
+    /// lists every one.
+    #[test]
+    fn the_docs_name_the_exported_metrics() {
+        let samples = sample_names(&render(data()));
+        let guide = include_str!("../../../docs/operating.md");
+        for text in [guide, include_str!("../../../README.md")] {
+            for name in names_in(text) {
+                assert!(exported(&samples, name), "{name} is named in the docs but not exported");
+            }
+        }
+        let listed: Vec<&str> = names_in(guide);
+        for sample in &samples {
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| sample.strip_suffix(s)).unwrap_or(sample);
+            assert!(listed.contains(&family), "{family} is exported but not in docs/operating.md");
+        }
     }
 
     fn collect_exprs(value: &serde_json::Value, out: &mut Vec<String>) {

@@ -111,10 +111,10 @@ function clearRoom() {
   $("note").textContent = "";
 }
 
-// 1, 2 or 5 times a power of ten, at least `v`.
+// A round number at least `v`: 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten.
 function nice(v) {
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  return [1, 2, 5, 10].map((m) => m * p).find((n) => n >= v);
+  return [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((m) => m * p).find((n) => n >= v);
 }
 
 function toMap(x, z) {
