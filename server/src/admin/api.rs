@@ -40,7 +40,8 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// without trouble, whatever the room's size. `/api/rooms/{id}` lists them all.
 pub const CONSOLE_MAX_PLAYERS: usize = 2_000;
 
-type Reply<T> = oneshot::Sender<T>;
+/// Where the game puts its answer to one question.
+pub(crate) type Reply<T> = oneshot::Sender<T>;
 
 /// A question from the HTTP side.
 pub(crate) enum Ask {
@@ -156,11 +157,11 @@ pub struct RoomDetail {
 pub struct PlayerInfo {
     /// The id clients know it by.
     pub id: i32,
-    /// Where it stands.
+    /// Its position's x (to the right on the console's map).
     pub x: f32,
-    /// Height.
+    /// Its height.
     pub y: f32,
-    /// z.
+    /// Its position's z (up on the console's map).
     pub z: f32,
     /// Its client's address (`null` for a character game code added without a connection).
     pub peer: Option<String>,

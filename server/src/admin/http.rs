@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -24,7 +25,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::api::{Ask, AskError, Asker};
+use super::api::{Ask, AskError, Asker, Reply};
 use super::{console, metrics};
 use crate::lifecycle::Lifecycle;
 
@@ -234,26 +235,26 @@ async fn rooms(State(state): State<Arc<AdminState>>) -> Response {
     json(state.asker.ask(Ask::Rooms).await)
 }
 
-async fn room(
-    State(state): State<Arc<AdminState>>,
-    id: Result<Path<u32>, axum::extract::rejection::PathRejection>,
-) -> Response {
-    let Ok(Path(id)) = id else { return error(StatusCode::BAD_REQUEST, "a room id is a number") };
-    match state.asker.ask(|reply| Ask::Room(id, reply)).await {
-        Ok(Some(room)) => axum::Json(room).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no room {id}")),
-        Err(why) => unavailable(why),
-    }
+async fn room(State(state): State<Arc<AdminState>>, id: Result<Path<u32>, PathRejection>) -> Response {
+    by_id(&state, id, "room", Ask::Room).await
 }
 
-async fn kick(
-    State(state): State<Arc<AdminState>>,
-    id: Result<Path<i32>, axum::extract::rejection::PathRejection>,
+async fn kick(State(state): State<Arc<AdminState>>, id: Result<Path<i32>, PathRejection>) -> Response {
+    by_id(&state, id, "connected player", Ask::Kick).await
+}
+
+/// Asks the game `question` about the `what` whose id is in the path: 400 when the id is not a
+/// number, 404 when the game knows no such thing, 503 without an answer.
+async fn by_id<Id: std::fmt::Display + Copy, T: Serialize>(
+    state: &AdminState,
+    id: Result<Path<Id>, PathRejection>,
+    what: &str,
+    question: fn(Id, Reply<Option<T>>) -> Ask,
 ) -> Response {
-    let Ok(Path(id)) = id else { return error(StatusCode::BAD_REQUEST, "a player id is a number") };
-    match state.asker.ask(|reply| Ask::Kick(id, reply)).await {
-        Ok(Some(kicked)) => axum::Json(kicked).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no connected player {id}")),
+    let Ok(Path(id)) = id else { return error(StatusCode::BAD_REQUEST, format!("a {what}'s id is a number")) };
+    match state.asker.ask(|reply| question(id, reply)).await {
+        Ok(Some(answer)) => axum::Json(answer).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no {what} {id}")),
         Err(why) => unavailable(why),
     }
 }
