@@ -162,7 +162,7 @@ pub struct Outbox<'w, 's, Out: PacketSet = ServerPacket> {
     entities: Query<'w, 's, Entity, With<Connection>>,
     counters: Res<'w, Counters>,
     /// Counts what is sent, by packet type, as it is sent.
-    stats: ResMut<'w, NetStats>,
+    sent: ResMut<'w, SentThisFrame>,
     /// Present only on the side that sends `Out`: on the other, Bevy refuses the system, naming
     /// this field.
     #[allow(dead_code)]
@@ -208,7 +208,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         self.encode_scratch(packet)?;
         let scratch = std::mem::take(&mut *self.scratch);
         if self.push(to, &scratch, 1) {
-            self.stats.count_out(P::ID, 1);
+            self.sent.count(P::ID, 1);
         }
         *self.scratch = scratch;
         Ok(())
@@ -225,7 +225,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         for entity in to {
             sent += u64::from(self.push(entity, &scratch, 1));
         }
-        self.stats.count_out(P::ID, sent);
+        self.sent.count(P::ID, sent);
         *self.scratch = scratch;
     }
 
@@ -239,7 +239,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         for mut connection in &mut self.connections {
             sent += u64::from(connection.push(&self.scratch, 1));
         }
-        self.stats.count_out(P::ID, sent);
+        self.sent.count(P::ID, sent);
     }
 
     /// Sends every packet of `batch`, in order, to each of `to`.
@@ -252,7 +252,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
             recipients += u64::from(self.push(entity, &batch.bytes, batch.packets));
         }
         for &(id, n) in &batch.by_id {
-            self.stats.count_out(id, n * recipients);
+            self.sent.count(id, n * recipients);
         }
     }
 
@@ -277,6 +277,31 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
     }
 }
 
+/// Packets sent this frame, by packet id: counted by [`Outbox`] as it sends and added to
+/// [`NetStats`] at the frame's flush. A resource of its own, so that a game system may send and
+/// read `NetStats` at once.
+#[derive(Resource, Default)]
+pub(crate) struct SentThisFrame(Vec<u64>);
+
+impl SentThisFrame {
+    fn count(&mut self, id: u16, n: u64) {
+        let at = usize::from(id);
+        if self.0.len() <= at {
+            self.0.resize(at + 1, 0);
+        }
+        self.0[at] += n;
+    }
+
+    /// Moves the frame's counts to `stats`.
+    fn add_to(&mut self, stats: &mut NetStats) {
+        for (id, n) in self.0.iter_mut().enumerate() {
+            if *n > 0 {
+                stats.count_out(id as u16, std::mem::take(n));
+            }
+        }
+    }
+}
+
 /// The limits on bytes waiting for the writer.
 #[derive(Resource, Debug, Clone, Copy)]
 pub(crate) struct Backlog(pub BacklogLimits);
@@ -293,8 +318,10 @@ pub(crate) fn flush(
     backlog: Res<Backlog>,
     writer: Res<WriterHandle>,
     mut stats: ResMut<NetStats>,
+    mut sent: ResMut<SentThisFrame>,
     mut listed: Local<Vec<Arc<Session>>>,
 ) {
+    sent.add_to(&mut stats);
     let now = std::time::Instant::now();
     let unlimited = BacklogLimits { cap: usize::MAX / 4, ..backlog.0 };
     for mut connection in &mut connections {

@@ -97,9 +97,9 @@ impl IoCounters {
 /// What the network layer has done since it started: the one set of network counters that every
 /// report (the server's statistics line, its JSON summary, its `/metrics`) reads. The I/O
 /// threads' counts are copied in once per frame, in
-/// [`NetSystems::Receive`](crate::NetSystems::Receive); packets are counted as they are delivered
-/// there and as game code sends them ([`Outbox`](crate::Outbox)); flushes in
-/// [`NetSystems::Send`](crate::NetSystems::Send).
+/// [`NetSystems::Receive`](crate::NetSystems::Receive), where packets are also counted as they
+/// are delivered; packets sent are counted as game code sends them ([`Outbox`](crate::Outbox))
+/// and added, with the flushes, in [`NetSystems::Send`](crate::NetSystems::Send).
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
 pub struct NetStats {
     /// Sessions open now.
@@ -123,8 +123,8 @@ pub struct NetStats {
     pub packets_unencodable: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
-    /// Packets queued for sending (a broadcast to 500 counts 500), counted as game code sends
-    /// them to an open connection.
+    /// Packets queued for sending (a broadcast to 500 counts 500): those game code sent to an
+    /// open connection, up to this frame's flush.
     pub packets_out: u64,
     /// `packets_out` by packet type, indexed by packet id ([`packets_out_of`](Self::packets_out_of)
     /// reads it).
