@@ -49,8 +49,9 @@ pub struct ServerConfig {
 }
 
 /// The admin HTTP endpoint (`crate::admin`): `/metrics`, `/healthz`, `/readyz`, the room API
-/// and the web console. Off unless `bind` is set.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// and the web console. Off unless `bind` is set. Its `Debug` hides the token, so logging the
+/// settings does not leak it.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Where to serve it, an IP address and port such as `127.0.0.1:9100`. `None` (`"off"` in
@@ -64,6 +65,15 @@ pub struct AdminConfig {
     /// loopback address allows.
     #[serde(with = "net_plugin::off")]
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 impl AdminConfig {

@@ -366,6 +366,7 @@ fn the_admin_endpoint_is_off_unless_bound_and_a_network_address_needs_a_token() 
     assert!(m.contains("admin.token is required when admin.bind (0.0.0.0:9100) is not a loopback address"), "{m}");
     let open = admin("bind = \"0.0.0.0:9100\"\ntoken = \"s3cret\"\n").unwrap();
     assert_eq!(open.token.as_deref(), Some("s3cret"));
+    assert!(!format!("{open:?}").contains("s3cret"), "printing the settings does not show the token");
     let m = message("bind = \"localhost:9100\"\n");
     assert!(m.contains("admin.bind must be an IP address and port"), "{m}");
     let m = message("bind = \"127.0.0.1:9100\"\ntoken = \"two words\"\n");
