@@ -12,6 +12,8 @@
 //! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room (with `view_radius` set, to those in view), within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
+//! | [`LifecyclePlugin`] | — | the server's phase (accepting, draining, shutting down) and the game loop's heartbeat, for health checks |
+//! | [`AdminPlugin`] | — | optional: the admin HTTP endpoint (metrics, health checks, room API, web console), see [`admin`] |
 //!
 //! # Adding your own packet and system
 //!
@@ -48,9 +50,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod chat;
 mod config;
 pub mod interest;
+mod lifecycle;
 mod movement;
 mod ping;
 mod room;
@@ -72,16 +76,22 @@ use net_plugin::ServerPlugin;
 #[doc = include_str!("../../README.md")]
 mod readme {}
 
+pub use admin::AdminPlugin;
 pub use chat::{ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID};
 pub use config::{
-    ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig, ServerConfig, WorldConfig,
+    AdminConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig, ServerConfig,
+    WorldConfig,
 };
 pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
+pub use lifecycle::{Lifecycle, LifecyclePlugin, Phase};
 pub use movement::{MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
 pub use room::{InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
-pub use stats::{ChatCounts, ServerStats, ServerStatsPlugin, StatsSystems};
+pub use stats::{
+    ChatCounts, ServerStats, ServerStatsPlugin, StatsSnapshot, StatsSource, StatsSystems, TICK_BUCKETS_SECONDS,
+    TickSummary,
+};
 
 /// Where the game systems run.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -122,12 +132,15 @@ impl PluginGroup for GamePlugins {
 }
 
 /// The server app: time (fixed tick at `tick_hz`), a runner that sleeps between frames, the
-/// bound network plugin, the game, and statistics (written to `stats_json` at exit, if given).
+/// bound network plugin, the game, statistics (written to `stats_json` at exit, if given) and
+/// the lifecycle that health checks read. The admin endpoint, which binds a port of its own, is
+/// added by the caller ([`AdminPlugin::bind`]).
 pub fn app(config: &ServerConfig, net: ServerPlugin, stats_json: Option<PathBuf>) -> App {
     let mut app = App::new();
     app.add_plugins((TimePlugin, ScheduleRunnerPlugin::run_loop(config.frame_period()), net))
         .insert_resource(Time::<Fixed>::from_hz(f64::from(config.tick_hz)))
         .add_plugins(GamePlugins { config: config.clone() })
-        .add_plugins(ServerStatsPlugin { interval: config.stats_interval, json_path: stats_json });
+        .add_plugins(ServerStatsPlugin { interval: config.stats_interval, json_path: stats_json })
+        .add_plugins(LifecyclePlugin);
     app
 }

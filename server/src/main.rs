@@ -7,7 +7,7 @@ use std::time::Duration;
 use bevy_app::AppExit;
 use clap::Parser;
 use net_plugin::{ServerPlugin, cli};
-use server::{ServerConfig, ShutdownSignalPlugin, Spawn, ViewMargin};
+use server::{AdminPlugin, ServerConfig, ShutdownSignalPlugin, Spawn, ViewMargin};
 
 /// The allocator: jemalloc, with its background threads purging freed pages after its decay
 /// time (10 s), so memory goes back to the system after a wave of players leaves, also while the
@@ -65,6 +65,15 @@ struct Cli {
     /// Write a JSON summary of the run here at exit.
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
+    /// Serve the admin endpoint (metrics, health checks, room API, web console) here, e.g.
+    /// 127.0.0.1:9100 ("off": not at all).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+    /// The token admin requests must carry (required unless --admin is a loopback address).
+    /// Other users of this machine can read a command line: prefer [admin] token in the
+    /// settings file.
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
 }
 
 impl Cli {
@@ -105,6 +114,12 @@ impl Cli {
         }
         if let Some(d) = self.stats_interval {
             config.stats_interval = d;
+        }
+        if let Some(addr) = &self.admin {
+            config.admin.bind = (addr != net_plugin::off::OFF).then(|| addr.clone());
+        }
+        if let Some(token) = &self.admin_token {
+            config.admin.token = Some(token.clone());
         }
         config.validate()?;
         Ok((config, file))
@@ -150,6 +165,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match AdminPlugin::bind(&config.admin, config.net.max_connections) {
+        Ok(admin) => admin,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(
         tick_hz = config.tick_hz,
         frame_period = ?config.frame_period(),
@@ -161,6 +183,9 @@ fn main() -> ExitCode {
     );
     let mut app = server::app(&config, net, cli.stats_json);
     app.add_plugins(ShutdownSignalPlugin);
+    if let Some(admin) = admin {
+        app.add_plugins(admin);
+    }
     match app.run() {
         AppExit::Success => {
             tracing::info!("stopped");
