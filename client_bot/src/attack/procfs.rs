@@ -150,8 +150,7 @@ pub fn parse_proc_net_tcp(text: &str, port: u16) -> PortTable {
         let (Some(local), Some(remote), Some(state)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
-        let (Some(local), Some(remote), Ok(state)) =
-            (port_of(local), port_of(remote), u8::from_str_radix(state, 16))
+        let (Some(local), Some(remote), Ok(state)) = (port_of(local), port_of(remote), u8::from_str_radix(state, 16))
         else {
             continue;
         };
