@@ -36,8 +36,10 @@ pub struct Connection {
     connected_at: Instant,
     /// This frame's packets, in the order they were sent.
     frame: BytesMut,
-    /// Packets in `frame`, for statistics.
-    packets: u64,
+    /// Packets delivered from it to game code, since it opened.
+    packets_in: u64,
+    /// Packets game code sent it (queued for its socket), since it opened.
+    packets_out: u64,
     /// The size of the last frame's buffer: reserved at the first send of the next, so a busy
     /// connection grows its buffer once a frame instead of doubling its way up.
     last_len: usize,
@@ -60,7 +62,8 @@ impl Connection {
             session,
             connected_at: Instant::now(),
             frame: BytesMut::new(),
-            packets: 0,
+            packets_in: 0,
+            packets_out: 0,
             last_len: 0,
             close_request: None,
         }
@@ -91,20 +94,50 @@ impl Connection {
         self.frame.len()
     }
 
+    /// Packets it delivered to game code since it opened (what [`NetStats::packets_in`]
+    /// counts, for this connection alone).
+    ///
+    /// [`NetStats::packets_in`]: crate::NetStats::packets_in
+    pub fn packets_in(&self) -> u64 {
+        self.packets_in
+    }
+
+    /// Packets game code sent it since it opened (what [`NetStats::packets_out`] counts, for
+    /// this connection alone).
+    ///
+    /// [`NetStats::packets_out`]: crate::NetStats::packets_out
+    pub fn packets_out(&self) -> u64 {
+        self.packets_out
+    }
+
+    /// Bytes flushed to it and not yet taken by its socket: its outbound backlog. Takes the
+    /// session's outbound lock for a moment (the writer holds it around each write), so it is
+    /// for reports, not for every connection every frame.
+    pub fn backlog_bytes(&self) -> usize {
+        self.session.outgoing().queue.len()
+    }
+
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
     }
 
-    /// Appends encoded packets to this frame's bytes, unless the connection is closing.
-    pub(crate) fn push(&mut self, encoded: &[u8], packets: u64) {
+    /// Appends encoded packets to this frame's bytes, unless the connection is closing; returns
+    /// whether they were appended.
+    pub(crate) fn push(&mut self, encoded: &[u8], packets: u64) -> bool {
         if self.is_closing() {
-            return;
+            return false;
         }
         if self.frame.capacity() == 0 {
             self.frame.reserve(self.last_len.max(encoded.len()).max(64));
         }
         self.frame.extend_from_slice(encoded);
-        self.packets += packets;
+        self.packets_out += packets;
+        true
+    }
+
+    /// Counts packets it delivered to game code.
+    pub(crate) fn delivered(&mut self, packets: u64) {
+        self.packets_in += packets;
     }
 
     /// Closes it at this frame's flush, after what it was sent. From now on nothing more is sent
@@ -126,14 +159,14 @@ impl Connection {
         self.close_request.take().map(|reason| *reason)
     }
 
-    /// Moves this frame's bytes to the session's queue (see [`outbound::hand_over`]): the
-    /// packets moved and whether the session was newly listed for the writer, or `None` when
-    /// nothing was sent to it this frame.
-    pub(crate) fn hand_over(&mut self, now: Instant, limits: &BacklogLimits) -> Option<(u64, bool)> {
+    /// Moves this frame's bytes to the session's queue (see [`outbound::hand_over`]): whether
+    /// the session was newly listed for the writer, or `None` when nothing was sent to it this
+    /// frame.
+    pub(crate) fn hand_over(&mut self, now: Instant, limits: &BacklogLimits) -> Option<bool> {
         let len = self.frame.len();
         let listed = outbound::hand_over(&self.session, &mut self.frame, now, limits)?;
         self.last_len = len;
-        Some((std::mem::take(&mut self.packets), listed))
+        Some(listed)
     }
 }
 

@@ -226,7 +226,6 @@ impl OutboundQueue {
     }
 
     /// Bytes waiting.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }

@@ -64,6 +64,8 @@ pub(crate) struct InboundQueue<In> {
 pub(crate) struct Inbox<In> {
     rx: Receiver<IoEvent<In>>,
     permits: Arc<Semaphore>,
+    /// The bound, in packets: `capacity - available permits` packets wait in the queue.
+    capacity: u32,
     counters: Arc<IoCounters>,
 }
 
@@ -74,7 +76,7 @@ pub(crate) fn channel<In>(capacity: usize, counters: Arc<IoCounters>) -> (Inboun
     let permits = Arc::new(Semaphore::new(capacity as usize));
     (
         InboundQueue { tx, permits: permits.clone(), capacity, counters: counters.clone() },
-        Inbox { rx, permits, counters },
+        Inbox { rx, permits, capacity, counters },
     )
 }
 
@@ -125,6 +127,8 @@ impl<In> Inbox<In> {
 /// instead of one per packet.
 struct Deliver<'w> {
     world: &'w mut World,
+    /// Counts what is delivered, by packet type.
+    stats: &'w mut NetStats,
     from: Entity,
     at: Instant,
     /// The next packet's place in its connection's stream.
@@ -159,6 +163,7 @@ impl PacketVisitor for Deliver<'_> {
     fn visit<P: Packet>(&mut self, packet: P) {
         let message = Received { from: self.from, packet, at: self.at, seq: self.seq };
         self.seq += 1;
+        self.stats.count_in(P::ID, 1);
         if let Some(run) = &mut self.run
             && run.packet == std::any::TypeId::of::<P>()
             && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P>>>()
@@ -176,14 +181,16 @@ impl PacketVisitor for Deliver<'_> {
 /// by the I/O threads (as many as were there when it started, so a flood cannot hold the frame)
 /// and turns them into entities and messages.
 pub(crate) fn receive<In: PacketSet>(world: &mut World, mut batch: Local<Vec<IoEvent<In>>>) {
-    let (counters, permits) = {
+    let (counters, permits, waiting) = {
         let inbox = world.resource::<Inbox<In>>();
+        let waiting = u64::from(inbox.capacity).saturating_sub(inbox.permits.available_permits() as u64);
         let queued = inbox.rx.len();
         batch.extend(inbox.rx.try_iter().take(queued));
-        (inbox.counters.clone(), inbox.permits.clone())
+        (inbox.counters.clone(), inbox.permits.clone(), waiting)
     };
     world.resource_scope(|world, mut index: Mut<SessionIndex>| {
         world.resource_scope(|world, mut stats: Mut<NetStats>| {
+            stats.inbound_queued = waiting;
             for event in batch.drain(..) {
                 handle_event(world, &mut index, &mut stats, &counters, &permits, event);
             }
@@ -208,12 +215,14 @@ fn handle_event<In: PacketSet>(
             match index.get(id) {
                 // Game code closed it: what the peer sent since is not for the game.
                 Some(entry) if entry.session.as_ref().is_some_and(|s| !s.is_closed_by_app()) => {
-                    let mut deliver = Deliver { world, from: entry.entity, at, seq: first_seq, run: None };
+                    if let Some(mut connection) = world.get_mut::<Connection>(entry.entity) {
+                        connection.delivered(n);
+                    }
+                    let mut deliver = Deliver { world, stats, from: entry.entity, at, seq: first_seq, run: None };
                     for packet in packets {
                         packet.visit(&mut deliver);
                     }
                     deliver.finish();
-                    stats.packets_in += n;
                 }
                 _ => IoCounters::add(&counters.packets_dropped, n),
             }

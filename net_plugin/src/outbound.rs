@@ -60,12 +60,14 @@ pub(crate) struct Counters(pub Arc<IoCounters>);
 pub struct PacketBatch<Out: PacketSet = ServerPacket> {
     bytes: Vec<u8>,
     packets: u64,
+    /// Packets by type, `(id, count)`, for the statistics: a batch holds a few types at most.
+    by_id: Vec<(u16, u64)>,
     _out: PhantomData<fn() -> Out>,
 }
 
 impl<Out: PacketSet> Default for PacketBatch<Out> {
     fn default() -> Self {
-        Self { bytes: Vec::new(), packets: 0, _out: PhantomData }
+        Self { bytes: Vec::new(), packets: 0, by_id: Vec::new(), _out: PhantomData }
     }
 }
 
@@ -93,6 +95,10 @@ impl<Out: PacketSet> PacketBatch<Out> {
     pub fn try_push<P: Packet<Set = Out>>(&mut self, packet: &P) -> Result<(), EncodeError> {
         shared::encode(packet, &mut self.bytes)?;
         self.packets += 1;
+        match self.by_id.iter_mut().find(|(id, _)| *id == P::ID) {
+            Some((_, n)) => *n += 1,
+            None => self.by_id.push((P::ID, 1)),
+        }
         Ok(())
     }
 
@@ -115,6 +121,7 @@ impl<Out: PacketSet> PacketBatch<Out> {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.packets = 0;
+        self.by_id.clear();
     }
 }
 
@@ -154,6 +161,8 @@ pub struct Outbox<'w, 's, Out: PacketSet = ServerPacket> {
     connections: Query<'w, 's, &'static mut Connection>,
     entities: Query<'w, 's, Entity, With<Connection>>,
     counters: Res<'w, Counters>,
+    /// Counts what is sent, by packet type, as it is sent.
+    sent: ResMut<'w, SentThisFrame>,
     /// Present only on the side that sends `Out`: on the other, Bevy refuses the system, naming
     /// this field.
     #[allow(dead_code)]
@@ -182,10 +191,9 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         }
     }
 
-    fn push(&mut self, to: Entity, bytes: &[u8], packets: u64) {
-        if let Ok(mut connection) = self.connections.get_mut(to) {
-            connection.push(bytes, packets);
-        }
+    /// Appends to one connection's frame; whether it took them (it is open).
+    fn push(&mut self, to: Entity, bytes: &[u8], packets: u64) -> bool {
+        self.connections.get_mut(to).is_ok_and(|mut connection| connection.push(bytes, packets))
     }
 
     /// Sends `packet` to one connection.
@@ -199,7 +207,9 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
     pub fn try_send<P: Packet<Set = Out>>(&mut self, to: Entity, packet: &P) -> Result<(), EncodeError> {
         self.encode_scratch(packet)?;
         let scratch = std::mem::take(&mut *self.scratch);
-        self.push(to, &scratch, 1);
+        if self.push(to, &scratch, 1) {
+            self.sent.count(P::ID, 1);
+        }
         *self.scratch = scratch;
         Ok(())
     }
@@ -211,9 +221,11 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
             return;
         }
         let scratch = std::mem::take(&mut *self.scratch);
+        let mut sent = 0;
         for entity in to {
-            self.push(entity, &scratch, 1);
+            sent += u64::from(self.push(entity, &scratch, 1));
         }
+        self.sent.count(P::ID, sent);
         *self.scratch = scratch;
     }
 
@@ -223,9 +235,11 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
             self.unencodable::<P>(&e);
             return;
         }
+        let mut sent = 0;
         for mut connection in &mut self.connections {
-            connection.push(&self.scratch, 1);
+            sent += u64::from(connection.push(&self.scratch, 1));
         }
+        self.sent.count(P::ID, sent);
     }
 
     /// Sends every packet of `batch`, in order, to each of `to`.
@@ -233,8 +247,12 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         if batch.is_empty() {
             return;
         }
+        let mut recipients = 0;
         for entity in to {
-            self.push(entity, &batch.bytes, batch.packets);
+            recipients += u64::from(self.push(entity, &batch.bytes, batch.packets));
+        }
+        for &(id, n) in &batch.by_id {
+            self.sent.count(id, n * recipients);
         }
     }
 
@@ -259,6 +277,31 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
     }
 }
 
+/// Packets sent this frame, by packet id: counted by [`Outbox`] as it sends and added to
+/// [`NetStats`] at the frame's flush. A resource of its own, so that a game system may send and
+/// read `NetStats` at once.
+#[derive(Resource, Default)]
+pub(crate) struct SentThisFrame(Vec<u64>);
+
+impl SentThisFrame {
+    fn count(&mut self, id: u16, n: u64) {
+        let at = usize::from(id);
+        if self.0.len() <= at {
+            self.0.resize(at + 1, 0);
+        }
+        self.0[at] += n;
+    }
+
+    /// Moves the frame's counts to `stats`.
+    fn add_to(&mut self, stats: &mut NetStats) {
+        for (id, n) in self.0.iter_mut().enumerate() {
+            if *n > 0 {
+                stats.count_out(id as u16, std::mem::take(n));
+            }
+        }
+    }
+}
+
 /// The limits on bytes waiting for the writer.
 #[derive(Resource, Debug, Clone, Copy)]
 pub(crate) struct Backlog(pub BacklogLimits);
@@ -275,8 +318,10 @@ pub(crate) fn flush(
     backlog: Res<Backlog>,
     writer: Res<WriterHandle>,
     mut stats: ResMut<NetStats>,
+    mut sent: ResMut<SentThisFrame>,
     mut listed: Local<Vec<Arc<Session>>>,
 ) {
+    sent.add_to(&mut stats);
     let now = std::time::Instant::now();
     let unlimited = BacklogLimits { cap: usize::MAX / 4, ..backlog.0 };
     for mut connection in &mut connections {
@@ -288,8 +333,7 @@ pub(crate) fn flush(
         // A connection game code closed this frame still gets what it was sent before.
         let closing = connection.take_close_request();
         let limits = if closing.is_some() { &unlimited } else { &backlog.0 };
-        if let Some((packets, listed_now)) = connection.hand_over(now, limits) {
-            stats.packets_out += packets;
+        if let Some(listed_now) = connection.hand_over(now, limits) {
             stats.flushes += 1;
             if listed_now {
                 listed.push(connection.session().clone());

@@ -12,7 +12,7 @@ use shared::{Packet, PacketSet, PacketTypeVisitor};
 use crate::connection::{PendingDespawn, SessionIndex};
 use crate::core::BacklogLimits;
 use crate::inbound::{self, InboundQueue, Inbox};
-use crate::outbound::{self, Backlog, Counters, Sends, WriterHandle};
+use crate::outbound::{self, Backlog, Counters, Sends, SentThisFrame, WriterHandle};
 use crate::runtime::{IoRuntime, NetFaults};
 use crate::session::SessionContext;
 use crate::stats::IoCounters;
@@ -102,6 +102,7 @@ impl<In: PacketSet, Out: PacketSet> Plugin for NetCorePlugin<In, Out> {
             .add_message::<ConnectFailed>()
             .add_message::<AppExit>()
             .init_resource::<Sends<Out>>()
+            .init_resource::<SentThisFrame>()
             .insert_resource(Backlog(self.backlog))
             .init_resource::<SessionIndex>()
             .init_resource::<PendingDespawn>()

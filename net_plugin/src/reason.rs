@@ -51,6 +51,9 @@ pub enum DisconnectReason {
     InvalidInput(Cow<'static, str>),
     /// This side's game code closed the connection.
     ClosedByApp(Cow<'static, str>),
+    /// An operator closed it (the server's admin endpoint: `POST /api/players/{id}/kick`).
+    /// What was sent to it before is still written, as for [`ClosedByApp`](Self::ClosedByApp).
+    KickedByOperator,
     /// The application is shutting down.
     Shutdown,
     /// A bug: the session's task panicked. The server and other sessions carry on.
@@ -73,13 +76,14 @@ pub enum DisconnectKind {
     FrameTimeout,
     InvalidInput,
     ClosedByApp,
+    KickedByOperator,
     Shutdown,
     InternalError,
 }
 
 impl DisconnectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [DisconnectKind; 14] = [
+    pub const ALL: [DisconnectKind; 15] = [
         DisconnectKind::ClosedByPeer,
         DisconnectKind::Io,
         DisconnectKind::MalformedFrame,
@@ -92,6 +96,7 @@ impl DisconnectKind {
         DisconnectKind::FrameTimeout,
         DisconnectKind::InvalidInput,
         DisconnectKind::ClosedByApp,
+        DisconnectKind::KickedByOperator,
         DisconnectKind::Shutdown,
         DisconnectKind::InternalError,
     ];
@@ -111,6 +116,7 @@ impl DisconnectKind {
             DisconnectKind::FrameTimeout => "frame_timeout",
             DisconnectKind::InvalidInput => "invalid_input",
             DisconnectKind::ClosedByApp => "closed_by_app",
+            DisconnectKind::KickedByOperator => "kicked_by_operator",
             DisconnectKind::Shutdown => "shutdown",
             DisconnectKind::InternalError => "internal_error",
         }
@@ -133,6 +139,7 @@ impl DisconnectReason {
             DisconnectReason::FrameTimeout(_) => DisconnectKind::FrameTimeout,
             DisconnectReason::InvalidInput(_) => DisconnectKind::InvalidInput,
             DisconnectReason::ClosedByApp(_) => DisconnectKind::ClosedByApp,
+            DisconnectReason::KickedByOperator => DisconnectKind::KickedByOperator,
             DisconnectReason::Shutdown => DisconnectKind::Shutdown,
             DisconnectReason::InternalError(_) => DisconnectKind::InternalError,
         }
@@ -198,6 +205,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::FrameTimeout(t) => write!(f, "frame timeout: a packet begun and not finished in {t:?}"),
             DisconnectReason::InvalidInput(why) => write!(f, "invalid input: {why}"),
             DisconnectReason::ClosedByApp(why) => write!(f, "closed: {why}"),
+            DisconnectReason::KickedByOperator => f.write_str("kicked by an operator"),
             DisconnectReason::Shutdown => f.write_str("shutting down"),
             DisconnectReason::InternalError(e) => write!(f, "internal error: {e}"),
         }

@@ -94,8 +94,12 @@ impl IoCounters {
     }
 }
 
-/// What the network layer has done since it started. Updated once per frame, in
-/// [`NetSystems::Receive`](crate::NetSystems::Receive) and [`NetSystems::Send`](crate::NetSystems::Send).
+/// What the network layer has done since it started: the one set of network counters that every
+/// report (the server's statistics line, its JSON summary, its `/metrics`) reads. The I/O
+/// threads' counts are copied in once per frame, in
+/// [`NetSystems::Receive`](crate::NetSystems::Receive), where packets are also counted as they
+/// are delivered; packets sent are counted as game code sends them ([`Outbox`](crate::Outbox))
+/// and added, with the flushes, in [`NetSystems::Send`](crate::NetSystems::Send).
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
 pub struct NetStats {
     /// Sessions open now.
@@ -108,6 +112,9 @@ pub struct NetStats {
     pub refused_per_ip: u64,
     /// Packets delivered to the ECS as messages.
     pub packets_in: u64,
+    /// `packets_in` by packet type, indexed by packet id ([`packets_in_of`](Self::packets_in_of)
+    /// reads it).
+    pub packets_in_by_id: Vec<u64>,
     /// Packets read from a session that was closed before they could be delivered (game code
     /// closed it, or it closed while they waited for room in the inbound queue).
     pub packets_dropped: u64,
@@ -116,8 +123,12 @@ pub struct NetStats {
     pub packets_unencodable: u64,
     /// Bytes read from sockets.
     pub bytes_in: u64,
-    /// Packets queued for sending (a broadcast to 500 counts 500).
+    /// Packets queued for sending (a broadcast to 500 counts 500): those game code sent to an
+    /// open connection, up to this frame's flush.
     pub packets_out: u64,
+    /// `packets_out` by packet type, indexed by packet id ([`packets_out_of`](Self::packets_out_of)
+    /// reads it).
+    pub packets_out_by_id: Vec<u64>,
     /// Bytes written to sockets.
     pub bytes_out: u64,
     /// Per-session buffers handed to the I/O side (at most one per session per frame).
@@ -125,6 +136,10 @@ pub struct NetStats {
     /// Times a session found the inbound queue full and waited for its turn (each wait is one
     /// wake-up, when the ECS has drained room for it).
     pub inbound_waits: u64,
+    /// Packets that waited in the inbound queue (read, not yet delivered) when this frame began
+    /// to drain it: how far the game is behind its sockets. Near 0 on a server that keeps up;
+    /// at `inbound_queue`, readers are paused.
+    pub inbound_queued: u64,
     /// Sessions ended, by kind of reason, indexed by `DisconnectKind as usize`.
     pub disconnects: [u64; DisconnectKind::ALL.len()],
 }
@@ -140,6 +155,28 @@ impl NetStats {
         DisconnectKind::ALL.iter().map(|k| (k.as_str(), self.disconnects(*k))).filter(|(_, n)| *n > 0)
     }
 
+    /// Packets delivered of the packet type with this id.
+    pub fn packets_in_of(&self, id: u16) -> u64 {
+        self.packets_in_by_id.get(usize::from(id)).copied().unwrap_or(0)
+    }
+
+    /// Packets queued for sending of the packet type with this id.
+    pub fn packets_out_of(&self, id: u16) -> u64 {
+        self.packets_out_by_id.get(usize::from(id)).copied().unwrap_or(0)
+    }
+
+    /// Counts `n` packets of type `id` delivered.
+    pub(crate) fn count_in(&mut self, id: u16, n: u64) {
+        self.packets_in += n;
+        tally(&mut self.packets_in_by_id, id, n);
+    }
+
+    /// Counts `n` packets of type `id` queued for sending.
+    pub(crate) fn count_out(&mut self, id: u16, n: u64) {
+        self.packets_out += n;
+        tally(&mut self.packets_out_by_id, id, n);
+    }
+
     /// Copies the I/O threads' counters in.
     pub(crate) fn absorb(&mut self, io: &IoCounters) {
         self.bytes_in = io.bytes_in.load(Relaxed);
@@ -153,4 +190,14 @@ impl NetStats {
             *dst = src.load(Relaxed);
         }
     }
+}
+
+/// Adds `n` at `id`, growing the table the first time a packet type is seen (a handful of
+/// entries: ids are positions in the definition file).
+fn tally(by_id: &mut Vec<u64>, id: u16, n: u64) {
+    let at = usize::from(id);
+    if by_id.len() <= at {
+        by_id.resize(at + 1, 0);
+    }
+    by_id[at] += n;
 }

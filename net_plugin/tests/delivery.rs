@@ -5,9 +5,11 @@ mod support;
 
 use std::time::Duration;
 
+use bevy_app::Update;
+use bevy_ecs::prelude::*;
 use net_plugin::testing::{RawClient, with_outbox};
-use net_plugin::{Connected, EncodeError, NetConfig, NetStats, PacketBatch, Received};
-use shared::{C_Chat, C_LeaveGame, C_Move, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
+use net_plugin::{Connected, Connection, EncodeError, NetConfig, NetStats, Outbox, PacketBatch, Received};
+use shared::{C_Chat, C_LeaveGame, C_Move, Packet, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
 use support::{QUIET, WAIT, recorded, start_server, start_server_with, stats, wait_recorded};
 
 #[test]
@@ -62,7 +64,7 @@ fn a_packet_split_at_every_byte_boundary_arrives_whole() {
 fn ten_thousand_packets_keep_their_order_both_ways() {
     let config = NetConfig { inbound_rate: None, ..NetConfig::default() };
     let (server, addr) = start_server_with(config, |app| {
-        app.add_systems(bevy_app::Update, support::broadcast_moves);
+        app.add_systems(Update, support::broadcast_moves);
     });
     let mut client = RawClient::connect(addr);
     assert!(wait_recorded::<Connected>(&server, 1));
@@ -209,4 +211,50 @@ fn packets_of_different_types_carry_their_place_in_the_connections_stream() {
     let moves: Vec<u64> = recorded::<Received<C_Move>>(&server).iter().map(|m| m.seq).collect();
     let chats: Vec<u64> = recorded::<Received<C_Chat>>(&server).iter().map(|m| m.seq).collect();
     assert_eq!((moves, chats), (vec![0, 2], vec![1, 3]));
+}
+
+/// Answers each chat line with the number of packets delivered so far: a system that sends and
+/// reads the statistics at once (they are separate resources, so Bevy lets it).
+fn count_back(mut chats: MessageReader<Received<C_Chat>>, mut outbox: Outbox, stats: Res<NetStats>) {
+    for chat in chats.read() {
+        outbox.send(chat.from, &S_Chat { player_id: 0, chat: stats.packets_in.to_string() });
+    }
+}
+
+#[test]
+fn packets_are_counted_by_type_in_total_and_per_connection() {
+    let (server, addr) = start_server_with(NetConfig::default(), |app| {
+        app.add_systems(Update, (count_back, support::broadcast_moves));
+    });
+    let mut a = RawClient::connect(addr);
+    let mut b = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 2));
+    a.send(&C_Move { pos_x: 1.0, pos_y: 0.0, pos_z: 0.0 });
+    a.send(&C_Chat { chat: "how many?".into() });
+    // The answer counts the move and the line itself.
+    assert!(matches!(a.recv::<ServerPacket>(WAIT), Some(ServerPacket::BroadcastMove(_))));
+    assert!(matches!(a.recv::<ServerPacket>(WAIT), Some(ServerPacket::Chat(c)) if c.chat == "2"));
+    assert!(matches!(b.recv::<ServerPacket>(WAIT), Some(ServerPacket::BroadcastMove(_))));
+    std::thread::sleep(QUIET);
+
+    let stats = stats(&server);
+    assert_eq!((stats.packets_in_of(C_Move::ID), stats.packets_in_of(C_Chat::ID), stats.packets_in), (1, 1, 2));
+    assert_eq!(stats.packets_in_of(C_LeaveGame::ID), 0);
+    // The move went to both connections, the answer to one.
+    assert_eq!(
+        (stats.packets_out_of(S_BroadcastMove::ID), stats.packets_out_of(S_Chat::ID), stats.packets_out),
+        (2, 1, 3)
+    );
+    let a_addr = a.stream().local_addr().unwrap();
+    let per_connection = server.run(move |app| {
+        let mut connections = app.world_mut().query::<&Connection>();
+        let world = app.world();
+        let mut counts: Vec<_> = connections
+            .iter(world)
+            .map(|c| (c.peer() == a_addr, c.packets_in(), c.packets_out(), c.backlog_bytes()))
+            .collect();
+        counts.sort();
+        counts
+    });
+    assert_eq!(per_connection, [(false, 0, 1, 0), (true, 2, 2, 0)], "b got the move; a sent two, got two");
 }

@@ -53,8 +53,64 @@ pub struct ServerConfig {
     pub chat: ChatConfig,
     /// The network layer (connection limit, packet size, rate limits, backlogs…).
     pub net: NetConfig,
+    /// The admin endpoint: metrics, health checks, the room API and the web console.
+    pub admin: AdminConfig,
     /// Running as an Agones game server (needs the cargo feature `agones`).
     pub agones: AgonesConfig,
+}
+
+/// The admin HTTP endpoint (`crate::admin`): `/metrics`, `/healthz`, `/readyz`, the room API
+/// and the web console. Off unless `bind` is set. Its `Debug` hides the token, so logging the
+/// settings does not leak it.
+#[derive(Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where to serve it, an IP address and port such as `127.0.0.1:9100`. `None` (`"off"` in
+    /// a file, the default) serves nothing.
+    #[serde(with = "net_plugin::off")]
+    pub bind: Option<String>,
+    /// The secret every request but `/healthz` and `/readyz` must present, as
+    /// `Authorization: Bearer TOKEN` (or, from a browser, as the password of Basic
+    /// credentials). Required when `bind` is not a loopback address: an admin endpoint open to
+    /// a network can kick players. `None` (`"off"`, the default) asks for nothing, which only a
+    /// loopback address allows.
+    #[serde(with = "net_plugin::off")]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// The address to serve on, if any, checked: an IP address and port, and a token unless it
+    /// is a loopback address.
+    pub fn address(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(bind) = &self.bind else { return Ok(None) };
+        let addr: std::net::SocketAddr = bind.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "admin.bind must be an IP address and port such as 127.0.0.1:9100, not {bind:?}"
+            ))
+        })?;
+        if let Some(token) = &self.token
+            && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ConfigError::Invalid(
+                "admin.token must be printable ASCII without spaces, at least one character (or \"off\")".into(),
+            ));
+        }
+        if self.token.is_none() && !addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "admin.token is required when admin.bind ({addr}) is not a loopback address: anyone who reaches it could kick players"
+            )));
+        }
+        Ok(Some(addr))
+    }
 }
 
 /// Agones: the server tells the SDK sidecar of its pod that it is ready, that it is healthy
@@ -202,6 +258,7 @@ impl Default for ServerConfig {
             world: WorldConfig::default(),
             chat: ChatConfig::default(),
             net: NetConfig::default(),
+            admin: AdminConfig::default(),
             agones: AgonesConfig::default(),
         }
     }
@@ -327,6 +384,7 @@ impl ServerConfig {
         if self.chat.room_bytes_per_second == Some(0) {
             return invalid("chat.room_bytes_per_second must be at least 1 (or \"off\")".into());
         }
+        self.admin.address()?;
         if self.agones.enabled && !cfg!(feature = "agones") {
             return invalid(
                 "agones.enabled (--agones): this build lacks Agones support; build the server with \

@@ -14,8 +14,9 @@
 //!    flush-and-close (every connection left gets `Disconnected` with reason `Shutdown`), exit 0.
 //!
 //! With no timeout (`drain_timeout = "off"`) a stop is the immediate flush-and-close. Where the
-//! server is in that sequence is the [`Lifecycle`] resource: what a readiness probe reports and
-//! what Agones' `Shutdown()` waits for.
+//! server is in that sequence is the one [`Lifecycle`] resource ([`crate::lifecycle`]): this
+//! plugin moves it to [`Phase::Draining`] (with the drain's [`DrainWindow`]) and then to
+//! [`Phase::ShuttingDown`]; `/readyz` answers from it, and Agones' `Shutdown()` waits for it.
 
 use std::time::{Duration, Instant};
 
@@ -25,41 +26,13 @@ use net_plugin::{Connection, ListenerControl, Outbox};
 
 use crate::GameSystems;
 use crate::chat::server_notice;
+use crate::lifecycle::{DrainWindow, Lifecycle, LifecyclePlugin, Phase};
 use crate::room::{ConnectedPlayers, Player};
 
 /// Asks the server to stop: a drain (when the drain timeout is set), then the exit. Asking
 /// again, or while draining, changes nothing.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopRequested;
-
-/// Where the server is between starting and exiting: the one place to ask whether it takes new
-/// players (a readiness probe: [`Lifecycle::is_ready`]) and whether it is on its way out.
-///
-/// `Running` → (a [`StopRequested`]) → `Draining` → (the last player left, or the timeout) →
-/// `ShuttingDown`; with no drain timeout, `Running` → `ShuttingDown` at once. It never goes back.
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Lifecycle {
-    /// Accepting players and playing.
-    #[default]
-    Running,
-    /// Not accepting; the players left play on until they leave or `deadline`.
-    Draining {
-        /// When the drain began.
-        since: Instant,
-        /// When the server exits even with players left.
-        deadline: Instant,
-    },
-    /// The exit is under way (the network flushes and closes every connection).
-    ShuttingDown,
-}
-
-impl Lifecycle {
-    /// Whether the server takes new players: a readiness probe answers from this (`false`
-    /// from the moment a stop is asked for).
-    pub fn is_ready(&self) -> bool {
-        matches!(self, Lifecycle::Running)
-    }
-}
 
 /// Drains on [`StopRequested`], then exits (see the module's documentation).
 pub struct DrainPlugin {
@@ -77,9 +50,9 @@ struct ToldOfDrain;
 
 impl Plugin for DrainPlugin {
     fn build(&self, app: &mut App) {
+        LifecyclePlugin::require(app);
         app.add_message::<StopRequested>()
             .add_message::<AppExit>()
-            .init_resource::<Lifecycle>()
             .insert_resource(DrainTimeout(self.timeout))
             // After membership: the players who entered this frame are told too.
             .add_systems(PreUpdate, (begin_drain, tell_players).chain().after(GameSystems::Membership))
@@ -91,23 +64,24 @@ impl Plugin for DrainPlugin {
 /// Starts a drain (or, with no timeout, the exit) on the first [`StopRequested`].
 fn begin_drain(
     mut requests: MessageReader<StopRequested>,
-    mut lifecycle: ResMut<Lifecycle>,
+    lifecycle: Res<Lifecycle>,
     timeout: Res<DrainTimeout>,
     listener: Option<Res<ListenerControl>>,
     players: ConnectedPlayers,
     mut exit: MessageWriter<AppExit>,
 ) {
-    if requests.read().count() == 0 || *lifecycle != Lifecycle::Running {
+    if requests.read().count() == 0 || lifecycle.phase() >= Phase::Draining {
         return;
     }
     if timeout.0.is_zero() {
         tracing::info!("stopping now (no drain timeout)");
-        *lifecycle = Lifecycle::ShuttingDown;
+        lifecycle.set_phase(Phase::ShuttingDown);
         exit.write(AppExit::Success);
         return;
     }
-    let since = Instant::now();
-    *lifecycle = Lifecycle::Draining { since, deadline: since + timeout.0 };
+    if lifecycle.begin_drain(timeout.0).is_none() {
+        return;
+    }
     if let Some(listener) = listener {
         listener.stop_accepting();
     }
@@ -124,7 +98,7 @@ type Untold = (With<Player>, With<Connection>, Without<ToldOfDrain>);
 /// While draining, tells each player not yet told, once: everyone as the drain begins, then
 /// anyone who got in during the last moments of accepting.
 fn tell_players(lifecycle: Res<Lifecycle>, untold: Query<Entity, Untold>, mut outbox: Outbox, mut commands: Commands) {
-    let Lifecycle::Draining { deadline, .. } = *lifecycle else { return };
+    let Some(deadline) = draining(&lifecycle).map(|w| w.deadline) else { return };
     let newcomers: Vec<Entity> = untold.iter().collect();
     if newcomers.is_empty() {
         return;
@@ -146,8 +120,8 @@ fn notice(left: Duration) -> String {
 }
 
 /// Ends a drain when the last player has left or its deadline passed: the exit begins.
-fn end_drain(mut lifecycle: ResMut<Lifecycle>, players: ConnectedPlayers, mut exit: MessageWriter<AppExit>) {
-    let Lifecycle::Draining { since, deadline } = *lifecycle else { return };
+fn end_drain(lifecycle: Res<Lifecycle>, players: ConnectedPlayers, mut exit: MessageWriter<AppExit>) {
+    let Some(DrainWindow { since, deadline }) = draining(&lifecycle) else { return };
     let left = players.iter().count();
     let now = Instant::now();
     if left == 0 {
@@ -157,8 +131,13 @@ fn end_drain(mut lifecycle: ResMut<Lifecycle>, players: ConnectedPlayers, mut ex
     } else {
         return;
     }
-    *lifecycle = Lifecycle::ShuttingDown;
+    lifecycle.set_phase(Phase::ShuttingDown);
     exit.write(AppExit::Success);
+}
+
+/// The drain's window while the server drains (not once it is shutting down).
+fn draining(lifecycle: &Lifecycle) -> Option<DrainWindow> {
+    lifecycle.drain_window().filter(|_| lifecycle.phase() == Phase::Draining)
 }
 
 #[cfg(test)]
@@ -170,13 +149,5 @@ mod tests {
         assert!(notice(Duration::from_secs(30)).contains("up to 30 s"));
         assert!(notice(Duration::from_millis(29_001)).contains("up to 30 s"));
         assert!(notice(Duration::ZERO).contains("up to 0 s"));
-    }
-
-    #[test]
-    fn only_running_is_ready() {
-        let now = Instant::now();
-        assert!(Lifecycle::Running.is_ready());
-        assert!(!Lifecycle::Draining { since: now, deadline: now }.is_ready());
-        assert!(!Lifecycle::ShuttingDown.is_ready());
     }
 }

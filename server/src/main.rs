@@ -7,7 +7,7 @@ use std::time::Duration;
 use bevy_app::AppExit;
 use clap::Parser;
 use net_plugin::{ServerPlugin, cli};
-use server::{ServerConfig, ShutdownSignalPlugin, Spawn, ViewMargin};
+use server::{AdminPlugin, ServerConfig, ShutdownSignalPlugin, Spawn, ViewMargin};
 
 /// The allocator: jemalloc, with its background threads purging freed pages after its decay
 /// time (10 s), so memory goes back to the system after a wave of players leaves, also while the
@@ -73,6 +73,15 @@ struct Cli {
     /// feature `agones`).
     #[arg(long)]
     agones: bool,
+    /// Serve the admin endpoint (metrics, health checks, room API, web console) here, e.g.
+    /// 127.0.0.1:9100 ("off": not at all).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+    /// The token admin requests must carry (required unless --admin is a loopback address).
+    /// Other users of this machine can read a command line: prefer [admin] token in the
+    /// settings file.
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
 }
 
 impl Cli {
@@ -120,6 +129,12 @@ impl Cli {
         if self.agones {
             config.agones.enabled = true;
         }
+        if let Some(addr) = &self.admin {
+            config.admin.bind = (addr != net_plugin::off::OFF).then(|| addr.clone());
+        }
+        if let Some(token) = &self.admin_token {
+            config.admin.token = Some(token.clone());
+        }
         config.validate()?;
         Ok((config, file))
     }
@@ -164,8 +179,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match AdminPlugin::bind(&config.admin, config.net.max_connections) {
+        Ok(admin) => admin,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut app = server::app(&config, net, cli.stats_json);
     app.add_plugins(ShutdownSignalPlugin);
+    if let Some(admin) = admin {
+        app.add_plugins(admin);
+    }
     // `validate` refused `agones.enabled` in a build without the feature.
     #[cfg(feature = "agones")]
     if config.agones.enabled {

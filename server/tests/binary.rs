@@ -23,6 +23,8 @@ fn help_lists_every_flag() {
         "--room-capacity",
         "--drain-timeout",
         "--agones",
+        "--admin",
+        "--admin-token",
         "--help",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
@@ -37,6 +39,8 @@ fn a_bad_flag_is_one_line_and_exit_code_2() {
         &["--tick-hz", "0"],
         &["--stats-interval", "soon"],
         &["--drain-timeout", "soon"],
+        &["--admin", "0.0.0.0:0"],
+        &["--admin", "somewhere"],
     ] {
         let (code, stderr) = run(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");
@@ -336,5 +340,57 @@ fn garbage_from_200_connections_writes_a_few_log_lines_at_the_default_level() {
         .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(summarised, faults, "{}", log.join("\n"));
+    let _ = std::fs::remove_file(stats);
+}
+
+/// The value of a sample in a metrics text.
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    server::admin::metrics::sample(text, name, labels).unwrap_or_else(|| panic!("{name}{{{labels}}} in\n{text}"))
+}
+
+#[test]
+fn the_admin_endpoint_reports_the_numbers_the_statistics_file_gets() {
+    let stats = std::env::temp_dir().join(format!("server-admin-stats-{}.json", std::process::id()));
+    // No drain: the clients are still connected when the SIGTERM comes.
+    let mut server = spawn(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-token",
+        "tok",
+        "--drain-timeout",
+        "off",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let admin = server.admin_addr();
+    assert!(server.wait_for_line("admin endpoint on").contains("token required"));
+    let auth = [("Authorization", "Bearer tok")];
+    let mut clients: Vec<_> = (0..2).map(|_| join(server.addr).0).collect();
+    for c in &mut clients {
+        c.send_move(1.0, 0.0, 1.0);
+    }
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = support::http(admin, "GET", "/metrics", &auth).body;
+        let moves = server::admin::metrics::sample(&text, "gameserver_packets_received_total", "packet=\"C_Move\"");
+        if moves == Some(2.0) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(support::http(admin, "GET", "/healthz", &[]).status, 200);
+    let received: f64 = ["C_LeaveGame", "C_Move", "C_Chat", "C_Ping"]
+        .iter()
+        .map(|p| metric(&text, "gameserver_packets_received_total", &format!("packet=\"{p}\"")))
+        .sum();
+
+    server.signal("TERM");
+    assert_eq!(server.wait().0, 0);
+    // The clients sent nothing after the scrape: the summary at exit has the same numbers.
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(json["packets_in"].as_f64(), Some(received), "{json}\n{text}");
+    assert_eq!(json["bytes_in"].as_f64(), Some(metric(&text, "gameserver_received_bytes_total", "")));
+    assert_eq!(json["sessions_total"].as_f64(), Some(metric(&text, "gameserver_connections_total", "")));
+    assert_eq!(json["players_max"].as_f64(), Some(metric(&text, "gameserver_players_max", "")));
     let _ = std::fs::remove_file(stats);
 }

@@ -9,9 +9,9 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use server::{DrainPlugin, Lifecycle, StopRequested};
+use server::{DrainPlugin, Lifecycle, Phase, StopRequested};
 use support::process::{Running, settings_file, spawn};
-use support::{CourseClient, Msg, WAIT, join, test_config};
+use support::{CourseClient, Msg, WAIT, http, http_get_until, join, test_config};
 
 /// The notice every player gets, once.
 fn is_drain_notice(m: &Msg) -> bool {
@@ -121,34 +121,70 @@ fn with_nobody_connected_a_stop_exits_at_once() {
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
-/// The drain's state, as a readiness probe would read it, through a whole drain in the app.
+/// The drain's state in the one `Lifecycle`, through a whole drain in the app: accepting, then
+/// draining (with its deadline, not ready), then shutting down.
 #[test]
-fn the_lifecycle_resource_follows_the_drain() {
+fn the_lifecycle_follows_the_drain() {
     let config = server::ServerConfig { drain_timeout: Duration::from_secs(60), ..test_config() };
     let (app, addr) = support::start(config);
-    let lifecycle = |app: &net_plugin::testing::AppThread| app.run(|app| *app.world().resource::<Lifecycle>());
-    assert_eq!(lifecycle(&app), Lifecycle::Running);
-    assert!(lifecycle(&app).is_ready());
+    let lifecycle = app.run(|app| app.world().resource::<Lifecycle>().clone());
+    assert!(app.wait_until(WAIT, |app| app.world().resource::<Lifecycle>().is_ready()));
+    assert_eq!((lifecycle.phase(), lifecycle.drain_window()), (Phase::Accepting, None));
     let (player, _) = join(addr);
 
     app.run(|app| {
         app.world_mut().write_message(StopRequested);
     });
-    assert!(app.wait_until(WAIT, |app| matches!(app.world().resource::<Lifecycle>(), Lifecycle::Draining { .. })));
-    let Lifecycle::Draining { since, deadline } = lifecycle(&app) else { unreachable!() };
-    assert_eq!(deadline - since, Duration::from_secs(60));
-    assert!(!lifecycle(&app).is_ready());
+    assert!(app.wait_until(WAIT, |app| app.world().resource::<Lifecycle>().phase() == Phase::Draining));
+    let window = lifecycle.drain_window().expect("a drain has its window");
+    assert_eq!(window.deadline - window.since, Duration::from_secs(60));
+    assert!(!lifecycle.is_ready());
     assert!(!app.run(|app| app.world().resource::<net_plugin::ListenerControl>().is_accepting()));
     // Asking again changes nothing.
     app.run(|app| {
         app.world_mut().write_message(StopRequested);
     });
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(lifecycle(&app), Lifecycle::Draining { since, deadline });
+    assert_eq!((lifecycle.phase(), lifecycle.drain_window()), (Phase::Draining, Some(window)));
 
     drop(player);
     let mut app = app;
     assert!(app.wait_exit(WAIT).is_some(), "the app exits when its last player left");
+    assert_eq!(lifecycle.phase(), Phase::ShuttingDown);
+}
+
+/// What a load balancer sees of a drain, with the admin endpoint on: a real SIGTERM turns
+/// `/readyz` to 503 for the whole drain, while `/healthz` stays 200 and `/metrics` says
+/// `draining`.
+#[test]
+fn with_the_admin_endpoint_on_readyz_is_503_while_draining() {
+    let mut server = spawn(&["--drain-timeout", "60s", "--admin", "127.0.0.1:0"]);
+    let admin = server.admin_addr();
+    let (mut player, _) = join(server.addr);
+    let ready = http_get_until(admin, "/readyz", &[], |r| r.status == 200);
+    assert_eq!((ready.status, ready.body.trim()), (200, "ready: accepting"));
+    assert_eq!(phase_gauge(admin, "accepting"), 1.0);
+
+    server.signal("TERM");
+    let draining = http_get_until(admin, "/readyz", &[], |r| r.status != 200);
+    assert_eq!((draining.status, draining.body.trim()), (503, "not ready: draining"));
+    player.recv_until(is_drain_notice);
+    assert_eq!(http(admin, "GET", "/healthz", &[]).status, 200, "draining, the loop still turns");
+    assert_eq!((phase_gauge(admin, "draining"), phase_gauge(admin, "accepting")), (1.0, 0.0));
+    // Still draining while the player plays on.
+    player.send_chat("still here");
+    player.recv_until(|m| matches!(m, Msg::Chat { text, .. } if text == "still here"));
+    assert_eq!(http(admin, "GET", "/readyz", &[]).status, 503);
+
+    drop(player);
+    assert_eq!(server.wait().0, 0, "{:?}", server.log());
+}
+
+/// `gameserver_phase{phase}` from `/metrics`.
+fn phase_gauge(admin: SocketAddr, phase: &str) -> f64 {
+    let text = http_get_until(admin, "/metrics", &[], |r| r.status == 200).body;
+    server::admin::metrics::sample(&text, "gameserver_phase", &format!("phase=\"{phase}\""))
+        .unwrap_or_else(|| panic!("gameserver_phase{{phase={phase:?}}} in\n{text}"))
 }
 
 /// A course client that never left, and a drain plugin with no timeout: the stop is immediate.

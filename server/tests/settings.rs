@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use net_plugin::{DisconnectKind, Keepalive, NetConfig, NetStats, RateLimit};
-use server::{AgonesConfig, ChatConfig, ConfigError, LineRate, ServerConfig, Spawn, ViewMargin};
-use support::{CourseClient, Msg, WAIT, join, move_bytes};
+use server::{AdminConfig, AgonesConfig, ChatConfig, ConfigError, LineRate, ServerConfig, Spawn, ViewMargin};
+use support::{CourseClient, Msg, WAIT, http, join, move_bytes};
 
 /// Writes `text` to a settings file of its own and loads it as `--config` would.
 fn load(text: &str) -> Result<ServerConfig, ConfigError> {
@@ -389,4 +389,37 @@ fn interest_settings_from_the_file_reach_the_running_server() {
     far.send_move(10.0, 0.0, 0.0);
     let before = far.recv_until(|m| *m == Msg::Move { id, x: 10.0, y: 0.0, z: 0.0 });
     assert!(matches!(before[..], [Msg::Enter { .. }]), "{before:?}");
+}
+
+#[test]
+fn the_admin_endpoint_is_off_unless_bound_and_a_network_address_needs_a_token() {
+    let (_, text) = shipped_file();
+    assert!(text.contains("[admin]\n") && text.contains("bind = \"off\"") && text.contains("token = \"off\""));
+    assert_eq!(load("").unwrap().admin, AdminConfig { bind: None, token: None });
+    let admin = |text: &str| load(&format!("[admin]\n{text}")).map(|c| c.admin);
+    let message = |text: &str| admin(text).unwrap_err().to_string();
+    assert_eq!(admin("bind = \"127.0.0.1:9100\"\n").unwrap().bind.as_deref(), Some("127.0.0.1:9100"));
+    assert!(admin("bind = \"[::1]:9100\"\n").is_ok(), "IPv6 loopback");
+    let m = message("bind = \"0.0.0.0:9100\"\n");
+    assert!(m.contains("admin.token is required when admin.bind (0.0.0.0:9100) is not a loopback address"), "{m}");
+    let open = admin("bind = \"0.0.0.0:9100\"\ntoken = \"s3cret\"\n").unwrap();
+    assert_eq!(open.token.as_deref(), Some("s3cret"));
+    assert!(!format!("{open:?}").contains("s3cret"), "printing the settings does not show the token");
+    let m = message("bind = \"localhost:9100\"\n");
+    assert!(m.contains("admin.bind must be an IP address and port"), "{m}");
+    let m = message("bind = \"127.0.0.1:9100\"\ntoken = \"two words\"\n");
+    assert!(m.contains("admin.token must be printable ASCII without spaces"), "{m}");
+    let m = message("token = \"\"\nbind = \"127.0.0.1:9100\"\n");
+    assert!(m.contains("admin.token must be"), "{m}");
+    let m = message("bind = 9100\n");
+    assert!(m.contains("line 2"), "{m}");
+
+    // From the file to the running endpoint: it serves where the file says and asks for its token.
+    let config = load(
+        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"from-the-file\"\n",
+    )
+    .unwrap();
+    let (_server, _, admin) = support::start_admin(config, |_| {});
+    assert_eq!(http(admin, "GET", "/api/rooms", &[]).status, 401);
+    assert_eq!(http(admin, "GET", "/api/rooms", &[("Authorization", "Bearer from-the-file")]).status, 200);
 }

@@ -3,7 +3,7 @@
 //! server's side from the clients'), the page size and the kernel's per-CPU slack in counting
 //! TCP memory. Parsers take text, so they are tested on captured samples.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One reading of `/proc/net/sockstat`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,42 +97,86 @@ pub fn pcpu_slack_pages() -> u64 {
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0);
-    per_cpu * std::thread::available_parallelism().map_or(1, |n| n.get()) as u64
+    per_cpu * online_cpus()
+}
+
+/// The host's CPUs, from `/sys/devices/system/cpu/online` ("0-1,4"): every CPU keeps its own
+/// reserve, whatever this process's affinity (`available_parallelism` counts only the CPUs
+/// `taskset` left us).
+fn online_cpus() -> u64 {
+    std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|text| parse_cpu_list(text.trim()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
+}
+
+/// Counts the CPUs in a kernel CPU list such as "0-3,6,8-9".
+fn parse_cpu_list(list: &str) -> Option<u64> {
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => Some(b.parse::<u64>().ok()?.checked_sub(a.parse().ok()?)? + 1),
+            None => part.parse::<u64>().ok().map(|_| 1),
+        })
+        .sum()
 }
 
 /// TCP state `ESTABLISHED` as `/proc/net/tcp` writes it.
 pub const TCP_ESTABLISHED: u8 = 0x01;
 
-/// From `/proc/net/tcp` or `/proc/net/tcp6`: the state of each connection whose remote port is
-/// `remote_port`, by local port.
-pub fn parse_proc_net_tcp(text: &str, remote_port: u16) -> HashMap<u16, u8> {
-    let port = |addr: &str| addr.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-    let mut states = HashMap::new();
+/// TCP state `LISTEN` as `/proc/net/tcp` writes it.
+pub const TCP_LISTEN: u8 = 0x0A;
+
+/// This host's TCP connections to one port, from both ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortTable {
+    /// The state of each connection whose remote port is the port, by local port: the clients'
+    /// ends.
+    pub clients: HashMap<u16, u8>,
+    /// Whether a socket listens on the port here: the server's end is on this host, so
+    /// `server_peers` can be trusted.
+    pub listening: bool,
+    /// The remote ports of the connections whose local port is the port: the server's ends
+    /// still open, in any state.
+    pub server_peers: HashSet<u16>,
+}
+
+/// Parses `/proc/net/tcp` or `/proc/net/tcp6` into the connections to `port`, from both ends.
+pub fn parse_proc_net_tcp(text: &str, port: u16) -> PortTable {
+    let port_of = |addr: &str| addr.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+    let mut table = PortTable::default();
     for line in text.lines().skip(1) {
         // "sl local_address rem_address st …"
         let mut fields = line.split_whitespace().skip(1);
         let (Some(local), Some(remote), Some(state)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
-        let (Some(local), Some(remote), Ok(state)) = (port(local), port(remote), u8::from_str_radix(state, 16)) else {
+        let (Some(local), Some(remote), Ok(state)) = (port_of(local), port_of(remote), u8::from_str_radix(state, 16))
+        else {
             continue;
         };
-        if remote == remote_port {
-            states.insert(local, state);
+        if remote == port {
+            table.clients.insert(local, state);
+        } else if local == port && state == TCP_LISTEN {
+            table.listening = true;
+        } else if local == port {
+            table.server_peers.insert(remote);
         }
     }
-    states
+    table
 }
 
-/// The state of this host's connections to `remote_port`, by local port (IPv4 and IPv6).
-pub fn tcp_states(remote_port: u16) -> HashMap<u16, u8> {
-    let mut states = HashMap::new();
+/// This host's connections to `port`, from both ends (IPv4 and IPv6).
+pub fn tcp_table(port: u16) -> PortTable {
+    let mut table = PortTable::default();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(file) {
-            states.extend(parse_proc_net_tcp(&text, remote_port));
+            let part = parse_proc_net_tcp(&text, port);
+            table.clients.extend(part.clients);
+            table.listening |= part.listening;
+            table.server_peers.extend(part.server_peers);
         }
     }
-    states
+    table
 }
 
 /// TCP buffer memory of the connections to one port, split by side, from `ss -m`.
@@ -253,18 +297,31 @@ mod tests {
     }
 
     #[test]
-    fn connection_states_by_local_port_for_one_remote_port() {
+    fn cpu_lists_are_counted() {
+        assert_eq!(parse_cpu_list("0-1"), Some(2));
+        assert_eq!(parse_cpu_list("0"), Some(1));
+        assert_eq!(parse_cpu_list("0-3,6,8-9"), Some(7));
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list(""), None);
+    }
+
+    #[test]
+    fn connections_to_a_port_from_both_ends() {
         let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
             0: 0100007F:1E61 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1 0 100 0 0 10 0\n\
             1: 0100007F:C350 0100007F:1E61 01 00000000:0001F000 00:00000000 00000000  1000        0 2 1 0 20 4 30 10 -1\n\
             2: 0100007F:C351 0100007F:1E61 08 00000000:00000001 00:00000000 00000000  1000        0 3 1 0 20 4 30 10 -1\n\
             3: 0100007F:1E61 0100007F:C350 01 00030000:00000000 01:00000014 00000000  1000        0 4 1 0 20 4 30 10 -1\n\
             4: 0100007F:C352 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 5 1 0 20 4 30 10 -1\n";
-        // Port 0x1E61 = 7777: the listener and the server's own side are not connections to it.
-        let states = parse_proc_net_tcp(text, 7777);
-        assert_eq!(states, HashMap::from([(0xC350, TCP_ESTABLISHED), (0xC351, 0x08)]));
+        // Port 0x1E61 = 7777: the listener, and the server's end of 0xC350.
+        let table = parse_proc_net_tcp(text, 7777);
+        assert_eq!(table.clients, HashMap::from([(0xC350, TCP_ESTABLISHED), (0xC351, 0x08)]));
+        assert!(table.listening);
+        assert_eq!(table.server_peers, HashSet::from([0xC350]));
         let v6 = "  sl  local_address                         remote_address                        st\n\
             0: 00000000000000000000000001000000:C360 00000000000000000000000001000000:1E61 01 0:0 0:0 0 0 0 1\n";
-        assert_eq!(parse_proc_net_tcp(v6, 7777), HashMap::from([(0xC360, TCP_ESTABLISHED)]));
+        let table = parse_proc_net_tcp(v6, 7777);
+        assert_eq!(table.clients, HashMap::from([(0xC360, TCP_ESTABLISHED)]));
+        assert!(!table.listening && table.server_peers.is_empty());
     }
 }

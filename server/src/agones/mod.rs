@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, watch};
 use link::{Channels, Desired, PING_QUEUE};
 
 use crate::config::AgonesConfig;
-use crate::drain::{Lifecycle, StopRequested};
+use crate::drain::StopRequested;
+use crate::lifecycle::{Lifecycle, LifecyclePlugin, Phase};
 use crate::room::ConnectedPlayers;
 
 /// How long the exit waits for `Shutdown()` to be acknowledged.
@@ -81,6 +82,7 @@ impl Plugin for AgonesPlugin {
         let channels = Channels { desired: desired_rx, pings: pings_rx, state: state_tx, shut_down: shut_down_tx };
         let capacity = i64::try_from(self.capacity).unwrap_or(i64::MAX);
         runtime.spawn(link::run(self.sdk_port, capacity, channels));
+        LifecyclePlugin::require(app);
         app.insert_resource(Sidecar {
             desired,
             pings,
@@ -98,9 +100,10 @@ impl Plugin for AgonesPlugin {
 }
 
 /// `Ready()` once, at the end of the first frame: the listener is bound (it was before the app
-/// was built) and the loop runs.
-fn report_ready(sidecar: Res<Sidecar>, mut done: Local<bool>) {
-    if !*done {
+/// was built), the loop runs, and the [`Lifecycle`] says it accepts players (what `/readyz`
+/// says too; a server asked to stop before its first frame ended is never Ready).
+fn report_ready(sidecar: Res<Sidecar>, lifecycle: Res<Lifecycle>, mut done: Local<bool>) {
+    if !*done && lifecycle.is_ready() {
         *done = true;
         sidecar.desired.send_modify(|d| d.ready = true);
     }
@@ -125,9 +128,9 @@ fn report_players(sidecar: Res<Sidecar>, players: ConnectedPlayers) {
     sidecar.desired.send_if_modified(|d| std::mem::replace(&mut d.players, count) != count);
 }
 
-/// `Shutdown()` once the drain is over (the exit is under way).
+/// `Shutdown()` once the drain is over: the [`Lifecycle`] says the exit is under way.
 fn report_shutdown(sidecar: Res<Sidecar>, lifecycle: Res<Lifecycle>) {
-    if *lifecycle == Lifecycle::ShuttingDown {
+    if lifecycle.phase() == Phase::ShuttingDown {
         sidecar.desired.send_if_modified(|d| !std::mem::replace(&mut d.shutdown, true));
     }
 }

@@ -281,3 +281,112 @@ pub fn join(addr: SocketAddr) -> (CourseClient, Vec<Listed>) {
     let listed = c.enter();
     (c, listed)
 }
+
+/// The server app with the admin endpoint on (on a loopback port of its own unless the config
+/// says where), on a thread; `extra` adds to the app (a recorder, say). Returns the app, the
+/// game's address and the admin endpoint's.
+pub fn start_admin(
+    mut config: ServerConfig,
+    extra: impl FnOnce(&mut bevy_app::App) + Send + 'static,
+) -> (AppThread, SocketAddr, SocketAddr) {
+    config.admin.bind.get_or_insert_with(|| "127.0.0.1:0".into());
+    let net = ServerPlugin::bind(&config.bind, config.net.clone()).expect("bind loopback");
+    let addr = net.local_addr();
+    let admin = server::AdminPlugin::bind(&config.admin, config.net.max_connections)
+        .expect("the admin endpoint binds")
+        .expect("the admin endpoint is on");
+    let admin_addr = admin.local_addr();
+    let app = AppThread::spawn(move || {
+        let mut app = server::app(&config, net, None);
+        app.add_plugins(admin);
+        extra(&mut app);
+        app
+    });
+    (app, addr, admin_addr)
+}
+
+/// An HTTP response, as a client reads it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends one HTTP/1.1 request (`Connection: close`, plus `headers`) and reads the response to
+/// its end. Written by hand, so tests can also send what no HTTP library would.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    parse_response(&http_raw(addr, request.as_bytes()))
+}
+
+/// Sends `GET path` (with `headers`) until `done` holds for the response or `WAIT` has passed;
+/// returns the last response. For what changes a frame or so later.
+pub fn http_get_until(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    done: impl Fn(&HttpResponse) -> bool,
+) -> HttpResponse {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = http(addr, "GET", path, headers);
+        if done(&response) || Instant::now() > deadline {
+            return response;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends raw bytes and returns everything the server answers until it closes.
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the admin endpoint");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    // A server that refuses a request early may close before it read it all.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Splits a whole response into status, headers and body (de-chunked).
+pub fn parse_response(text: &str) -> HttpResponse {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("an HTTP response: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("a status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}

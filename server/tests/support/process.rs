@@ -82,20 +82,30 @@ impl Running {
         assert!(ok.success());
     }
 
-    /// Waits for a log line containing `text` (kept for [`log`](Self::log)); panics after
-    /// `WAIT`.
-    pub fn wait_for_line(&mut self, text: &str) {
+    /// Waits for a log line containing `text`, among the lines not yet returned by
+    /// [`log`](Self::log) (where it stays), and returns it; panics after `WAIT`.
+    pub fn wait_for_line(&mut self, text: &str) -> String {
+        if let Some(line) = self.early.iter().find(|l| l.contains(text)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line =
                 self.stderr.recv_timeout(left).unwrap_or_else(|_| panic!("no line with {text:?}: {:?}", self.early));
-            let found = line.contains(text);
-            self.early.push(line);
-            if found {
-                return;
+            self.early.push(line.clone());
+            if line.contains(text) {
+                return line;
             }
         }
+    }
+
+    /// The admin endpoint's address (started with `--admin 127.0.0.1:0`), from its log line.
+    pub fn admin_addr(&mut self) -> SocketAddr {
+        const ON: &str = "admin endpoint on http://";
+        let line = self.wait_for_line(ON);
+        let rest = line.split(ON).nth(1).expect("the address follows");
+        rest.split(' ').next().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("an address in {line:?}"))
     }
 
     /// Waits for the exit; returns the code and how long it took.
