@@ -384,12 +384,14 @@ pub fn row(r: &RunResult) -> String {
 
 /// The server's command line for a run of `plan`: an ephemeral port (read back from its log),
 /// no periodic statistics line, its summary to `stats_json`, the scenario's room capacity and
-/// room for every bot; then the `--server-arg`s.
+/// room for every bot, no drain (the runner's SIGTERM stops it at once, whatever is still
+/// connected); then the `--server-arg`s.
 fn server_command(args: &BenchArgs, plan: &Plan, server: &Path, stats_json: &Path, core: Option<usize>) -> Command {
     let mut own = vec![
         ("--bind", Some("127.0.0.1:0".into())),
         ("--stats-interval", Some("0s".into())),
         ("--stats-json", Some(stats_json.into())),
+        ("--drain-timeout", Some("off".into())),
         ("--room-capacity", Some(plan.room_capacity.to_string().into())),
         ("--max-connections", Some((plan.bots as usize + 1000).to_string().into())),
     ];
@@ -661,6 +663,7 @@ mod tests {
             assert!(matches!(max[..], [max] if max >= plan.bots as usize), "{name}: {max:?} for {} bots", plan.bots);
             assert_eq!(values(&server, "--stats-json"), ["/tmp/run/server.json"]);
             assert_eq!(values(&server, "--bind"), ["127.0.0.1:0"], "the runner reads the port from the log");
+            assert_eq!(values(&server, "--drain-timeout"), ["off"], "the runner's SIGTERM stops it at once");
 
             let report = Path::new("/tmp/run/bots.json");
             let bots = parse_bots(&bots_command(&args, &plan, 3, Path::new("/bin/client_bot"), addr(), report, None));

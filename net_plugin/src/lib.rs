@@ -76,6 +76,10 @@
 //! On [`AppExit`](bevy_app::AppExit), the plugin stops accepting, writes what is queued, closes
 //! every socket (within [`NetConfig::shutdown_timeout`]), runs one last pass of `PreUpdate`,
 //! `Update` and `PostUpdate` so game code sees every [`Disconnected`], and joins its threads.
+//!
+//! Before that, a server can stop accepting while its connections go on
+//! ([`ListenerControl::stop_accepting`]: the listening socket closes, so newcomers are refused
+//! at once): the first step of a graceful drain.
 
 #![forbid(unsafe_code)]
 
@@ -108,6 +112,6 @@ pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
 #[doc(hidden)]
 pub use runtime::{Faults, NetFaults};
-pub use server::{BindError, ServerAddr, ServerPlugin};
+pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin};
 pub use shared::EncodeError;
 pub use stats::NetStats;

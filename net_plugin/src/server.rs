@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use bevy_ecs::resource::Resource;
 use shared::{ClientPacket, PacketSet, ServerPacket};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::plugin::IoStart;
 use crate::runtime::{Faults, Spawner};
@@ -51,6 +52,42 @@ pub enum BindError {
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerAddr(pub SocketAddr);
 
+/// The listening socket as game code may steer it: [`stop_accepting`](Self::stop_accepting)
+/// closes it (a graceful drain: newcomers are refused by the kernel, so a load balancer or a
+/// client's retry goes elsewhere at once) while every open connection goes on as before.
+///
+/// The ECS never touches the socket: this resource only signals the accept loop, which closes
+/// it on the I/O threads. There is no resuming: the port may be someone else's by then.
+#[derive(Resource, Debug, Clone)]
+pub struct ListenerControl {
+    stop: CancellationToken,
+}
+
+impl ListenerControl {
+    /// Stops accepting and closes the listening socket, within moments. Idempotent.
+    pub fn stop_accepting(&self) {
+        self.stop.cancel();
+    }
+
+    /// Whether the server still accepts connections (no [`stop_accepting`](Self::stop_accepting)
+    /// yet).
+    pub fn is_accepting(&self) -> bool {
+        !self.stop.is_cancelled()
+    }
+}
+
+/// Whether the host can listen on IPv6: asked of the operating system, or, for tests on a host
+/// that has it, said to be unavailable.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ipv6Host {
+    /// Try, as the binary does.
+    #[default]
+    Ask,
+    /// Fail every IPv6 socket as a host without IPv6 would (`EAFNOSUPPORT`).
+    Unavailable,
+}
+
 /// Accepts connections and runs their sessions. `In` is the packet set clients send (by default
 /// every `C_` packet of `assets/PDL.xml`), `Out` the set the server sends (every `S_` packet).
 ///
@@ -84,9 +121,24 @@ impl ServerPlugin {
 
 impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
     /// Binds `addr`, for clients that send the packet set `In` and are sent `Out`.
+    ///
+    /// `[::]:PORT` listens on IPv6 and IPv4 alike (one dual-stack socket: IPv4 peers appear as
+    /// IPv4-mapped addresses, which the per-address limit counts as their IPv4 address). On a
+    /// host without IPv6 it falls back to `0.0.0.0:PORT`, saying so in a log line.
     pub fn bind_with_packets(
         addr: impl ToSocketAddrs + std::fmt::Display,
         config: NetConfig,
+    ) -> Result<Self, BindError> {
+        Self::bind_on_host(addr, config, Ipv6Host::Ask)
+    }
+
+    /// [`bind_with_packets`](Self::bind_with_packets) on a host whose IPv6 support is as
+    /// `ipv6` says: for tests of the IPv4 fallback on a host that has IPv6.
+    #[doc(hidden)]
+    pub fn bind_on_host(
+        addr: impl ToSocketAddrs + std::fmt::Display,
+        config: NetConfig,
+        ipv6: Ipv6Host,
     ) -> Result<Self, BindError> {
         config.validate().map_err(BindError::Config)?;
         let resolved = addr
@@ -97,8 +149,14 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
                 addr: addr.to_string(),
                 source: io::Error::new(io::ErrorKind::NotFound, "no address"),
             })?;
-        let std_listener =
-            listen(resolved, config.listen_backlog).map_err(|source| BindError::Bind { addr: resolved, source })?;
+        let std_listener = match listen(resolved, config.listen_backlog, ipv6) {
+            Err(e) if is_ipv6_unavailable(&e) && resolved.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
+                let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), resolved.port());
+                tracing::warn!(error = %e, "IPv6 is unavailable on this host: listening on IPv4 only ({v4}, not {resolved})");
+                listen(v4, config.listen_backlog, ipv6).map_err(|source| BindError::Bind { addr: v4, source })?
+            }
+            listened => listened.map_err(|source| BindError::Bind { addr: resolved, source })?,
+        };
         let local_addr = std_listener.local_addr().map_err(|source| BindError::Bind { addr: resolved, source })?;
         tracing::info!("listening on {local_addr}");
         Ok(Self { config, listener: Mutex::new(Some(std_listener)), local_addr, _sets: std::marker::PhantomData })
@@ -128,8 +186,11 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ServerPlugin<In, Out> {
                 Err(e) => panic!("cannot register the listener {}: {e}", self.local_addr),
             }
         };
+        let control = ListenerControl { stop: CancellationToken::new() };
         let accept = Arc::new(AcceptState {
-            listener,
+            listener: Mutex::new(Some(listener)),
+            stop: control.stop.clone(),
+            local_addr: self.local_addr,
             limit: Arc::new(Semaphore::new(self.config.max_connections)),
             per_ip: Arc::new(PerIp {
                 limit: self.config.max_connections_per_ip,
@@ -142,20 +203,35 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ServerPlugin<In, Out> {
             faults: io.runtime.faults().clone(),
         });
         io.runtime.supervise("accept loop", move |_restarted| accept.clone().run());
-        app.insert_resource(ServerAddr(self.local_addr));
+        app.insert_resource(ServerAddr(self.local_addr)).insert_resource(control);
         io.install::<Out>(app);
     }
 }
 
 /// A listening socket with the address reusable (a restarted server can bind again at once)
-/// and the configured backlog.
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+/// and the configured backlog. An IPv6 socket on the unspecified address takes IPv4 too,
+/// whatever the host's default (`net.ipv6.bindv6only`).
+fn listen(addr: SocketAddr, backlog: u32, ipv6: Ipv6Host) -> io::Result<std::net::TcpListener> {
+    if addr.is_ipv6() && ipv6 == Ipv6Host::Unavailable {
+        return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+    }
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+        socket.set_only_v6(false)?;
+    }
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Whether a failed listen means the host has no IPv6 (a kernel without the address family or
+/// protocol, or IPv6 turned off so there is no address to bind), rather than a port in use or no
+/// permission.
+fn is_ipv6_unavailable(e: &io::Error) -> bool {
+    e.raw_os_error()
+        .is_some_and(|code| [libc::EAFNOSUPPORT, libc::EPROTONOSUPPORT, libc::EADDRNOTAVAIL].contains(&code))
 }
 
 /// How long to wait after a failed accept (out of file descriptors, say) before trying again,
@@ -165,7 +241,11 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// What the accept loop keeps across a restart by its supervisor: the listener, the connection
 /// limit's permits held by open sessions, and the session ids handed out.
 struct AcceptState<In> {
-    listener: Arc<TcpListener>,
+    /// Taken (and so closed) when accepting stops.
+    listener: Mutex<Option<Arc<TcpListener>>>,
+    /// Cancelled by [`ListenerControl::stop_accepting`].
+    stop: CancellationToken,
+    local_addr: SocketAddr,
     /// One permit per open connection, held by its session task for as long as it runs.
     limit: Arc<Semaphore>,
     /// Open connections per address.
@@ -177,16 +257,24 @@ struct AcceptState<In> {
 }
 
 impl<In: PacketSet> AcceptState<In> {
-    /// Accepts until shutdown. Each connection takes a permit of the connection limit for as long
-    /// as its session runs; without one it is closed at once.
+    /// Accepts until shutdown, or until accepting stops (then the listening socket is closed).
+    /// Each connection takes a permit of the connection limit for as long as its session runs;
+    /// without one it is closed at once.
     async fn run(self: Arc<Self>) {
-        let Self { listener, limit, per_ip, next_id, cx, spawner, faults } = &*self;
+        let Self { listener, stop, local_addr, limit, per_ip, next_id, cx, spawner, faults } = &*self;
+        let Some(listener) = listener.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return };
         let mut refusals = LogThrottle::new(Duration::from_secs(1));
         let mut failures = LogThrottle::new(Duration::from_secs(1));
         loop {
             let accepted = tokio::select! {
                 biased;
                 () = spawner.shutdown.cancelled() => return,
+                () = stop.cancelled() => {
+                    // This task holds the other handle, dropped as it returns: the socket closes.
+                    self.listener.lock().unwrap_or_else(PoisonError::into_inner).take();
+                    tracing::info!("stopped accepting connections on {local_addr}; open connections go on");
+                    return;
+                }
                 accepted = listener.accept() => accepted,
             };
             faults.accept();

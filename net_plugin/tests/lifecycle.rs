@@ -238,3 +238,32 @@ fn a_quiet_client_is_not_disturbed() {
     assert!(client.recv_frame(QUIET).is_none());
     assert!(recorded::<Disconnected>(&server).is_empty());
 }
+
+#[test]
+fn stop_accepting_closes_the_listener_at_once_while_open_connections_go_on() {
+    let (server, addr) = start_server();
+    let mut before = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    assert!(server.run(|app| app.world().resource::<net_plugin::ListenerControl>().is_accepting()));
+
+    server.run(|app| app.world().resource::<net_plugin::ListenerControl>().stop_accepting());
+    assert!(!server.run(|app| app.world().resource::<net_plugin::ListenerControl>().is_accepting()));
+    // The listening socket closes within moments: the kernel refuses newcomers.
+    let deadline = std::time::Instant::now() + WAIT;
+    let refused = loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Err(e) => break e,
+            Ok(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(_) => panic!("still accepting {WAIT:?} after stop_accepting"),
+        }
+    };
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+    // Stopping again changes nothing.
+    server.run(|app| app.world().resource::<net_plugin::ListenerControl>().stop_accepting());
+
+    // The connection opened before goes on both ways.
+    before.send(&C_Chat { chat: "still here".into() });
+    let echo = before.recv::<ServerPacket>(WAIT).expect("the echo");
+    assert_eq!(echo, ServerPacket::Chat(S_Chat { player_id: 0, chat: "still here".into() }));
+    assert_eq!(recorded::<Connected>(&server).len(), 1, "nobody else got in");
+}

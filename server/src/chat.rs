@@ -77,6 +77,12 @@ impl ChatDrop {
 /// The player id of the server's own chat lines: players count from 1.
 pub const SERVER_PLAYER_ID: i32 = 0;
 
+/// A line from the server itself (player [`SERVER_PLAYER_ID`]): what the course's clients show
+/// as chat, so every client can tell its player what the server has to say.
+pub fn server_notice(text: impl Into<String>) -> S_Chat {
+    S_Chat { player_id: SERVER_PLAYER_ID, chat: text.into() }
+}
+
 /// The least time between two notices to one sender, so that a flood of dropped lines does not
 /// turn into a flood of notices.
 pub const NOTICE_PERIOD: Duration = Duration::from_secs(1);
@@ -211,7 +217,7 @@ fn relay_chat(
                     stats.chat.dropped[reason as usize] += 1;
                 }
                 if allowance.notice_due(now) {
-                    outbox.send(*from, &S_Chat { player_id: SERVER_PLAYER_ID, chat: reason.notice().into() });
+                    outbox.send(*from, &server_notice(reason.notice()));
                 }
             }
         }

@@ -20,7 +20,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "assets/server.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Where to listen. Default: `0.0.0.0:7777`, the course's port on every interface.
+    /// Where to listen. Default: `[::]:7777`, the course's port on every interface, IPv6 and
+    /// IPv4 alike (the course's client connects to the first address its host name resolves to,
+    /// which can be IPv6); on a host without IPv6, `0.0.0.0:7777`, with a log line.
     pub bind: String,
     /// Game ticks per second: moves received since the last tick are applied, and every moved
     /// player broadcast, once per tick. Default: 60 (a move waits at most ~17 ms for its tick).
@@ -36,6 +38,13 @@ pub struct ServerConfig {
     /// turns it off.
     #[serde(with = "zero_is_off")]
     pub stats_interval: Duration,
+    /// How long a stop (the first SIGTERM or SIGINT) lets players finish: the server stops
+    /// accepting, tells every room, and exits when the last player has left or this runs out
+    /// (see [`crate::drain`]). Default: 30 s, a round of a short game, well inside Kubernetes'
+    /// default grace period before it kills a pod. `"off"` (or `0s`, as held here) stops at
+    /// once, closing every connection.
+    #[serde(with = "zero_is_off")]
+    pub drain_timeout: Duration,
     /// Rooms.
     pub room: RoomConfig,
     /// The world's bounds.
@@ -46,6 +55,8 @@ pub struct ServerConfig {
     pub net: NetConfig,
     /// The admin endpoint: metrics, health checks, the room API and the web console.
     pub admin: AdminConfig,
+    /// Running as an Agones game server (needs the cargo feature `agones`).
+    pub agones: AgonesConfig,
 }
 
 /// The admin HTTP endpoint (`crate::admin`): `/metrics`, `/healthz`, `/readyz`, the room API
@@ -99,6 +110,42 @@ impl AdminConfig {
             )));
         }
         Ok(Some(addr))
+    }
+}
+
+/// Agones: the server tells the SDK sidecar of its pod that it is ready, that it is healthy
+/// (from the game loop, so a stuck loop gets the process replaced), how many players it has
+/// (the Counter `players`), and when it has shut down (see `crate::agones`, feature `agones`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgonesConfig {
+    /// Talk to the sidecar (`--agones`). Default: false. A build without the cargo feature
+    /// `agones` refuses `true` (exit 2).
+    pub enabled: bool,
+    /// How often the game loop sends a health ping. Default: 2 s. The fleet's
+    /// `health.periodSeconds` (5 in `deploy/agones/`) must leave room for a late one.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// For session-based games: once the server was Allocated and had players, it drains and
+    /// shuts down when its last player leaves, so Agones replaces it with a fresh one.
+    /// Default: false (a server that lives on, taking players as they come).
+    pub shutdown_when_empty: bool,
+}
+
+impl AgonesConfig {
+    /// The Counter kept equal to the number of players (Agones' Counts and Lists, beta): what a
+    /// fleet's autoscaler and an allocation's `counters` selector read. The fleet must define it
+    /// (`deploy/agones/`).
+    pub const PLAYERS_COUNTER: &str = "players";
+    /// How long the exit waits for Agones to acknowledge `Shutdown()`, so the process does not
+    /// end before the sidecar heard it. A pod's grace period covers the drain, the network's
+    /// shutdown and this.
+    pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+}
+
+impl Default for AgonesConfig {
+    fn default() -> Self {
+        Self { enabled: false, health_interval: Duration::from_secs(2), shutdown_when_empty: false }
     }
 }
 
@@ -202,15 +249,17 @@ pub struct LineRate {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            bind: "0.0.0.0:7777".into(),
+            bind: "[::]:7777".into(),
             tick_hz: 60,
             frame_hz: 0,
             stats_interval: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
             room: RoomConfig::default(),
             world: WorldConfig::default(),
             chat: ChatConfig::default(),
             net: NetConfig::default(),
             admin: AdminConfig::default(),
+            agones: AgonesConfig::default(),
         }
     }
 }
@@ -336,6 +385,16 @@ impl ServerConfig {
             return invalid("chat.room_bytes_per_second must be at least 1 (or \"off\")".into());
         }
         self.admin.address()?;
+        if self.agones.enabled && !cfg!(feature = "agones") {
+            return invalid(
+                "agones.enabled (--agones): this build lacks Agones support; build the server with \
+                 `--features agones`"
+                    .into(),
+            );
+        }
+        if self.agones.health_interval < Duration::from_millis(10) {
+            return invalid("agones.health_interval must be at least 10ms".into());
+        }
         self.net.validate().map_err(ConfigError::Invalid)
     }
 

@@ -12,8 +12,10 @@
 //! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room (with `view_radius` set, to those in view), within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
-//! | [`LifecyclePlugin`] | — | the server's phase (accepting, draining, shutting down) and the game loop's heartbeat, for health checks |
+//! | [`LifecyclePlugin`] | — | the server's [`Phase`] (starting, accepting, draining, shutting down), the drain's deadline and the game loop's heartbeat: the one [`Lifecycle`] that readiness and health checks, the drain and Agones read |
+//! | [`DrainPlugin`] | — | a stop ([`StopRequested`], the first SIGTERM) drains: no newcomers, players told and let finish, exit when they left or at `drain_timeout` |
 //! | [`AdminPlugin`] | — | optional: the admin HTTP endpoint (metrics, health checks, room API, web console), see [`admin`] |
+//! | `agones::AgonesPlugin` (feature `agones`) | — | Ready, health pings from the game loop, the Counter `players`, Shutdown after a drain, the GameServer watched |
 //!
 //! # Adding your own packet and system
 //!
@@ -51,10 +53,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+#[cfg(feature = "agones")]
+pub mod agones;
 mod chat;
 mod config;
+pub mod drain;
 pub mod interest;
-mod lifecycle;
+pub mod lifecycle;
 mod movement;
 mod ping;
 mod room;
@@ -77,16 +82,19 @@ use net_plugin::ServerPlugin;
 mod readme {}
 
 pub use admin::AdminPlugin;
-pub use chat::{ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID};
-pub use config::{
-    AdminConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig, ServerConfig,
-    WorldConfig,
+pub use chat::{
+    ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID, server_notice,
 };
+pub use config::{
+    AdminConfig, AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig,
+    ServerConfig, WorldConfig,
+};
+pub use drain::{DrainPlugin, StopRequested};
 pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
-pub use lifecycle::{Lifecycle, LifecyclePlugin, Phase};
+pub use lifecycle::{DrainWindow, Lifecycle, LifecyclePlugin, Phase};
 pub use movement::{MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
-pub use room::{InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
+pub use room::{ConnectedPlayers, InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
 pub use stats::{
     ChatCounts, ServerStats, ServerStatsPlugin, StatsSnapshot, StatsSource, StatsSystems, TICK_BUCKETS_SECONDS,
@@ -132,15 +140,17 @@ impl PluginGroup for GamePlugins {
 }
 
 /// The server app: time (fixed tick at `tick_hz`), a runner that sleeps between frames, the
-/// bound network plugin, the game, statistics (written to `stats_json` at exit, if given) and
-/// the lifecycle that health checks read. The admin endpoint, which binds a port of its own, is
-/// added by the caller ([`AdminPlugin::bind`]).
+/// bound network plugin, the game, statistics (written to `stats_json` at exit, if given), the
+/// [`Lifecycle`] that health checks read, and the drain a stop goes through (`drain_timeout`; a
+/// [`StopRequested`] starts it, as [`ShutdownSignalPlugin`] writes on a signal). The admin
+/// endpoint, which binds a port of its own, is added by the caller ([`AdminPlugin::bind`]).
 pub fn app(config: &ServerConfig, net: ServerPlugin, stats_json: Option<PathBuf>) -> App {
     let mut app = App::new();
     app.add_plugins((TimePlugin, ScheduleRunnerPlugin::run_loop(config.frame_period()), net))
         .insert_resource(Time::<Fixed>::from_hz(f64::from(config.tick_hz)))
         .add_plugins(GamePlugins { config: config.clone() })
         .add_plugins(ServerStatsPlugin { interval: config.stats_interval, json_path: stats_json })
-        .add_plugins(LifecyclePlugin);
+        .add_plugins(LifecyclePlugin)
+        .add_plugins(DrainPlugin { timeout: config.drain_timeout });
     app
 }

@@ -1,18 +1,28 @@
 //! Where the server is in its life, and whether its game loop turns: the one piece of state that
-//! readiness and health checks read (the admin endpoint's `/readyz` and `/healthz`).
+//! readiness and health checks (the admin endpoint's `/readyz` and `/healthz`), the graceful
+//! drain and Agones read.
 //!
-//! [`Lifecycle`] is a resource holding two atomics shared with the I/O side: the [`Phase`]
-//! (starting, accepting, draining, shutting down) and the time of the last frame. The game loop
-//! writes them; the admin endpoint, on its own thread, only reads them, so a health check never
-//! waits for a frame and still answers while the loop is stuck.
+//! [`Lifecycle`] is a resource shared with threads outside the ECS: the [`Phase`] (starting,
+//! accepting, draining, shutting down), the time of the last frame, and, once a drain has begun,
+//! its [`DrainWindow`] (when it began, when it ends at the latest). The game loop writes them;
+//! the admin endpoint, on its own thread, only reads them, so a health check never waits for a
+//! frame and still answers while the loop is stuck.
 //!
-//! Who sets the phase: the first frame moves `Starting` to `Accepting`; the frame that sees
-//! [`AppExit`] sets `ShuttingDown` before the network closes its connections. A graceful drain
-//! sets `Draining` with one call, `lifecycle.set_phase(Phase::Draining)`, and readiness turns
-//! false at once.
+//! Who sets the phase, which only ever moves forward:
+//!
+//! | phase | set by |
+//! |---|---|
+//! | `Starting` | the app as built, before its first frame |
+//! | `Accepting` | [`LifecyclePlugin`], at the first frame |
+//! | `Draining` | [`DrainPlugin`](crate::DrainPlugin), on the first [`StopRequested`](crate::StopRequested), which records the drain's deadline with it |
+//! | `ShuttingDown` | [`DrainPlugin`](crate::DrainPlugin) when it ends the drain (or, with no drain timeout, stops at once); [`LifecyclePlugin`] on any other [`AppExit`] |
+//!
+//! Readers: `/readyz` (200 only while `Accepting`), the drain's own systems (the deadline),
+//! Agones (`Ready()` once accepting, `Shutdown()` once shutting down) and `/metrics`
+//! (`gameserver_phase`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bevy_app::{App, AppExit, First, Last, Plugin};
@@ -20,7 +30,7 @@ use bevy_ecs::prelude::*;
 use net_plugin::NetSystems;
 
 /// Where the server is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Phase {
     /// Built, before its first frame: nothing is served yet.
@@ -34,6 +44,9 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in the order the server goes through them.
+    pub const ALL: [Phase; 4] = [Phase::Starting, Phase::Accepting, Phase::Draining, Phase::ShuttingDown];
+
     fn from_u8(n: u8) -> Self {
         match n {
             0 => Phase::Starting,
@@ -57,6 +70,23 @@ impl Phase {
             Phase::ShuttingDown => "shutting down",
         }
     }
+
+    /// The phase as a metric's label value (`shutting_down`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::ShuttingDown => "shutting_down",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// A drain's time: when it began and when the server exits even with players left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainWindow {
+    /// When the drain began.
+    pub since: Instant,
+    /// When the server exits even with players left (`since` + the drain timeout).
+    pub deadline: Instant,
 }
 
 /// The server's phase and the game loop's heartbeat, shared with threads outside the ECS.
@@ -71,6 +101,8 @@ struct Shared {
     epoch: Instant,
     /// When the last frame began, in microseconds since `epoch` (0: none yet).
     last_frame_us: AtomicU64,
+    /// Set once, when a drain begins (before the phase says `Draining`).
+    drain: OnceLock<DrainWindow>,
 }
 
 impl Default for Lifecycle {
@@ -79,6 +111,7 @@ impl Default for Lifecycle {
             phase: AtomicU8::new(Phase::Starting as u8),
             epoch: Instant::now(),
             last_frame_us: AtomicU64::new(0),
+            drain: OnceLock::new(),
         }))
     }
 }
@@ -89,10 +122,36 @@ impl Lifecycle {
         Phase::from_u8(self.0.phase.load(Ordering::Acquire))
     }
 
+    /// Whether the server takes new players: what a readiness probe answers (`false` from the
+    /// moment a stop is asked for).
+    pub fn is_ready(&self) -> bool {
+        self.phase().is_ready()
+    }
+
     /// Moves to `phase`. Later phases are never undone by earlier ones: once shutting down, the
-    /// server stays so.
-    pub fn set_phase(&self, phase: Phase) {
+    /// server stays so. `Draining` comes with its window: `begin_drain`.
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        debug_assert!(phase != Phase::Draining || self.0.drain.get().is_some(), "a drain has a window");
         self.0.phase.fetch_max(phase as u8, Ordering::AcqRel);
+    }
+
+    /// Begins a drain that ends at the latest `timeout` from now: the phase becomes `Draining`
+    /// (not ready) with that window. `None`, and nothing changes, once a drain has begun or the
+    /// server is shutting down.
+    pub(crate) fn begin_drain(&self, timeout: Duration) -> Option<DrainWindow> {
+        if self.phase() >= Phase::Draining {
+            return None;
+        }
+        let since = Instant::now();
+        let window = DrainWindow { since, deadline: since + timeout };
+        self.0.drain.set(window).ok()?;
+        self.set_phase(Phase::Draining);
+        Some(window)
+    }
+
+    /// The drain's window, once a drain has begun (also while shutting down after it).
+    pub fn drain_window(&self) -> Option<DrainWindow> {
+        self.0.drain.get().copied()
     }
 
     /// How long ago the last frame began; `None` before the first.
@@ -111,6 +170,16 @@ impl Lifecycle {
 /// Keeps [`Lifecycle`] up to date: a heartbeat each frame, `Accepting` from the first frame,
 /// `ShuttingDown` on [`AppExit`]. Part of [`server::app`](crate::app).
 pub struct LifecyclePlugin;
+
+impl LifecyclePlugin {
+    /// Adds the plugin unless the app has it: for the plugins that read or move the phase
+    /// (drain, admin endpoint, Agones), whichever comes first.
+    pub(crate) fn require(app: &mut App) {
+        if !app.is_plugin_added::<Self>() {
+            app.add_plugins(Self);
+        }
+    }
+}
 
 impl Plugin for LifecyclePlugin {
     fn build(&self, app: &mut App) {
@@ -139,16 +208,36 @@ mod tests {
     fn phases_only_move_forward() {
         let lifecycle = Lifecycle::default();
         assert_eq!(lifecycle.phase(), Phase::Starting);
-        assert!(!lifecycle.phase().is_ready());
+        assert!(!lifecycle.is_ready());
         lifecycle.set_phase(Phase::Accepting);
-        assert!(lifecycle.phase().is_ready());
-        lifecycle.set_phase(Phase::Draining);
-        // The next frame's "accepting" does not undo a drain.
+        assert!(lifecycle.is_ready());
+        let window = lifecycle.begin_drain(Duration::from_secs(30)).expect("a drain begins");
+        assert_eq!(window.deadline - window.since, Duration::from_secs(30));
+        assert_eq!((lifecycle.phase(), lifecycle.drain_window()), (Phase::Draining, Some(window)));
+        assert!(!lifecycle.is_ready());
+        // The next frame's "accepting" does not undo a drain, nor does a second stop move it.
         lifecycle.set_phase(Phase::Accepting);
-        assert_eq!(lifecycle.phase(), Phase::Draining);
+        assert_eq!(lifecycle.begin_drain(Duration::from_secs(1)), None);
+        assert_eq!((lifecycle.phase(), lifecycle.drain_window()), (Phase::Draining, Some(window)));
         lifecycle.set_phase(Phase::ShuttingDown);
-        lifecycle.set_phase(Phase::Draining);
+        assert_eq!(lifecycle.begin_drain(Duration::from_secs(1)), None);
         assert_eq!(lifecycle.phase(), Phase::ShuttingDown);
+        assert_eq!(lifecycle.drain_window(), Some(window), "the window stays for the record");
+    }
+
+    #[test]
+    fn shutting_down_without_a_drain_has_no_window() {
+        let lifecycle = Lifecycle::default();
+        lifecycle.set_phase(Phase::ShuttingDown);
+        assert_eq!(lifecycle.begin_drain(Duration::from_secs(30)), None);
+        assert_eq!((lifecycle.phase(), lifecycle.drain_window()), (Phase::ShuttingDown, None));
+    }
+
+    #[test]
+    fn label_values_are_single_words() {
+        let labels: Vec<&str> = Phase::ALL.iter().map(|p| p.label()).collect();
+        assert_eq!(labels, ["starting", "accepting", "draining", "shutting_down"]);
+        assert!(Phase::ALL.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

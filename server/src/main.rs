@@ -28,7 +28,7 @@ struct Cli {
     /// A settings file (TOML). Default: assets/server.toml when it exists.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Address to listen on, e.g. 0.0.0.0:7777.
+    /// Address to listen on, e.g. [::]:7777 (IPv6 and IPv4) or 0.0.0.0:7777 (IPv4 only).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
     /// Game ticks per second (moves are applied and broadcast once per tick).
@@ -65,6 +65,14 @@ struct Cli {
     /// Write a JSON summary of the run here at exit.
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
+    /// How long a stop (SIGTERM, SIGINT) lets players finish before it closes their connections,
+    /// e.g. 30s ("off" or 0s: stop at once).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    drain_timeout: Option<Duration>,
+    /// Run as an Agones game server: talk to the SDK sidecar (needs a build with the cargo
+    /// feature `agones`).
+    #[arg(long)]
+    agones: bool,
     /// Serve the admin endpoint (metrics, health checks, room API, web console) here, e.g.
     /// 127.0.0.1:9100 ("off": not at all).
     #[arg(long, value_name = "ADDR")]
@@ -115,6 +123,12 @@ impl Cli {
         if let Some(d) = self.stats_interval {
             config.stats_interval = d;
         }
+        if let Some(d) = self.drain_timeout {
+            config.drain_timeout = d;
+        }
+        if self.agones {
+            config.agones.enabled = true;
+        }
         if let Some(addr) = &self.admin {
             config.admin.bind = (addr != net_plugin::off::OFF).then(|| addr.clone());
         }
@@ -126,7 +140,7 @@ impl Cli {
     }
 }
 
-/// A duration like `5s`, or `off` (zero: never), as in the settings file.
+/// A duration like `5s`, or `off` (zero), as in the settings file.
 fn parse_interval(text: &str) -> Result<Duration, humantime::DurationError> {
     if text == net_plugin::off::OFF { Ok(Duration::ZERO) } else { humantime::parse_duration(text) }
 }
@@ -172,6 +186,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut app = server::app(&config, net, cli.stats_json);
+    app.add_plugins(ShutdownSignalPlugin);
+    if let Some(admin) = admin {
+        app.add_plugins(admin);
+    }
+    // `validate` refused `agones.enabled` in a build without the feature.
+    #[cfg(feature = "agones")]
+    if config.agones.enabled {
+        app.add_plugins(server::agones::AgonesPlugin {
+            config: config.agones.clone(),
+            capacity: config.net.max_connections,
+            sdk_port: None,
+        });
+    }
+    // Once the signals are handled: a supervisor that waits for this line may signal.
     tracing::info!(
         tick_hz = config.tick_hz,
         frame_period = ?config.frame_period(),
@@ -179,13 +208,9 @@ fn main() -> ExitCode {
         view_radius = config.world.view_radius,
         max_connections = config.net.max_connections,
         io_threads = config.net.io_threads,
+        drain_timeout = ?config.drain_timeout,
         "server running; SIGINT or SIGTERM stops it"
     );
-    let mut app = server::app(&config, net, cli.stats_json);
-    app.add_plugins(ShutdownSignalPlugin);
-    if let Some(admin) = admin {
-        app.add_plugins(admin);
-    }
     match app.run() {
         AppExit::Success => {
             tracing::info!("stopped");
@@ -200,11 +225,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stats_interval_flag_takes_off_like_the_file() {
+    fn interval_flags_take_off_like_the_file() {
         assert_eq!(parse_interval("off").unwrap(), Duration::ZERO);
         assert_eq!(parse_interval("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_interval("0").unwrap(), Duration::ZERO, "--drain-timeout 0, as the README says");
         assert_eq!(parse_interval("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_interval("Off").is_err());
+        let cli = Cli::try_parse_from(["server", "--drain-timeout", "off"]).unwrap();
+        assert_eq!(cli.settings().unwrap().0.drain_timeout, Duration::ZERO);
+        let cli = Cli::try_parse_from(["server", "--drain-timeout", "45s"]).unwrap();
+        assert_eq!(cli.settings().unwrap().0.drain_timeout, Duration::from_secs(45));
+        let cli = Cli::try_parse_from(["server"]).unwrap();
+        assert_eq!(cli.settings().unwrap().0.drain_timeout, Duration::from_secs(30), "the default");
     }
 
     #[test]

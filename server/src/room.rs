@@ -21,6 +21,10 @@ pub struct Player {
     pub id: i32,
 }
 
+/// The players on a connection, as opposed to characters game code put in a room: what a drain
+/// waits for and what Agones counts.
+pub type ConnectedPlayers<'w, 's> = Query<'w, 's, Entity, (With<Player>, With<net_plugin::Connection>)>;
+
 /// Where a player stands.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
 pub struct Position {

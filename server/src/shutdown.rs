@@ -1,16 +1,21 @@
-//! SIGINT and SIGTERM end the server gracefully: the next frame writes `AppExit`, the network
-//! flushes and closes every connection, and the process exits 0. A second signal exits at once
-//! (a client that does not read can hold the graceful exit for `net.shutdown_timeout`), with
-//! status 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
+//! SIGINT and SIGTERM stop the server gracefully. The first one asks for a stop
+//! ([`StopRequested`]): a drain when `drain_timeout` is set (players finish, newcomers are
+//! refused: see [`crate::drain`]), then the network flushes and closes every connection and the
+//! process exits 0. A second signal exits at once, during a drain too (a client that does not
+//! read can hold the graceful exit for `net.shutdown_timeout`), with status 128 + the signal's
+//! number: 130 for SIGINT, 143 for SIGTERM.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bevy_app::{App, AppExit, First, Plugin};
+use bevy_app::{App, First, Plugin};
 use bevy_ecs::prelude::*;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-/// Turns SIGINT and SIGTERM into [`AppExit::Success`].
+use crate::drain::{DrainPlugin, StopRequested};
+
+/// Turns the first SIGINT or SIGTERM into a [`StopRequested`]. Adds a [`DrainPlugin`] with no
+/// timeout (a stop exits at once) when the app has none; [`crate::app`] has one.
 pub struct ShutdownSignalPlugin;
 
 /// Set by the signal handler, read once a frame.
@@ -29,14 +34,17 @@ impl Plugin for ShutdownSignalPlugin {
                 tracing::warn!(signal, error = %e, "cannot handle the signal; it will end the server abruptly");
             }
         }
-        app.insert_resource(SignalFlag(flag)).add_systems(First, exit_on_signal);
+        if !app.is_plugin_added::<DrainPlugin>() {
+            app.add_plugins(DrainPlugin { timeout: std::time::Duration::ZERO });
+        }
+        app.insert_resource(SignalFlag(flag)).add_systems(First, stop_on_signal);
     }
 }
 
-fn exit_on_signal(flag: Res<SignalFlag>, mut exit: MessageWriter<AppExit>, mut announced: Local<bool>) {
+fn stop_on_signal(flag: Res<SignalFlag>, mut stop: MessageWriter<StopRequested>, mut announced: Local<bool>) {
     if flag.0.load(Ordering::Relaxed) && !*announced {
         *announced = true;
-        tracing::info!("signal received: shutting down (a second one exits at once)");
-        exit.write(AppExit::Success);
+        tracing::info!("signal received: stopping (a second one exits at once)");
+        stop.write(StopRequested);
     }
 }

@@ -5,14 +5,18 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use bevy_app::Last;
+use bevy_ecs::prelude::Res;
 use net_plugin::testing::{Recorded, record};
 use net_plugin::{DisconnectReason, Disconnected};
 use server::admin::metrics::sample;
-use server::{Lifecycle, Phase, ServerConfig};
-use support::{HttpResponse, Msg, WAIT, http, http_raw, join, start_admin, test_config};
+use server::{Lifecycle, Phase, ServerConfig, StopRequested};
+use support::{HttpResponse, Msg, WAIT, http, http_get_until, http_raw, join, start_admin, test_config};
 
 const TOKEN: &str = "t0ken-for-tests";
 
@@ -33,14 +37,7 @@ fn post(admin: SocketAddr, path: &str) -> HttpResponse {
 /// Polls `path` until `done` holds for its response (the game answers at the end of a frame,
 /// and the network's counters move a frame after the bytes).
 fn get_until(admin: SocketAddr, path: &str, done: impl Fn(&HttpResponse) -> bool) -> HttpResponse {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let response = get(admin, path);
-        if done(&response) || Instant::now() > deadline {
-            return response;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    http_get_until(admin, path, &[("Authorization", &format!("Bearer {TOKEN}"))], done)
 }
 
 fn metric(text: &str, name: &str, labels: &str) -> f64 {
@@ -285,7 +282,7 @@ fn bad_requests_are_answered_4xx_and_the_endpoint_carries_on() {
 fn a_stuck_game_loop_fails_the_health_check_and_api_calls_then_recovers() {
     let (server, _, admin) = start_admin(with_token(), |_| {});
     get_until(admin, "/healthz", |r| r.status == 200);
-    let server = std::sync::Arc::new(server);
+    let server = Arc::new(server);
     let stuck = {
         let server = server.clone();
         // The loop is held between two frames for 5 s, as a stuck system would hold it.
@@ -306,14 +303,44 @@ fn a_stuck_game_loop_fails_the_health_check_and_api_calls_then_recovers() {
     assert_eq!(get(admin, "/api/rooms").status, 200);
 }
 
+/// Readiness through a whole stop, asked for as game code would (`StopRequested`): 200 while
+/// accepting; 503 while draining (the loop healthy, the phase in `/metrics`); 503 while
+/// shutting down (the exit's frame is held here until the test has looked).
 #[test]
-fn readiness_follows_the_servers_phase() {
-    let (server, _, admin) = start_admin(test_config(), |_| {});
-    assert_eq!(get_until(admin, "/readyz", |r| r.status == 200).status, 200);
-    server.run(|app| app.world().resource::<Lifecycle>().set_phase(Phase::Draining));
-    let draining = http(admin, "GET", "/readyz", &[]);
+fn readiness_is_503_while_draining_and_while_shutting_down() {
+    let config = ServerConfig { drain_timeout: Duration::from_secs(60), ..test_config() };
+    let hold = Arc::new(AtomicBool::new(true));
+    let held = hold.clone();
+    let (mut server, addr, admin) = start_admin(config, move |app| {
+        app.add_systems(Last, move |lifecycle: Res<Lifecycle>| {
+            let deadline = Instant::now() + WAIT;
+            while lifecycle.phase() == Phase::ShuttingDown && held.load(Ordering::Relaxed) && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    });
+    let ready = get_until(admin, "/readyz", |r| r.status == 200);
+    assert_eq!((ready.status, ready.body.trim()), (200, "ready: accepting"));
+    let (mut player, _) = join(addr);
+
+    server.run(|app| {
+        app.world_mut().write_message(StopRequested);
+    });
+    let draining = get_until(admin, "/readyz", |r| r.status != 200);
     assert_eq!((draining.status, draining.body.trim()), (503, "not ready: draining"));
     assert_eq!(http(admin, "GET", "/healthz", &[]).status, 200, "draining, the loop still turns");
+    let text = get(admin, "/metrics").body;
+    assert_eq!(metric(&text, "gameserver_phase", "phase=\"draining\""), 1.0);
+    assert_eq!(metric(&text, "gameserver_phase", "phase=\"accepting\""), 0.0);
+    player.recv_until(|m| matches!(m, Msg::Chat { id: 0, text } if text.contains("shutting down")));
+
+    // The last player leaves: the drain ends and the exit begins.
+    drop(player);
+    let closing = get_until(admin, "/readyz", |r| r.body.contains("shutting down"));
+    assert_eq!((closing.status, closing.body.trim()), (503, "not ready: shutting down"));
+    hold.store(false, Ordering::Relaxed);
+    assert!(server.wait_exit(WAIT).is_some());
 }
 
 /// Reads one server-sent event's `event:` and `data:` from a stream.

@@ -3,101 +3,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use support::process::{run, server_command, settings_file, spawn, spawn_command};
 use support::{CourseClient, Msg, WAIT, join};
-
-fn server_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
-    // Run from an empty directory, so no assets/server.toml is picked up by accident.
-    command.current_dir(std::env::temp_dir()).env("RUST_LOG", "info");
-    command
-}
-
-/// Runs the binary to completion; returns its exit code and stderr.
-fn run(args: &[&str]) -> (i32, String) {
-    let out = server_command().args(args).output().expect("run the server binary");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
-/// A running server and the address it reported.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    stderr: mpsc::Receiver<String>,
-    /// The lines up to the listening line, read by `spawn`.
-    early: Vec<String>,
-}
-
-fn spawn(args: &[&str]) -> Running {
-    spawn_command(server_command(), args)
-}
-
-fn spawn_command(mut command: Command, args: &[&str]) -> Running {
-    let mut child = command
-        .args(["--bind", "127.0.0.1:0"])
-        .args(args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the server binary");
-    let (tx, stderr) = mpsc::channel();
-    let pipe = child.stderr.take().expect("piped");
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    let mut early = Vec::new();
-    let addr = loop {
-        let line = stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a listening line");
-        let addr = line.split("listening on ").nth(1).map(|rest| rest.trim().parse().expect("an address"));
-        early.push(line);
-        if let Some(addr) = addr {
-            break addr;
-        }
-    };
-    Running { child, addr, stderr, early }
-}
-
-impl Running {
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(ok.success());
-    }
-
-    /// Waits for the exit; returns the code and how long it took.
-    fn wait(&mut self) -> (i32, Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code().unwrap_or(-1), start.elapsed());
-            }
-            assert!(start.elapsed() < WAIT, "the server did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The lines written so far that no earlier call returned (the first call: from the start).
-    fn log(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.early).into_iter().chain(self.stderr.try_iter()).collect()
-    }
-}
-
-impl Drop for Running {
-    /// A test that fails midway leaves no server behind.
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 #[test]
 fn help_lists_every_flag() {
@@ -111,6 +21,8 @@ fn help_lists_every_flag() {
         "--max-connections",
         "--stats-json",
         "--room-capacity",
+        "--drain-timeout",
+        "--agones",
         "--admin",
         "--admin-token",
         "--help",
@@ -126,6 +38,7 @@ fn a_bad_flag_is_one_line_and_exit_code_2() {
         &["--tick-hz", "fast"],
         &["--tick-hz", "0"],
         &["--stats-interval", "soon"],
+        &["--drain-timeout", "soon"],
         &["--admin", "0.0.0.0:0"],
         &["--admin", "somewhere"],
     ] {
@@ -134,6 +47,16 @@ fn a_bad_flag_is_one_line_and_exit_code_2() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line, got {stderr:?}");
         assert!(stderr.starts_with("error: "), "{stderr}");
     }
+}
+
+/// A build without the cargo feature `agones` says so, as a bad setting would.
+#[cfg(not(feature = "agones"))]
+#[test]
+fn agones_without_the_feature_is_one_line_and_exit_code_2() {
+    let (code, stderr) = run(&["--agones"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr:?}");
+    assert!(stderr.contains("this build lacks Agones support") && stderr.contains("--features agones"), "{stderr}");
 }
 
 #[test]
@@ -175,7 +98,8 @@ fn a_port_in_use_is_a_clear_error_and_a_non_zero_exit() {
 #[test]
 fn sigterm_with_clients_connected_flushes_closes_and_exits_0() {
     let stats = std::env::temp_dir().join(format!("server-stats-{}.json", std::process::id()));
-    let mut server = spawn(&["--stats-json", stats.to_str().unwrap()]);
+    // No drain: the immediate stop (draining is tests/drain.rs).
+    let mut server = spawn(&["--drain-timeout", "0s", "--stats-json", stats.to_str().unwrap()]);
     let mut clients: Vec<_> = (0..3).map(|_| join(server.addr).0).collect();
     clients[0].send_chat("bye all");
     for c in &mut clients {
@@ -204,7 +128,7 @@ fn sigterm_with_clients_connected_flushes_closes_and_exits_0() {
 
 #[test]
 fn sigint_stops_it_too() {
-    let mut server = spawn(&[]);
+    let mut server = spawn(&["--drain-timeout", "off"]);
     let (_client, _) = join(server.addr);
     server.signal("INT");
     let (code, took) = server.wait();
@@ -231,13 +155,12 @@ fn flags_override_the_settings_file() {
 
 #[test]
 fn dropped_chat_lines_are_counted_by_reason_in_the_statistics_line_and_file() {
-    let dir = std::env::temp_dir().join(format!("server-chat-stats-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let settings = dir.join("chat.toml");
     // One line at once, then one a second: of three lines sent together, two are dropped.
-    std::fs::write(&settings, "[chat]\nplayer_rate = { per_second = 1, burst = 1 }\n").unwrap();
+    let (dir, settings) = settings_file("chat-stats", "[chat]\nplayer_rate = { per_second = 1, burst = 1 }\n");
     let stats = dir.join("stats.json");
     let mut server = spawn(&[
+        "--drain-timeout",
+        "off",
         "--config",
         settings.to_str().unwrap(),
         "--stats-interval",
@@ -309,7 +232,7 @@ fn a_second_signal_exits_at_once_while_the_graceful_exit_waits() {
          close_linger = \"60s\"\nshutdown_timeout = \"60s\"\n",
     )
     .unwrap();
-    let mut server = spawn(&["--config", settings.to_str().unwrap()]);
+    let mut server = spawn(&["--drain-timeout", "off", "--config", settings.to_str().unwrap()]);
     let mut stalled = stalled_client(server.addr);
     stalled.enter();
     let stalled_id = stalled.my_id();
@@ -388,7 +311,7 @@ fn garbage_from_200_connections_writes_a_few_log_lines_at_the_default_level() {
     let stats = std::env::temp_dir().join(format!("server-garbage-{}.json", std::process::id()));
     let mut command = server_command();
     command.env_remove("RUST_LOG");
-    let mut server = spawn_command(command, &["--stats-json", stats.to_str().unwrap()]);
+    let mut server = spawn_command(command, &["--drain-timeout", "off", "--stats-json", stats.to_str().unwrap()]);
     let addr = server.addr;
     let until = Instant::now() + Duration::from_secs(4);
     let senders: Vec<_> =
@@ -428,15 +351,19 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
 #[test]
 fn the_admin_endpoint_reports_the_numbers_the_statistics_file_gets() {
     let stats = std::env::temp_dir().join(format!("server-admin-stats-{}.json", std::process::id()));
-    let mut server =
-        spawn(&["--admin", "127.0.0.1:0", "--admin-token", "tok", "--stats-json", stats.to_str().unwrap()]);
-    let admin: SocketAddr = loop {
-        let line = server.stderr.recv_timeout(WAIT).expect("the admin endpoint's line");
-        if let Some(rest) = line.split("admin endpoint on http://").nth(1) {
-            assert!(line.contains("token required"), "{line}");
-            break rest.split(' ').next().unwrap().parse().expect("an address");
-        }
-    };
+    // No drain: the clients are still connected when the SIGTERM comes.
+    let mut server = spawn(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--admin-token",
+        "tok",
+        "--drain-timeout",
+        "off",
+        "--stats-json",
+        stats.to_str().unwrap(),
+    ]);
+    let admin = server.admin_addr();
+    assert!(server.wait_for_line("admin endpoint on").contains("token required"));
     let auth = [("Authorization", "Bearer tok")];
     let mut clients: Vec<_> = (0..2).map(|_| join(server.addr).0).collect();
     for c in &mut clients {

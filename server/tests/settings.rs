@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use net_plugin::{DisconnectKind, Keepalive, NetConfig, NetStats, RateLimit};
-use server::{AdminConfig, ChatConfig, ConfigError, LineRate, ServerConfig, Spawn, ViewMargin};
+use server::{AdminConfig, AgonesConfig, ChatConfig, ConfigError, LineRate, ServerConfig, Spawn, ViewMargin};
 use support::{CourseClient, Msg, WAIT, http, join, move_bytes};
 
 /// Writes `text` to a settings file of its own and loads it as `--config` would.
@@ -63,6 +63,39 @@ fn off_in_the_file_turns_the_chat_limits_off_and_values_set_them() {
     assert!(m.contains("chat.room_bytes_per_second must be at least 1"), "{m}");
     let m = message("[chat]\nroom_bytes_per_second = \"none\"\n");
     assert!(m.contains("line 2") && m.contains("or \"off\""), "{m}");
+}
+
+#[test]
+fn the_drain_timeout_is_30_s_by_default_and_off_stops_at_once() {
+    assert_eq!(load("").unwrap().drain_timeout, Duration::from_secs(30));
+    assert_eq!(load("drain_timeout = \"off\"\n").unwrap().drain_timeout, Duration::ZERO);
+    assert_eq!(load("drain_timeout = \"0s\"\n").unwrap().drain_timeout, Duration::ZERO);
+    assert_eq!(load("drain_timeout = \"2m\"\n").unwrap().drain_timeout, Duration::from_secs(120));
+    let m = load("drain_timeout = \"soon\"\n").unwrap_err().to_string();
+    assert!(m.contains("line 1") && m.contains("or \"off\""), "{m}");
+}
+
+#[test]
+fn agones_settings_have_their_defaults_and_ranges() {
+    let defaults = load("").unwrap().agones;
+    assert_eq!(
+        defaults,
+        AgonesConfig { enabled: false, health_interval: Duration::from_secs(2), shutdown_when_empty: false }
+    );
+    let agones = load("[agones]\nhealth_interval = \"500ms\"\nshutdown_when_empty = true\n").unwrap().agones;
+    assert_eq!((agones.health_interval, agones.shutdown_when_empty), (Duration::from_millis(500), true));
+    let m = load("[agones]\nhealth_interval = \"0s\"\n").unwrap_err().to_string();
+    assert!(m.contains("agones.health_interval must be at least 10ms"), "{m}");
+    let m = load("[agones]\nhealth = \"2s\"\n").unwrap_err().to_string();
+    assert!(m.contains("line 2") && m.contains("unknown field `health`"), "{m}");
+    // Turning it on needs a build with the feature.
+    let enabled = load("[agones]\nenabled = true\n");
+    if cfg!(feature = "agones") {
+        assert!(enabled.unwrap().agones.enabled);
+    } else {
+        let m = enabled.unwrap_err().to_string();
+        assert!(m.contains("this build lacks Agones support"), "{m}");
+    }
 }
 
 #[test]
@@ -122,6 +155,7 @@ fn a_wrong_optional_value_names_its_line_and_the_off_spelling() {
 fn settings_written_out_read_back_the_same() {
     let all_off = ServerConfig {
         stats_interval: Duration::ZERO,
+        drain_timeout: Duration::ZERO,
         chat: ChatConfig { player_rate: None, room_bytes_per_second: None, ..ChatConfig::default() },
         net: NetConfig { inbound_rate: None, keepalive: None, idle_timeout: None, ..NetConfig::default() },
         ..ServerConfig::default()
@@ -138,6 +172,7 @@ fn settings_written_out_read_back_the_same() {
     let text = toml::to_string(&all_off).unwrap();
     for line in [
         "stats_interval = \"off\"",
+        "drain_timeout = \"off\"",
         "inbound_rate = \"off\"",
         "keepalive = \"off\"",
         "idle_timeout = \"off\"",
@@ -226,6 +261,9 @@ fn the_shipped_files_examples_do_what_its_comments_say() {
     assert_eq!(load("tick_hz = 50\nframe_hz = 0\n").unwrap().frame_period(), Duration::from_millis(20));
     // "One statistics line this often ("off", or "0s": never)."
     assert!(comments.contains("(\"off\", or \"0s\": never)"));
+    // ""off" (or "0s"): stop at once."
+    assert!(comments.contains("\"off\" (or \"0s\"): stop at"));
+    assert_eq!(load("drain_timeout = \"off\"\n").unwrap().drain_timeout, Duration::ZERO);
     assert_eq!(load("stats_interval = \"off\"\n").unwrap().stats_interval, Duration::ZERO);
 }
 

@@ -226,7 +226,10 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 
 async fn metrics_text(State(state): State<Arc<AdminState>>) -> Response {
     match state.asker.ask(Ask::Metrics).await {
-        Ok(data) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::render(data)).into_response(),
+        Ok(data) => {
+            let text = metrics::render(data, state.lifecycle.phase());
+            ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
+        }
         Err(why) => unavailable(why),
     }
 }

@@ -24,6 +24,7 @@ use shared::{Direction, PACKETS};
 
 use super::api::MetricsData;
 use crate::chat::ChatDrop;
+use crate::lifecycle::Phase;
 use crate::stats::TICK_BUCKETS_SECONDS;
 
 /// The prefix of every metric name.
@@ -32,10 +33,10 @@ pub const PREFIX: &str = "gameserver";
 /// The media type of the text: Prometheus asks for it and parses it as OpenMetrics.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The metrics text of one snapshot.
-pub(crate) fn render(data: MetricsData) -> String {
+/// The metrics text of one snapshot, and the server's phase at the scrape.
+pub(crate) fn render(data: MetricsData, phase: Phase) -> String {
     let mut registry = Registry::with_prefix(PREFIX);
-    registry.register_collector(Box::new(Snapshot(data)));
+    registry.register_collector(Box::new(Snapshot(data, phase)));
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -44,13 +45,24 @@ pub(crate) fn render(data: MetricsData) -> String {
 
 /// One scrape's numbers, written out by `prometheus-client` when it encodes the registry.
 #[derive(Debug)]
-struct Snapshot(MetricsData);
+struct Snapshot(MetricsData, Phase);
 
 impl Collector for Snapshot {
     fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
-        let MetricsData { stats: s, outbound_backlog_bytes, max_connections } = &self.0;
+        let Snapshot(MetricsData { stats: s, outbound_backlog_bytes, max_connections }, phase) = self;
         let net = &s.net;
         let out = &mut out;
+
+        // A state set as gauges: 1 for the phase the server is in, 0 for the others.
+        let mut family = out.encode_descriptor(
+            "phase",
+            "The server's phase: 1 for the one it is in (starting, accepting, draining, shutting_down).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in Phase::ALL {
+            ConstGauge::new(i64::from(p == *phase)).encode(family.encode_family(&[("phase", p.label())])?)?;
+        }
 
         counter(out, "connections", "Connections accepted since start.", net.sessions_total)?;
         gauge(out, "connections_open", "Connections open now.", net.sessions)?;
@@ -242,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_snapshot_is_written_with_prometheus_names() {
-        let text = render(data());
+        let text = render(data(), Phase::Draining);
         let at = |name: &str, labels: &str| {
             sample(&text, name, labels).unwrap_or_else(|| panic!("{name}{{{labels}}} in\n{text}"))
         };
@@ -266,6 +278,10 @@ mod tests {
         assert_eq!(at("gameserver_players", ""), 2.0);
         assert_eq!(at("gameserver_chat_lines_dropped_total", "reason=\"player_rate\""), 1.0);
         assert_eq!(at("gameserver_uptime_seconds", ""), 90.0);
+        assert_eq!(at("gameserver_phase", "phase=\"draining\""), 1.0);
+        for other in ["starting", "accepting", "shutting_down"] {
+            assert_eq!(at("gameserver_phase", &format!("phase=\"{other}\"")), 0.0, "{other}");
+        }
         // The histogram's buckets are cumulative, and +Inf holds every count.
         assert_eq!(at("gameserver_tick_duration_seconds_bucket", "le=\"0.0001\""), 3.0);
         assert_eq!(at("gameserver_tick_duration_seconds_bucket", "le=\"0.001\""), 5.0);
@@ -301,7 +317,7 @@ mod tests {
         let mut exprs = Vec::new();
         collect_exprs(&dashboard, &mut exprs);
         assert!(exprs.len() >= 8, "the dashboard's queries: {exprs:?}");
-        let samples = sample_names(&render(data()));
+        let samples = sample_names(&render(data(), Phase::Accepting));
         for expr in &exprs {
             let names = names_in(expr);
             assert!(!names.is_empty(), "{expr:?} reads a gameserver_ metric");
@@ -315,7 +331,7 @@ mod tests {
     /// lists every one.
     #[test]
     fn the_docs_name_the_exported_metrics() {
-        let samples = sample_names(&render(data()));
+        let samples = sample_names(&render(data(), Phase::Accepting));
         let guide = include_str!("../../../docs/operating.md");
         for text in [guide, include_str!("../../../README.md")] {
             for name in names_in(text) {

@@ -150,9 +150,7 @@ impl Plugin for AdminPlugin {
         else {
             return;
         };
-        if !app.is_plugin_added::<LifecyclePlugin>() {
-            app.add_plugins(LifecyclePlugin);
-        }
+        LifecyclePlugin::require(app);
         let (asker, asks) = api::channel();
         let lifecycle = app.world().resource::<Lifecycle>().clone();
         let guarded = token.is_some();

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -331,6 +333,24 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     }
     request.push_str("\r\n");
     parse_response(&http_raw(addr, request.as_bytes()))
+}
+
+/// Sends `GET path` (with `headers`) until `done` holds for the response or `WAIT` has passed;
+/// returns the last response. For what changes a frame or so later.
+pub fn http_get_until(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    done: impl Fn(&HttpResponse) -> bool,
+) -> HttpResponse {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = http(addr, "GET", path, headers);
+        if done(&response) || Instant::now() > deadline {
+            return response;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Sends raw bytes and returns everything the server answers until it closes.
