@@ -70,64 +70,64 @@ pub struct AttackArgs {
     /// Seed of the random bytes (garbage).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// How long the attack lasts: chat-burst from the burst [30s], slow-reader [60s], garbage
-    /// [60s]; non-readers: the longest it waits for every non-reader to be cut [300s].
+    /// How long the attack lasts: chat-burst from the burst (default 30s), slow-reader (default 60s), garbage
+    /// (default 60s); non-readers: the longest it waits for every non-reader to be cut (default 300s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
-    /// Move this often (chat-burst's members, non-readers' movers) [250ms].
+    /// Move this often (chat-burst's members, non-readers' movers) (default 250ms).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub move_interval: Option<Duration>,
-    /// chat-burst: members that read and move [20].
+    /// chat-burst: members that read and move (default 20).
     #[arg(long)]
     pub members: Option<u32>,
-    /// chat-burst: connections that each send one burst of chat [50].
+    /// chat-burst: connections that each send one burst of chat (default 50).
     #[arg(long)]
     pub bursters: Option<u32>,
-    /// chat-burst: chat lines in each burst, sent in one write [200].
+    /// chat-burst: chat lines in each burst, sent in one write (default 200).
     #[arg(long)]
     pub lines: Option<u32>,
-    /// chat-burst: how long the members move before the burst [2s].
+    /// chat-burst: how long the members move before the burst (default 2s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub warmup: Option<Duration>,
-    /// chat-burst, slow-reader: characters per chat line [200, the server's default limit].
+    /// chat-burst, slow-reader: characters per chat line (default 200, the server's default limit).
     #[arg(long)]
     pub line_chars: Option<u32>,
-    /// chat-burst, slow-reader: the character lines are made of ['😀', outside the BMP: 4
-    /// bytes each on the wire].
+    /// chat-burst, slow-reader: the character lines are made of (default '😀', outside the BMP: 4
+    /// bytes each on the wire).
     #[arg(long)]
     pub line_char: Option<char>,
-    /// slow-reader: clients that chat [10].
+    /// slow-reader: clients that chat (default 10).
     #[arg(long)]
     pub chatters: Option<u32>,
-    /// slow-reader: chat lines per second per chatter [100, the server's packet rate limit; a
+    /// slow-reader: chat lines per second per chatter (default 100, the server's packet rate limit; a
     /// server with a lower chat limit drops the excess, so this is chat "at the limit" either
-    /// way].
+    /// way).
     #[arg(long)]
     pub chat_rate: Option<f64>,
-    /// slow-reader: the slow member's read rate in bits per second, with k/M/G suffixes [2M].
+    /// slow-reader: the slow member's read rate in bits per second, with k/M/G suffixes (default 2M).
     #[arg(long, value_parser = parse_bits_per_second)]
     pub read_rate: Option<u64>,
-    /// non-readers: connections that never read [1000].
+    /// non-readers: connections that never read (default 1000).
     #[arg(long)]
     pub non_readers: Option<u32>,
-    /// non-readers: connections that move (and read) [50].
+    /// non-readers: connections that move (and read) (default 50).
     #[arg(long)]
     pub movers: Option<u32>,
-    /// non-readers: how long to keep sampling after the last non-reader was cut [15s].
+    /// non-readers: how long to keep sampling after the last non-reader was cut (default 15s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub settle: Option<Duration>,
-    /// non-readers: the non-readers' SO_RCVBUF in bytes [the kernel's default] (small values
+    /// non-readers: the non-readers' SO_RCVBUF in bytes (default: the kernel's) (small values
     /// make a quick test).
     #[arg(long)]
     pub rcvbuf: Option<usize>,
-    /// garbage: connections sending random bytes at once [200].
+    /// garbage: connections sending random bytes at once (default 200).
     #[arg(long)]
     pub connections: Option<u32>,
-    /// garbage: bytes per write [1024].
+    /// garbage: bytes per write (default 1024).
     #[arg(long)]
     pub chunk: Option<usize>,
     /// non-readers: each non-reader also sends a `C_Ping` this often (still never reading)
-    /// [never].
+    /// (default never).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub ping_interval: Option<Duration>,
     /// The server's process id, to sample its resident memory during the run (every kind).

@@ -1,8 +1,8 @@
 //! `GET /metrics`: the statistics snapshot in the OpenMetrics text format that Prometheus
 //! scrapes, every name prefixed `gameserver_`.
 //!
-//! The numbers are not kept here: a scrape asks the game loop for a [`StatsSnapshot`] of the
-//! counters the statistics line and `--stats-json` also read (see [`crate::stats`]), and this
+//! The numbers are not kept here: a scrape asks the game loop for a `StatsSnapshot` of the
+//! counters the statistics line and `--stats-json` also read (see the `stats` module), and this
 //! module only writes it out, with `prometheus-client`'s encoder, through a collector that holds
 //! that one snapshot. No metric is registered ahead of time, so nothing is counted twice and
 //! every app (the tests run several in one process) has its own numbers.

@@ -17,8 +17,8 @@
 //! or a console never competes with the game's socket writes, and the endpoint lives as long as
 //! the app, so `/healthz` answers while the loop is stuck and `/readyz` says "shutting down"
 //! while the network closes its connections. It never touches the ECS world: what it needs from
-//! the game it asks over a bounded channel, answered at the end of the next frame ([`api`]);
-//! the health checks read [`Lifecycle`](crate::Lifecycle)'s atomics.
+//! the game it asks over a bounded channel, answered at the end of the next frame (module `api`);
+//! the health checks read [`crate::Lifecycle`]'s atomics.
 //!
 //! # Security
 //!
@@ -26,7 +26,7 @@
 //! (`Authorization: Bearer TOKEN`, or Basic credentials with the token as password, which a
 //! browser asks for); anything else is a 401 that says nothing more. A bind address that is not
 //! loopback requires a token: the settings are refused without one. Requests are bounded (see
-//! [`http`]); a POST from another site's page is refused.
+//! module `http`); a POST from another site's page is refused.
 
 mod api;
 mod console;
