@@ -26,6 +26,7 @@ pub struct NetConfig {
     /// cannot take every slot. Beyond it a newcomer from that address is closed at once (counted
     /// in [`NetStats::refused_per_ip`](crate::NetStats::refused_per_ip)). Loopback addresses are
     /// exempt unless [`per_ip_counts_loopback`](Self::per_ip_counts_loopback) says otherwise.
+    /// An IPv6 address counts with its whole /64 network: one host is usually given a /64.
     /// `None` (`"off"` in a file) turns it off. Default: 64 (room for a household or a small
     /// office behind one NAT; raise it for carrier-grade NAT).
     #[serde(with = "off")]

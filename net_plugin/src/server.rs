@@ -334,7 +334,7 @@ impl PerIp {
     /// A slot for a connection from `ip`, or `None` when that address is at the limit. Loopback
     /// addresses are not counted unless configured so; nothing is when there is no limit.
     fn take(this: &Arc<Self>, ip: IpAddr) -> Option<Option<AddressSlot>> {
-        let ip = ip.to_canonical();
+        let ip = source(ip);
         let Some(limit) = this.limit.filter(|_| this.counts_loopback || !ip.is_loopback()) else {
             return Some(None);
         };
@@ -345,6 +345,17 @@ impl PerIp {
         }
         *count += 1;
         Some(Some(AddressSlot { per_ip: this.clone(), ip }))
+    }
+}
+
+/// The source a connection is counted under: an IPv4 address (also when it arrives mapped into
+/// IPv6 on the dual-stack socket), or an IPv6 address's /64 network. A single IPv6 host is
+/// normally given a whole /64 and can pick any of its 2^64 addresses, so counting full IPv6
+/// addresses would let one machine take every slot.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) if !v6.is_loopback() => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
+        other => other,
     }
 }
 
@@ -390,6 +401,20 @@ mod tests {
         assert!(held.iter().all(Option::is_none), "loopback takes no slot");
         let _v4 = PerIp::take(&limits, "198.51.100.1".parse().unwrap()).unwrap();
         assert!(PerIp::take(&limits, "::ffff:198.51.100.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_network() {
+        let limits = per_ip(Some(2));
+        let _a = PerIp::take(&limits, "2001:db8:1:2::1".parse().unwrap()).unwrap();
+        let _b = PerIp::take(&limits, "2001:db8:1:2:ffff:0:0:9".parse().unwrap()).unwrap();
+        assert!(
+            PerIp::take(&limits, "2001:db8:1:2:dead:beef:0:1".parse().unwrap()).is_none(),
+            "a third address of the same /64 is the same host"
+        );
+        assert!(PerIp::take(&limits, "2001:db8:1:3::1".parse().unwrap()).is_some(), "another /64 is another source");
+        let held: Vec<_> = (0..5).map(|_| PerIp::take(&limits, "::1".parse().unwrap()).unwrap()).collect();
+        assert!(held.iter().all(Option::is_none), "IPv6 loopback takes no slot either");
     }
 
     #[test]
