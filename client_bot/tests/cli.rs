@@ -120,45 +120,40 @@ fn server_binary() -> PathBuf {
     path
 }
 
-#[test]
-fn the_scenario_runner_runs_a_small_scenario() {
-    let server = server_binary();
-    let json = std::env::temp_dir().join(format!("bench-{}.json", std::process::id()));
+/// Runs `client_bot bench` on `scenario` with `bots` bots for `duration` against the server
+/// binary; asserts it exited 0 and returns its stdout and its `--json` output.
+fn bench(scenario: &str, bots_n: &str, duration: &str) -> (String, serde_json::Value) {
+    let json = std::env::temp_dir().join(format!("bench-{scenario}-{}.json", std::process::id()));
     let out = bots()
-        .args(["bench", "--scenario", "s1", "--bots", "20", "--duration", "2s", "--server"])
-        .arg(&server)
+        .args(["bench", "--scenario", scenario, "--bots", bots_n, "--duration", duration, "--server"])
+        .arg(server_binary())
         .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let runs = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_file(json);
+    (stdout, runs)
+}
+
+#[test]
+fn the_scenario_runner_runs_a_small_scenario() {
+    let (stdout, runs) = bench("s1", "20", "2s");
     assert!(stdout.lines().any(|l| l.starts_with("S1 1 20 20 ") && l.ends_with("clean")), "{stdout}");
-    let runs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let run = &runs[0];
     assert!(run["server_cpu_pct"].as_f64().is_some_and(|c| c >= 0.0), "{run}");
     assert!(run["rss_before_kib"].as_u64().is_some_and(|k| k > 0));
     assert!(run["server"]["tick_ms"]["p99"].as_f64().is_some());
     assert_eq!(run["bots"]["entered"], 20);
-    let _ = std::fs::remove_file(json);
 }
 
 #[test]
 fn the_soak_scenario_samples_memory_and_reports_its_slope_and_side_traffic() {
-    let server = server_binary();
-    let json = std::env::temp_dir().join(format!("bench-s6-{}.json", std::process::id()));
-    let out = bots()
-        .args(["bench", "--scenario", "s6", "--bots", "10", "--duration", "4s", "--server"])
-        .arg(&server)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (stdout, runs) = bench("s6", "10", "4s");
     let row = stdout.lines().find(|l| l.starts_with("S6 1 10 10 ")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(row.ends_with("clean"), "{row}");
-    let runs: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let run = &runs[0];
     // A 4 s run is sampled every 200 ms; its slope leaves out the first 0.8 s.
     let samples = run["rss_samples"].as_array().unwrap();
@@ -174,5 +169,4 @@ fn the_soak_scenario_samples_memory_and_reports_its_slope_and_side_traffic() {
     // The server saw them come and go: the bots, the churners and the garbage.
     let sessions = run["server"]["sessions_total"].as_u64().unwrap();
     assert!(sessions >= 10 + 20 + 3, "{}", run["server"]);
-    let _ = std::fs::remove_file(json);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bevy_ecs::prelude::*;
 use server::{InRoom, Player, Position, Room, RoomConfig, ServerConfig};
-use support::{CourseClient, Listed, Msg, QUIET, WAIT, join, start, test_config};
+use support::{CourseClient, Msg, QUIET, WAIT, join, start, test_config, times_told};
 
 #[test]
 fn the_first_player_sees_only_itself() {
@@ -27,12 +27,6 @@ fn a_second_player_is_announced_to_the_first_and_lists_it() {
     assert_eq!(listed, vec![(false, 1, 3.0, 0.0, 4.0), (true, 2, 0.0, 0.0, 0.0)]);
     assert_eq!(a.recv(WAIT), Some(Msg::Enter { id: b.my_id(), x: 0.0, y: 0.0, z: 0.0 }));
     assert_eq!(a.drain(), vec![]);
-}
-
-/// How many times `other` was announced in a list and in the packets after it.
-fn times_told(list: &[Listed], after: &[Msg], other: i32) -> usize {
-    list.iter().filter(|p| p.1 == other).count()
-        + after.iter().filter(|m| matches!(m, Msg::Enter { id, .. } if *id == other)).count()
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use server::{ServerConfig, Spawn, ViewMargin, WorldConfig};
-use support::{CourseClient, Msg, WAIT, join, start, test_config};
+use support::{CourseClient, Msg, WAIT, join, start, test_config, times_told};
 
 /// R = 10 and M = 2: in view within 10, out beyond 12. Every position below is exact in f32.
 fn config() -> ServerConfig {
@@ -193,14 +193,10 @@ fn two_players_joining_in_the_same_frame_see_each_other_once() {
     let (a_list, b_list) = (a.enter(), b.enter());
     let (a_after, b_after) = (a.drain(), b.drain());
     let (ia, ib) = (a.my_id(), b.my_id());
-    let told = |list: &[support::Listed], after: &[Msg], other: i32| {
-        list.iter().filter(|p| p.1 == other).count()
-            + after.iter().filter(|m| matches!(m, Msg::Enter { id, .. } if *id == other)).count()
-    };
-    assert_eq!(told(&a_list, &a_after, ib), 1, "a: {a_list:?} then {a_after:?}");
-    assert_eq!(told(&b_list, &b_after, ia), 1, "b: {b_list:?} then {b_after:?}");
+    assert_eq!(times_told(&a_list, &a_after, ib), 1, "a: {a_list:?} then {a_after:?}");
+    assert_eq!(times_told(&b_list, &b_after, ia), 1, "b: {b_list:?} then {b_after:?}");
     let watched = watcher.drain();
-    assert_eq!((told(&[], &watched, ia), told(&[], &watched, ib)), (1, 1), "{watched:?}");
+    assert_eq!((times_told(&[], &watched, ia), times_told(&[], &watched, ib)), (1, 1), "{watched:?}");
     // And they see each other's moves.
     walk(&mut a, 1.0, 0.0, 1.0);
     assert_eq!(b.recv(WAIT), Some(mv(ia, 1.0, 0.0, 1.0)));

@@ -34,6 +34,12 @@ pub fn start(config: ServerConfig) -> (AppThread, SocketAddr) {
 /// One `S_PlayerList` entry: (isSelf, playerId, posX, posY, posZ).
 pub type Listed = (bool, i32, f32, f32, f32);
 
+/// How many times `other` was announced to a client: in its list and in the packets after it.
+pub fn times_told(list: &[Listed], after: &[Msg], other: i32) -> usize {
+    list.iter().filter(|p| p.1 == other).count()
+        + after.iter().filter(|m| matches!(m, Msg::Enter { id, .. } if *id == other)).count()
+}
+
 /// A server packet, decoded by hand.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
