@@ -267,3 +267,54 @@ fn a_player_despawned_by_game_code_is_told_gone_only_to_those_who_saw_it() {
     assert_eq!(before, vec![enter(far.my_id(), 0.0, 0.0, 0.0), mv(far.my_id(), 0.0, 0.0, 0.0)]);
     drop(doomed);
 }
+
+/// An attacker inside every limit teleports back and forth between two groups of players, each
+/// move within the packet rate. What the others pay: per teleport at most one leave or one enter
+/// of it, in alternation, and its moves only while in view; a healthy player beside it keeps
+/// its neighbour's moves and its own echo, and nobody is disconnected.
+#[test]
+fn a_teleporting_player_costs_each_observer_one_enter_or_leave_per_move() {
+    let (_server, addr) = start(config());
+    let (mut healthy, _) = join(addr);
+    let (mut neighbour, _) = join(addr);
+    let (mut far, _) = join(addr);
+    walk(&mut far, 100.0, 0.0, 0.0);
+    let (mut attacker, _) = join(addr);
+    let it = attacker.my_id();
+    for c in [&mut healthy, &mut neighbour, &mut far, &mut attacker] {
+        c.drain();
+    }
+    const TELEPORTS: usize = 40;
+    for i in 0..TELEPORTS {
+        let x = if i % 2 == 0 { 100.0 } else { 0.0 };
+        attacker.send_move(x, 0.0, 0.0);
+        // The neighbour walks on as usual, a move per teleport.
+        neighbour.send_move(1.0, 0.0, i as f32 * 0.1);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // The last teleport is back at the origin (i = 39); its echo ends the run for the attacker.
+    attacker.recv_until(|m| *m == mv(it, 0.0, 0.0, 0.0));
+    let seen = walk(&mut healthy, 0.0, 0.0, 0.5);
+    let about_it: Vec<&Msg> = seen
+        .iter()
+        .filter(|m| matches!(m, Msg::Enter { id, .. } | Msg::Leave { id } | Msg::Move { id, .. } if *id == it))
+        .collect();
+    let enters_and_leaves: Vec<&&Msg> = about_it.iter().filter(|m| !matches!(m, Msg::Move { .. })).collect();
+    assert!(enters_and_leaves.len() <= TELEPORTS, "{about_it:?}");
+    for pair in enters_and_leaves.windows(2) {
+        assert_ne!(
+            std::mem::discriminant(*pair[0]),
+            std::mem::discriminant(*pair[1]),
+            "enters and leaves alternate: {about_it:?}"
+        );
+    }
+    // It was last seen coming back: in view, at the origin.
+    assert!(matches!(enters_and_leaves.last(), Some(Msg::Enter { .. })), "{about_it:?}");
+    // Every move of the neighbour reached the healthy player (the last one at least).
+    let neighbour_moves = seen.iter().filter(|m| matches!(m, Msg::Move { id, .. } if *id == neighbour.my_id())).count();
+    assert!(neighbour_moves >= 1 && seen.contains(&mv(neighbour.my_id(), 1.0, 0.0, 3.9)), "{seen:?}");
+    // Nobody was disconnected: each still gets its own echo.
+    for c in [&mut neighbour, &mut far, &mut attacker] {
+        walk(c, 50.0, 0.0, 50.0);
+    }
+}
