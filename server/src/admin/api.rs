@@ -353,7 +353,7 @@ pub(crate) fn answer(asks: Res<Asks>, mut world: ParamSet<(StatsSource, GameView
                     bytes_in: net.bytes_in,
                     bytes_out: net.bytes_out,
                     tick_bounds: &TICK_BUCKETS_SECONDS,
-                    tick_buckets: stats.tick.buckets.clone(),
+                    tick_buckets: stats.tick.buckets,
                     room: room.and_then(|id| game.room(id, CONSOLE_MAX_PLAYERS)),
                 });
             }

@@ -23,7 +23,6 @@ use prometheus_client::registry::Registry;
 use shared::{Direction, PACKETS};
 
 use super::api::MetricsData;
-use crate::chat::ChatDrop;
 use crate::lifecycle::Phase;
 use crate::stats::TICK_BUCKETS_SECONDS;
 
@@ -157,7 +156,7 @@ impl Collector for Snapshot {
             "chat_lines_dropped",
             "Chat lines dropped (their senders stay connected), by the limit they met.",
             "reason",
-            ChatDrop::ALL.iter().map(|r| (r.as_str(), s.chat.dropped(*r))),
+            s.chat.dropped_by_label(),
         )?;
 
         let uptime = ConstGauge::new(s.uptime.as_secs_f64());

@@ -109,18 +109,6 @@ async fn connect(port: Option<u16>) -> Sdk {
     }
 }
 
-/// One call, failed after [`CALL_TIMEOUT`].
-async fn call<F: Future<Output = agones::errors::Result<()>>>(what: &str, f: F) -> Result<(), String> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(agones::errors::Error::Rpc(status))) => {
-            Err(format!("{what}: {:?}: {}", status.code(), status.message()))
-        }
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {CALL_TIMEOUT:?}")),
-    }
-}
-
 /// Makes the sidecar agree with what the game loop wants, each time that changes; after a
 /// failure, tries again with backoff. `Ready()` and `Shutdown()` are sent once each (a second
 /// `Ready()` after an allocation would offer an allocated server again); the count is sent as a
@@ -176,9 +164,16 @@ async fn agree(sdk: &mut Sdk, capacity: i64, want: &Desired, acked: &mut Acked) 
     if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
 }
 
-/// One call: whether it went through (why not goes to `failed`).
+/// One call, failed after [`CALL_TIMEOUT`]: whether it went through (why not goes to `failed`).
 async fn attempt<F: Future<Output = agones::errors::Result<()>>>(what: &str, f: F, failed: &mut Vec<String>) -> bool {
-    call(what, f).await.map_err(|e| failed.push(e)).is_ok()
+    let why = match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(agones::errors::Error::Rpc(status))) => format!("{what}: {:?}: {}", status.code(), status.message()),
+        Ok(Err(e)) => format!("{what}: {e}"),
+        Err(_) => format!("{what}: no answer within {CALL_TIMEOUT:?}"),
+    };
+    failed.push(why);
+    false
 }
 
 /// Hands each ping from the game loop to the SDK's health stream, opening a new stream when the
