@@ -46,7 +46,18 @@ pub struct Connection {
     /// Game code closed it this frame: the flush hands over what it was sent, then closes it.
     /// Boxed: rare, and every connection carries the field.
     close_request: Option<Box<DisconnectReason>>,
+    /// Something in `frame` asked for this frame's write (an ordinary send): the flush hands
+    /// the whole buffer over, held bytes included.
+    urgent: bool,
+    /// The latest moment the bytes held in `frame` (sent with a delay, see
+    /// [`Outbox::broadcast_within`](crate::Outbox::broadcast_within)) may wait for a write: the
+    /// earliest of their deadlines. `None` when nothing is held.
+    held_until: Option<Instant>,
 }
+
+/// Bytes a connection may hold for a later write: past this, the flush hands them over at once,
+/// so a game that sends much with a delay keeps its memory bounded by this, not by the delay.
+pub(crate) const HELD_BYTES_MAX: usize = 16 * 1024;
 
 /// The component's hook: a connection whose component goes away is closed (a no-op when it
 /// already ended, since a session keeps its first reason).
@@ -66,6 +77,8 @@ impl Connection {
             packets_out: 0,
             last_len: 0,
             close_request: None,
+            urgent: false,
+            held_until: None,
         }
     }
 
@@ -121,9 +134,26 @@ impl Connection {
         &self.session
     }
 
-    /// Appends encoded packets to this frame's bytes, unless the connection is closing; returns
-    /// whether they were appended.
+    /// Appends encoded packets to this frame's bytes, for this frame's write, unless the
+    /// connection is closing; returns whether they were appended.
     pub(crate) fn push(&mut self, encoded: &[u8], packets: u64) -> bool {
+        let appended = self.append(encoded, packets);
+        self.urgent |= appended;
+        appended
+    }
+
+    /// Appends encoded packets that may wait until `deadline` for a write: they leave with the
+    /// next write this connection is sent for ([`push`](Self::push)), or at the first flush at
+    /// or after `deadline`, whichever comes first. Returns whether they were appended.
+    pub(crate) fn push_held(&mut self, encoded: &[u8], packets: u64, deadline: Instant) -> bool {
+        let appended = self.append(encoded, packets);
+        if appended && self.held_until.is_none_or(|t| deadline < t) {
+            self.held_until = Some(deadline);
+        }
+        appended
+    }
+
+    fn append(&mut self, encoded: &[u8], packets: u64) -> bool {
         if self.is_closing() {
             return false;
         }
@@ -150,9 +180,20 @@ impl Connection {
         self.close_request = Some(Box::new(reason));
     }
 
-    /// Whether the flush has anything to do for it: bytes sent this frame, or a close.
-    pub(crate) fn has_work(&self) -> bool {
-        !self.frame.is_empty() || self.close_request.is_some()
+    /// Whether the flush at `now` has anything to do for it: bytes to write now (sent for this
+    /// frame's write, held past their deadline, or held beyond [`HELD_BYTES_MAX`]), or a close.
+    /// `now` is `None` at a shutdown: everything held goes.
+    pub(crate) fn has_work(&self, now: Option<Instant>) -> bool {
+        if self.close_request.is_some() {
+            return true;
+        }
+        !self.frame.is_empty()
+            && (self.urgent
+                || self.frame.len() >= HELD_BYTES_MAX
+                || match (now, self.held_until) {
+                    (Some(now), Some(until)) => until <= now,
+                    _ => true,
+                })
     }
 
     pub(crate) fn take_close_request(&mut self) -> Option<DisconnectReason> {
@@ -164,6 +205,8 @@ impl Connection {
     /// frame.
     pub(crate) fn hand_over(&mut self, now: Instant, limits: &BacklogLimits) -> Option<bool> {
         let len = self.frame.len();
+        self.urgent = false;
+        self.held_until = None;
         let listed = outbound::hand_over(&self.session, &mut self.frame, now, limits)?;
         self.last_len = len;
         Some(listed)

@@ -229,6 +229,41 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         *self.scratch = scratch;
     }
 
+    /// Sends `packet` to each of `to`, encoding it once, without asking for a write of its own:
+    /// it leaves in order with the next packet sent to that connection the ordinary way
+    /// ([`send`](Self::send) and the others), or at the first frame `within` from now, whichever
+    /// comes first (and at once when the connection holds more than 16 KiB).
+    ///
+    /// For traffic that can wait a little, such as other players' moves in a big world: a
+    /// client that is answered several times a second then gets everything in one write per
+    /// answer instead of one per frame, which is what a server's CPU goes to at scale. A zero
+    /// `within` sends it with this frame, as [`broadcast`](Self::broadcast) does.
+    pub fn broadcast_within<P: Packet<Set = Out>>(
+        &mut self,
+        to: impl IntoIterator<Item = Entity>,
+        packet: &P,
+        within: std::time::Duration,
+    ) {
+        if let Err(e) = self.encode_scratch(packet) {
+            self.unencodable::<P>(&e);
+            return;
+        }
+        let deadline = std::time::Instant::now() + within;
+        let scratch = std::mem::take(&mut *self.scratch);
+        let mut sent = 0;
+        for entity in to {
+            sent += u64::from(self.connections.get_mut(entity).is_ok_and(|mut c| c.push_held(&scratch, 1, deadline)));
+        }
+        self.sent.count(P::ID, sent);
+        *self.scratch = scratch;
+    }
+
+    /// Sends `packet` to one connection without asking for a write of its own: see
+    /// [`broadcast_within`](Self::broadcast_within).
+    pub fn send_within<P: Packet<Set = Out>>(&mut self, to: Entity, packet: &P, within: std::time::Duration) {
+        self.broadcast_within([to], packet, within);
+    }
+
     /// Sends `packet` to every open connection, encoding it once.
     pub fn send_all<P: Packet<Set = Out>>(&mut self, packet: &P) {
         if let Err(e) = self.encode_scratch(packet) {
@@ -244,12 +279,37 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
 
     /// Sends every packet of `batch`, in order, to each of `to`.
     pub fn send_batch(&mut self, to: impl IntoIterator<Item = Entity>, batch: &PacketBatch<Out>) {
+        self.push_batch(to, batch, None);
+    }
+
+    /// Sends every packet of `batch`, in order, to each of `to`, without asking for a write of
+    /// its own: see [`broadcast_within`](Self::broadcast_within).
+    pub fn send_batch_within(
+        &mut self,
+        to: impl IntoIterator<Item = Entity>,
+        batch: &PacketBatch<Out>,
+        within: std::time::Duration,
+    ) {
+        self.push_batch(to, batch, Some(std::time::Instant::now() + within));
+    }
+
+    /// Appends a batch to each of `to`: for this frame's write, or held until `deadline`.
+    fn push_batch(
+        &mut self,
+        to: impl IntoIterator<Item = Entity>,
+        batch: &PacketBatch<Out>,
+        deadline: Option<std::time::Instant>,
+    ) {
         if batch.is_empty() {
             return;
         }
         let mut recipients = 0;
         for entity in to {
-            recipients += u64::from(self.push(entity, &batch.bytes, batch.packets));
+            let Ok(mut connection) = self.connections.get_mut(entity) else { continue };
+            recipients += u64::from(match deadline {
+                Some(deadline) => connection.push_held(&batch.bytes, batch.packets, deadline),
+                None => connection.push(&batch.bytes, batch.packets),
+            });
         }
         for &(id, n) in &batch.by_id {
             self.sent.count(id, n * recipients);
@@ -312,22 +372,50 @@ pub(crate) struct WriterHandle(pub Arc<Writer>);
 
 /// In `Last` ([`NetSystems::Send`](crate::NetSystems::Send)): moves each connection's frame
 /// buffer to its session's queue, once per frame after all game systems, and wakes the writer
-/// once for all of them.
+/// once for all of them. Bytes sent with a delay stay until their deadline or the connection's
+/// next ordinary send.
 pub(crate) fn flush(
-    mut connections: Query<&mut Connection>,
+    connections: Query<&mut Connection>,
     backlog: Res<Backlog>,
     writer: Res<WriterHandle>,
+    stats: ResMut<NetStats>,
+    sent: ResMut<SentThisFrame>,
+    listed: Local<Vec<Arc<Session>>>,
+) {
+    let now = std::time::Instant::now();
+    flush_at(Some(now), now, connections, &backlog, &writer, stats, sent, listed);
+}
+
+/// At a shutdown, before the sessions close: hands over everything, bytes held for later too.
+pub(crate) fn flush_everything(
+    connections: Query<&mut Connection>,
+    backlog: Res<Backlog>,
+    writer: Res<WriterHandle>,
+    stats: ResMut<NetStats>,
+    sent: ResMut<SentThisFrame>,
+    listed: Local<Vec<Arc<Session>>>,
+) {
+    flush_at(None, std::time::Instant::now(), connections, &backlog, &writer, stats, sent, listed);
+}
+
+/// The flush: `due` is the moment held bytes are compared with (`None`: all of them go).
+#[allow(clippy::too_many_arguments)]
+fn flush_at(
+    due: Option<std::time::Instant>,
+    now: std::time::Instant,
+    mut connections: Query<&mut Connection>,
+    backlog: &Backlog,
+    writer: &WriterHandle,
     mut stats: ResMut<NetStats>,
     mut sent: ResMut<SentThisFrame>,
     mut listed: Local<Vec<Arc<Session>>>,
 ) {
     sent.add_to(&mut stats);
-    let now = std::time::Instant::now();
     let unlimited = BacklogLimits { cap: usize::MAX / 4, ..backlog.0 };
     for mut connection in &mut connections {
         // Read-only first: most connections were sent nothing this frame (an idle one costs a
         // look, not a write that would mark it changed).
-        if !connection.has_work() {
+        if !connection.has_work(due) {
             continue;
         }
         // A connection game code closed this frame still gets what it was sent before.

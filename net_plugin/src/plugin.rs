@@ -143,6 +143,8 @@ fn shutdown_on_exit<In: PacketSet>(world: &mut World, mut exits: Local<MessageCu
     }
     let Some(mut runtime) = world.remove_resource::<IoRuntime>() else { return };
     tracing::info!("shutting down the network: flushing and closing every connection");
+    // Bytes held for a later write go now, before the sessions close.
+    let _ = world.run_system_cached(outbound::flush_everything);
     runtime.close_all();
     // A last pass, so game code sees every connection's end.
     let _ = world.try_run_schedule(PreUpdate);

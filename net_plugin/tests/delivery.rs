@@ -258,3 +258,76 @@ fn packets_are_counted_by_type_in_total_and_per_connection() {
     });
     assert_eq!(per_connection, [(false, 0, 1, 0), (true, 2, 2, 0)], "b got the move; a sent two, got two");
 }
+
+/// Sends a chat line back with a delay of as many milliseconds as the line says; a move is
+/// echoed at once.
+fn hold_chat_echo_moves(
+    mut chats: MessageReader<Received<C_Chat>>,
+    mut moves: MessageReader<Received<C_Move>>,
+    mut outbox: Outbox,
+) {
+    for chat in chats.read() {
+        let within = Duration::from_millis(chat.packet.chat.parse().unwrap_or(0));
+        outbox.send_within(chat.from, &S_Chat { player_id: 0, chat: chat.packet.chat.clone() }, within);
+    }
+    for m in moves.read() {
+        let p = &m.packet;
+        outbox.send(m.from, &S_BroadcastMove { player_id: 1, pos_x: p.pos_x, pos_y: p.pos_y, pos_z: p.pos_z });
+    }
+}
+
+fn start_holding_server() -> (net_plugin::testing::AppThread, std::net::SocketAddr) {
+    start_server_with(NetConfig::default(), |app| {
+        app.add_systems(Update, hold_chat_echo_moves);
+    })
+}
+
+#[test]
+fn a_packet_sent_with_a_delay_leaves_with_the_next_ordinary_send_in_order() {
+    let (server, addr) = start_holding_server();
+    let mut client = RawClient::connect(addr);
+    client.send(&C_Chat { chat: "60000".into() });
+    client.send(&C_Chat { chat: "50000".into() });
+    assert!(wait_recorded::<Received<C_Chat>>(&server, 2));
+    assert_eq!(client.recv::<ServerPacket>(QUIET), None, "held: nothing asked for a write yet");
+    client.send(&C_Move { pos_x: 1.0, pos_y: 2.0, pos_z: 3.0 });
+    let got: Vec<_> = std::iter::from_fn(|| client.recv::<ServerPacket>(WAIT)).take(3).collect();
+    let chat = |text: &str| ServerPacket::Chat(S_Chat { player_id: 0, chat: text.into() });
+    assert_eq!(
+        got,
+        vec![
+            chat("60000"),
+            chat("50000"),
+            ServerPacket::BroadcastMove(S_BroadcastMove { player_id: 1, pos_x: 1.0, pos_y: 2.0, pos_z: 3.0 })
+        ],
+        "the held lines first, in the order sent, then the move that released them"
+    );
+    assert_eq!(stats(&server).packets_out, 3);
+}
+
+#[test]
+fn a_packet_sent_with_a_delay_leaves_by_itself_when_its_delay_is_over() {
+    let (_server, addr) = start_holding_server();
+    let mut client = RawClient::connect(addr);
+    let sent = std::time::Instant::now();
+    client.send(&C_Chat { chat: "200".into() });
+    assert_eq!(
+        client.recv::<ServerPacket>(WAIT),
+        Some(ServerPacket::Chat(S_Chat { player_id: 0, chat: "200".into() }))
+    );
+    assert!(sent.elapsed() >= Duration::from_millis(200), "not before its delay: {:?}", sent.elapsed());
+}
+
+#[test]
+fn a_packet_held_at_shutdown_is_still_written() {
+    let (server, addr) = start_holding_server();
+    let mut client = RawClient::connect(addr);
+    client.send(&C_Chat { chat: "60000".into() });
+    assert!(wait_recorded::<Received<C_Chat>>(&server, 1));
+    server.exit();
+    assert_eq!(
+        client.recv::<ServerPacket>(WAIT),
+        Some(ServerPacket::Chat(S_Chat { player_id: 0, chat: "60000".into() }))
+    );
+    assert!(client.wait_closed(WAIT));
+}
