@@ -8,6 +8,11 @@ use client_bot::attack::{self, AttackArgs};
 use client_bot::bench::{self, BenchArgs};
 use net_plugin::cli;
 
+/// jemalloc: with 10,000 bots reading two million packets a second (S5), glibc's malloc took a
+/// tenth of the bots' core, and the bots share the machine with the server they measure.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Opens N bot connections to a server, behaves like the course's DummyClient, checks the
 /// protocol as it goes, and reports. Exit code 1 when a violation, a mismatch, a lost echo, a
 /// failed connection or a dropped bot happened. Logging follows RUST_LOG (default: info).

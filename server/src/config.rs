@@ -196,6 +196,13 @@ pub struct WorldConfig {
     pub view_margin: ViewMargin,
     /// Where players enter the world. Default: the origin, as in the course.
     pub spawn: Spawn,
+    /// With a view radius: how long other players' moves, enters and leaves may wait to leave
+    /// with the player's next answer (the echo of its own move, a chat line…), so a client gets
+    /// one write per answer instead of one per frame. Zero (`"off"` in a file) sends them in the
+    /// tick they happen. Default: 250 ms, the course's own flush period, which is also how often
+    /// its clients move.
+    #[serde(with = "zero_is_off")]
+    pub view_delay: Duration,
 }
 
 /// Chat, and the limits that keep one player's lines from flooding a room.
@@ -289,6 +296,7 @@ impl Default for WorldConfig {
             view_radius: 0.0,
             view_margin: ViewMargin::default(),
             spawn: Spawn::Origin,
+            view_delay: Duration::from_millis(250),
         }
     }
 }

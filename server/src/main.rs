@@ -53,6 +53,10 @@ struct Cli {
     /// Where players enter the world.
     #[arg(long, value_enum)]
     spawn: Option<Spawn>,
+    /// With a view radius, how long others' moves, enters and leaves may wait to leave with a
+    /// player's next answer, e.g. 250ms ("off" or 0s: at once).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    view_delay: Option<Duration>,
     /// A square world S wide: the bounds in x and z become -S/2 to S/2 (y keeps its bounds).
     #[arg(long, value_name = "S")]
     world_size: Option<f32>,
@@ -111,6 +115,9 @@ impl Cli {
         }
         if let Some(s) = self.spawn {
             config.world.spawn = s;
+        }
+        if let Some(d) = self.view_delay {
+            config.world.view_delay = d;
         }
         if let Some(size) = self.world_size {
             for axis in [0, 2] {

@@ -391,6 +391,43 @@ fn interest_settings_from_the_file_reach_the_running_server() {
     assert!(matches!(before[..], [Msg::Enter { .. }]), "{before:?}");
 }
 
+/// `view_delay`: others' moves wait for the observer's next answer (its own move's echo), in
+/// order; "off" sends them in their tick. 250 ms by default.
+#[test]
+fn view_delay_from_the_file_holds_view_traffic_until_the_next_answer_and_off_sends_it_at_once() {
+    assert_eq!(ServerConfig::default().world.view_delay, Duration::from_millis(250));
+    let world = |delay: &str| {
+        format!("bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n[world]\nview_radius = 10.0\nview_delay = {delay}\n")
+    };
+    // Held: a long delay, so only the observer's own move can release it.
+    let (_server, addr) = support::start(load(&world("\"30s\"")).unwrap());
+    let (mut observer, _) = join(addr);
+    let (mut mover, _) = join(addr);
+    observer.drain();
+    let (me, them) = (observer.my_id(), mover.my_id());
+    for x in [1.0, 2.0] {
+        mover.send_move(x, 0.0, 0.0);
+        mover.recv_until(|m| *m == Msg::Move { id: them, x, y: 0.0, z: 0.0 });
+    }
+    assert_eq!(observer.drain(), vec![], "held until the observer's next answer");
+    observer.send_move(0.0, 0.0, 1.0);
+    let before = observer.recv_until(|m| *m == Msg::Move { id: me, x: 0.0, y: 0.0, z: 1.0 });
+    assert_eq!(
+        before,
+        vec![Msg::Move { id: them, x: 1.0, y: 0.0, z: 0.0 }, Msg::Move { id: them, x: 2.0, y: 0.0, z: 0.0 }],
+        "both moves, in order, before the observer's own echo"
+    );
+
+    // Off: the move arrives without the observer doing anything.
+    let (_server, addr) = support::start(load(&world("\"off\"")).unwrap());
+    let (mut observer, _) = join(addr);
+    let (mut mover, _) = join(addr);
+    observer.drain();
+    let them = mover.my_id();
+    mover.send_move(1.0, 0.0, 0.0);
+    assert_eq!(observer.recv(support::QUIET), Some(Msg::Move { id: them, x: 1.0, y: 0.0, z: 0.0 }));
+}
+
 #[test]
 fn the_admin_endpoint_is_off_unless_bound_and_a_network_address_needs_a_token() {
     let (_, text) = shipped_file();

@@ -15,7 +15,9 @@
 //!   entered (`S_BroadcastEnterGame` at its spawn point);
 //! - each tick, per observer and in this order: `S_BroadcastLeaveGame` for each player that left
 //!   its view, `S_BroadcastEnterGame` (at the current position) for each that came into it, then
-//!   `S_BroadcastMove` for the players in its view that moved (its own echo always);
+//!   `S_BroadcastMove` for the players in its view that moved (its own echo always); the news
+//!   about others may wait up to `[world] view_delay` to leave with the player's next answer
+//!   (its echo, say), in order, so a client is written once per answer rather than once per frame;
 //! - leaving the world: `S_BroadcastLeaveGame` only to the players who saw it.
 //!
 //! So a client that spawns an object on enter and destroys it on leave (the course's Unity
@@ -29,7 +31,7 @@ use std::str::FromStr;
 
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::prelude::*;
-use net_plugin::Outbox;
+use net_plugin::{Outbox, PacketBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -196,14 +198,22 @@ pub struct GridCell(pub Cell);
 pub struct Interest {
     /// Who sees whom.
     pub rule: ViewRule,
+    /// How long view traffic (others' moves, enters, leaves) may wait for an observer's next
+    /// write: `[world] view_delay`.
+    pub delay: std::time::Duration,
     /// Each room's players, by cell.
     pub(crate) grids: FxHashMap<Entity, Grid>,
 }
 
 impl Interest {
-    /// A view rule and no grids yet.
+    /// A view rule and no grids yet; view traffic sent in the tick it happens.
     pub fn new(rule: ViewRule) -> Self {
-        Self { rule, grids: FxHashMap::default() }
+        Self { rule, delay: std::time::Duration::ZERO, grids: FxHashMap::default() }
+    }
+
+    /// The same, with view traffic allowed to wait `delay` for an observer's next write.
+    pub fn with_delay(self, delay: std::time::Duration) -> Self {
+        Self { delay, ..self }
     }
 
     /// Files a newcomer at `at` in its room's grid and returns its cell and the players it
@@ -276,10 +286,12 @@ impl Plugin for InterestPlugin {
         .add_observer(close_grid);
         if w.view_radius > 0.0 {
             let rule = ViewRule { radius: w.view_radius, margin: w.view_margin.of(w.view_radius) };
-            app.insert_resource(Interest::new(rule)).init_resource::<ViewChanges>().add_systems(
-                FixedUpdate,
-                (refresh_views, send_view_changes).chain().in_set(GameSystems::BroadcastMoves),
-            );
+            app.insert_resource(Interest::new(rule).with_delay(w.view_delay))
+                .init_resource::<ViewChanges>()
+                .add_systems(
+                    FixedUpdate,
+                    (refresh_views, send_view_changes).chain().in_set(GameSystems::BroadcastMoves),
+                );
         }
     }
 }
@@ -341,7 +353,7 @@ pub fn refresh_views(
             cell.0 = to;
         }
     }
-    let Interest { rule, grids } = &*interest;
+    let Interest { rule, grids, .. } = &*interest;
     let (found, gone) = &mut *scratch;
     for (&(entity, p), room) in movers.iter().zip(&rooms) {
         let (Some(grid), Ok(mine)) = (grids.get(room), views.get(entity)) else { continue };
@@ -377,30 +389,120 @@ pub fn refresh_views(
 }
 
 /// Sends what [`refresh_views`] found, per observer: leaves, then enters (at the current
-/// position), then the moves of the players in its view (its own move always). Each kind is
-/// sent to every observer before the next kind begins, so within each client's single write of
-/// the frame the order holds.
+/// position), then the moves of the players in its view, and its own move's echo. Each kind is
+/// sent to every observer before the next kind begins, so each tick's changes reach a client in
+/// that order. The echo asks for this frame's write; the rest may wait up to
+/// [`Interest::delay`] to leave with the observer's next write, in order, so several ticks'
+/// changes may share one write.
+///
+/// Moves go observer by observer: each observer's moves of the tick are gathered from its view
+/// into one batch and appended to its connection at once. Sent mover by mover instead, every
+/// move would touch each of ~50 observers' connections, scattered in memory: at 10,000 players
+/// that was the game loop's largest cost.
 pub fn send_view_changes(
     changes: Res<ViewChanges>,
+    interest: Res<Interest>,
     players: Query<(&Player, &Position)>,
     views: Query<&View>,
     mut outbox: Outbox,
+    mut scratch: Local<MoveScratch>,
 ) {
+    let delay = interest.delay;
     for &(to, left) in &changes.leaves {
         if let Ok((player, _)) = players.get(left) {
-            outbox.send(to, &S_BroadcastLeaveGame { player_id: player.id });
+            outbox.send_within(to, &S_BroadcastLeaveGame { player_id: player.id }, delay);
         }
     }
     for &(to, came) in &changes.enters {
         if let Ok((player, p)) = players.get(came) {
-            outbox.send(to, &S_BroadcastEnterGame { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
+            let entered = S_BroadcastEnterGame { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
+            outbox.send_within(to, &entered, delay);
         }
     }
+    // Moves, observer by observer, in three passes over the (observer, move) pairs of the tick,
+    // a counting sort: count each observer's moves, give each observer a range, place each
+    // move in its observer's range. Then one batch per observer.
+    let MoveScratch { tick, listed, observers, moves, pairs, placed, batch } = &mut *scratch;
+    *tick = tick.wrapping_add(1);
+    if *tick == 0 {
+        // Stamps of 2^32 ticks ago could match again: start over.
+        listed.fill((0, 0));
+        *tick = 1;
+    }
+    let tick = *tick;
+    moves.clear();
+    observers.clear();
+    pairs.clear();
     for &(mover, p) in &changes.movers {
         let (Ok((player, _)), Ok(view)) = (players.get(mover), views.get(mover)) else { continue };
-        let moved = S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
-        outbox.broadcast(view.iter().chain([mover]), &moved);
+        let slot = moves.len() as u32;
+        moves.push((mover, S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z }));
+        for observer in view.iter() {
+            let (when, count) = dense(listed, observer);
+            if *when != tick {
+                (*when, *count) = (tick, 0);
+                observers.push(observer);
+            }
+            *count += 1;
+            pairs.push((observer.index_u32(), slot));
+        }
     }
+    // Each observer's count becomes the start of its range.
+    let mut start = 0;
+    for observer in observers.iter() {
+        let (_, count) = dense(listed, *observer);
+        (start, *count) = (start + *count, start);
+    }
+    placed.clear();
+    placed.resize(pairs.len(), 0);
+    for &(observer, slot) in pairs.iter() {
+        let next = &mut listed[observer as usize].1;
+        placed[*next as usize] = slot;
+        *next += 1;
+    }
+    // Each range now ends where the next begins, in the order of `observers`.
+    let mut from = 0;
+    for &observer in observers.iter() {
+        let to = listed[observer.index_u32() as usize].1 as usize;
+        batch.clear();
+        for &slot in &placed[from..to] {
+            batch.push(&moves[slot as usize].1);
+        }
+        from = to;
+        outbox.send_batch_within([observer], batch, delay);
+    }
+    for (mover, moved) in moves.iter() {
+        outbox.send(*mover, moved);
+    }
+}
+
+/// The entry of a table indexed by entity index, grown on demand.
+fn dense<T: Default + Clone>(table: &mut Vec<T>, entity: Entity) -> &mut T {
+    let at = entity.index_u32() as usize;
+    if table.len() <= at {
+        table.resize(at + 1, T::default());
+    }
+    &mut table[at]
+}
+
+/// What [`send_view_changes`] reuses from tick to tick.
+#[derive(Default)]
+pub struct MoveScratch {
+    /// Counts the ticks, to tell this tick's entries in `listed` from older ones.
+    tick: u32,
+    /// By entity index: the tick it was last an observer, and its count of moves (then where
+    /// its range in `placed` begins, then where it ends).
+    listed: Vec<(u32, u32)>,
+    /// The observers of this tick's movers, each once.
+    observers: Vec<Entity>,
+    /// This tick's movers and their moves.
+    moves: Vec<(Entity, S_BroadcastMove)>,
+    /// (observer's entity index, move's place in `moves`), mover by mover.
+    pairs: Vec<(u32, u32)>,
+    /// The moves' places, grouped by observer.
+    placed: Vec<u32>,
+    /// One observer's moves.
+    batch: PacketBatch,
 }
 
 #[cfg(test)]
