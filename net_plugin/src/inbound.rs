@@ -137,7 +137,7 @@ struct Deliver<'w> {
     run: Option<Run>,
 }
 
-/// A run of `Received<P>` for one `P`, type-erased so one visitor serves every packet type.
+/// A run of `Received<P, P::Set>` for one `P`, type-erased so one visitor serves every packet type.
 struct Run {
     packet: std::any::TypeId,
     messages: Box<dyn std::any::Any>,
@@ -145,7 +145,7 @@ struct Run {
 }
 
 fn write_run<P: Packet>(world: &mut World, messages: Box<dyn std::any::Any>) {
-    if let Ok(messages) = messages.downcast::<Vec<Received<P>>>() {
+    if let Ok(messages) = messages.downcast::<Vec<Received<P, P::Set>>>() {
         world.write_message_batch(*messages);
     }
 }
@@ -161,12 +161,12 @@ impl Deliver<'_> {
 
 impl PacketVisitor for Deliver<'_> {
     fn visit<P: Packet>(&mut self, packet: P) {
-        let message = Received { from: self.from, packet, at: self.at, seq: self.seq };
+        let message = Received::<P, P::Set>::new(self.from, packet, self.at, self.seq);
         self.seq += 1;
         self.stats.count_in(P::ID, 1);
         if let Some(run) = &mut self.run
             && run.packet == std::any::TypeId::of::<P>()
-            && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P>>>()
+            && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P, P::Set>>>()
         {
             messages.push(message);
             return;
