@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bevy_app::{App, AppExit, Last, Plugin, Update};
 use bevy_ecs::prelude::*;
-use net_plugin::{ClientOutbox, ConnectFailed, Connected, Connector, Disconnected, NetStats, Received};
+use net_plugin::{ClientOutbox, ClientReceived, ConnectFailed, Connected, Connector, Disconnected, NetStats};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashSet;
@@ -223,8 +223,12 @@ fn record(metrics: &mut Metrics, bot: u32, violations: Vec<Violation>) {
 // Each packet type has its own message. Lists come first (before the own enter); enters,
 // moves and leaves are merged back into the server's order by `on_news`.
 
-fn on_lists(mut lists: MessageReader<Received<S_PlayerList>>, mut bots: Query<&mut Bot>, mut metrics: ResMut<Metrics>) {
-    for Received { from, packet, .. } in lists.read() {
+fn on_lists(
+    mut lists: MessageReader<ClientReceived<S_PlayerList>>,
+    mut bots: Query<&mut Bot>,
+    mut metrics: ResMut<Metrics>,
+) {
+    for ClientReceived { from, packet, .. } in lists.read() {
         let Ok(mut bot) = bots.get_mut(*from) else { continue };
         let players = packet.players.iter().map(|p| (p.is_self, p.player_id, [p.pos_x, p.pos_y, p.pos_z]));
         let found = bot.view.on_list(players);
@@ -241,16 +245,16 @@ enum News {
 
 /// Enters, moves and leaves, handled in the order the server sent them: each packet type
 /// arrives as its own message, so they are merged back by their place in their connection's
-/// stream (`Received::seq`). Handled type by type instead, a player that left a view and came
+/// stream (`ClientReceived::seq`). Handled type by type instead, a player that left a view and came
 /// back within one bot frame would read as entered twice, and one that entered and left would
 /// read as left without having entered. Only the connections that got an enter or a leave this
 /// frame need the merge: the moves of the others (nearly all of them) are already in order, and
 /// are handled as they come, without sorting a frame's two million packets a second.
 #[allow(clippy::too_many_arguments)]
 fn on_news(
-    mut enters: MessageReader<Received<S_BroadcastEnterGame>>,
-    mut moves: MessageReader<Received<S_BroadcastMove>>,
-    mut leaves: MessageReader<Received<S_BroadcastLeaveGame>>,
+    mut enters: MessageReader<ClientReceived<S_BroadcastEnterGame>>,
+    mut moves: MessageReader<ClientReceived<S_BroadcastMove>>,
+    mut leaves: MessageReader<ClientReceived<S_BroadcastLeaveGame>>,
     mut bots: Query<&mut Bot>,
     mut metrics: ResMut<Metrics>,
     run: Res<Run>,
@@ -347,8 +351,8 @@ const SERVER_PLAYER_ID: i32 = 0;
 
 /// Chat must come from a player in the room, or be the server's notice (player 0: a line of this
 /// bot's was dropped by the server's chat limits), which is counted.
-fn on_chat(mut chats: MessageReader<Received<S_Chat>>, bots: Query<&Bot>, mut metrics: ResMut<Metrics>) {
-    for Received { from, packet, .. } in chats.read() {
+fn on_chat(mut chats: MessageReader<ClientReceived<S_Chat>>, bots: Query<&Bot>, mut metrics: ResMut<Metrics>) {
+    for ClientReceived { from, packet, .. } in chats.read() {
         let Ok(bot) = bots.get(*from) else { continue };
         if packet.player_id == SERVER_PLAYER_ID {
             metrics.chat_notices += 1;

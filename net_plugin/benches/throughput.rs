@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use bevy_app::{App, AppExit, Update};
 use bevy_ecs::prelude::*;
 use net_plugin::{
-    ClientOutbox, ClientPlugin, Connected, Connector, NetConfig, NetStats, Outbox, Received, ServerPlugin,
+    ClientOutbox, ClientPlugin, ClientReceived, Connected, Connector, NetConfig, NetStats, Outbox, Received,
+    ServerPlugin,
 };
 use shared::{C_Move, S_BroadcastMove};
 
@@ -204,7 +205,7 @@ fn on_connected(mut connected: MessageReader<Connected>, mut commands: Commands,
 }
 
 fn on_broadcast(
-    mut moves: MessageReader<Received<S_BroadcastMove>>,
+    mut moves: MessageReader<ClientReceived<S_BroadcastMove>>,
     mut loads: Query<&mut Load>,
     mut plan: ResMut<Plan>,
 ) {

@@ -1,6 +1,8 @@
 //! A connection as the ECS sees it: an entity with a [`Connection`] component, and the messages
 //! that tell game code it came, sent something, or went.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +14,7 @@ use bevy_ecs::message::Message;
 use bevy_ecs::resource::Resource;
 use bevy_ecs::world::DeferredWorld;
 use bytes::BytesMut;
-use shared::Packet;
+use shared::{ClientPacket, Packet, PacketSet, ServerPacket};
 
 use crate::core::BacklogLimits;
 use crate::session::Session;
@@ -259,9 +261,10 @@ pub struct ConnectFailed {
 /// A packet received: one message type per packet type (`Received<C_Move>`…), written in
 /// [`NetSystems::Receive`](crate::NetSystems::Receive), in the order the peer sent them.
 ///
-/// Only the packets of the set this side receives are registered (`C_` packets on a server, `S_`
-/// packets on a client): a system reading `Received<S_Chat>` on a server is refused by Bevy when
-/// it first runs, naming the message type.
+/// `In` is the packet set this side receives: `ClientPacket` (the default) on a server,
+/// `ServerPacket` on a client ([`ClientReceived`]), as [`Outbox`](crate::Outbox) and
+/// [`ClientOutbox`](crate::ClientOutbox) mirror it for sending. Only a packet of that set is
+/// accepted, at compile time:
 ///
 /// ```
 /// # use bevy_ecs::prelude::*;
@@ -273,8 +276,20 @@ pub struct ConnectFailed {
 ///     }
 /// }
 /// ```
-#[derive(Message, Debug, Clone)]
-pub struct Received<P: Packet> {
+///
+/// A server reading a server packet does not compile:
+///
+/// ```compile_fail,E0271
+/// # use bevy_ecs::prelude::*;
+/// # use net_plugin::Received;
+/// fn wrong_way(_chats: MessageReader<Received<shared::S_Chat>>) {} // an `S_` packet, on a server
+/// ```
+///
+/// Which side an app is cannot be checked at compile time: a server's system added to a client
+/// app (`Received<C_Chat>` read by a client) is refused by Bevy when it first runs ("Message not
+/// initialized"), since a client registers only the `S_` packets' messages.
+#[derive(Message)]
+pub struct Received<P: Packet<Set = In>, In: PacketSet = ClientPacket> {
     /// The connection's entity.
     pub from: Entity,
     /// The packet.
@@ -286,6 +301,54 @@ pub struct Received<P: Packet> {
     /// as its own message type, so this is what puts a connection's packets of different types
     /// back in the order the peer sent them (packets of one read share their `at`).
     pub seq: u64,
+    _in: PhantomData<fn() -> In>,
+}
+
+/// A packet received by a client: [`Received`] for `S_` packets (`ClientReceived<S_Chat>`).
+///
+/// ```
+/// # use bevy_ecs::prelude::*;
+/// # use net_plugin::ClientReceived;
+/// # use shared::S_Chat;
+/// fn show_chat(mut chats: MessageReader<ClientReceived<S_Chat>>) {
+///     for ClientReceived { packet, .. } in chats.read() {
+///         println!("player {}: {}", packet.player_id, packet.chat);
+///     }
+/// }
+/// ```
+///
+/// A client reading a client packet does not compile:
+///
+/// ```compile_fail,E0271
+/// # use bevy_ecs::prelude::*;
+/// # use net_plugin::ClientReceived;
+/// fn wrong_way(_chats: MessageReader<ClientReceived<shared::C_Chat>>) {} // a `C_` packet, on a client
+/// ```
+pub type ClientReceived<P> = Received<P, ServerPacket>;
+
+impl<P: Packet<Set = In>, In: PacketSet> Received<P, In> {
+    /// A received packet, as the plugin writes it: for tests that feed game systems messages
+    /// without a socket.
+    pub fn new(from: Entity, packet: P, at: Instant, seq: u64) -> Self {
+        Self { from, packet, at, seq, _in: PhantomData }
+    }
+}
+
+impl<P: Packet<Set = In>, In: PacketSet> Clone for Received<P, In> {
+    fn clone(&self) -> Self {
+        Self::new(self.from, self.packet.clone(), self.at, self.seq)
+    }
+}
+
+impl<P: Packet<Set = In>, In: PacketSet> fmt::Debug for Received<P, In> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Received")
+            .field("from", &self.from)
+            .field("packet", &self.packet)
+            .field("at", &self.at)
+            .field("seq", &self.seq)
+            .finish()
+    }
 }
 
 /// Maps the I/O side's session ids to entities.

@@ -86,10 +86,17 @@ impl<In> InboundQueue<In> {
         self.tx.send(event).map_err(|_| EcsGone)
     }
 
-    /// Sends one read's packets, first waiting (in turn, without polling) for room in the
-    /// queue. If `session` is closed while it waits, the packets are dropped and counted.
-    /// `first_seq` is the first packet's place in the connection's stream.
-    pub async fn send_packets(&self, session: &Session, packets: Vec<In>, first_seq: u64) -> Result<(), EcsGone> {
+    /// Sends one read's packets of session `id`, first waiting (in turn, without polling) for
+    /// room in the queue. If `closed` resolves while it waits (the session's
+    /// [`Session::closed`]: it was closed), the packets are dropped and counted. `first_seq` is
+    /// the first packet's place in the connection's stream.
+    pub async fn send_packets(
+        &self,
+        id: SessionId,
+        closed: impl Future<Output = ()>,
+        packets: Vec<In>,
+        first_seq: u64,
+    ) -> Result<(), EcsGone> {
         let at = Instant::now();
         let n = packets.len();
         let wanted = u32::try_from(n).unwrap_or(u32::MAX).min(self.capacity);
@@ -100,7 +107,7 @@ impl<In> InboundQueue<In> {
                 IoCounters::add(&self.counters.inbound_waits, 1);
                 tokio::select! {
                     permit = self.permits.acquire_many(wanted) => permit.map_err(|_| EcsGone)?,
-                    () = session.closed() => {
+                    () = closed => {
                         IoCounters::add(&self.counters.packets_dropped, n as u64);
                         return Ok(());
                     }
@@ -108,7 +115,7 @@ impl<In> InboundQueue<In> {
             }
         };
         permit.forget();
-        self.tx.send(IoEvent::Packets { id: session.id, packets, at, first_seq, permits: wanted }).map_err(|_| {
+        self.tx.send(IoEvent::Packets { id, packets, at, first_seq, permits: wanted }).map_err(|_| {
             self.permits.add_permits(wanted as usize);
             EcsGone
         })
@@ -137,7 +144,7 @@ struct Deliver<'w> {
     run: Option<Run>,
 }
 
-/// A run of `Received<P>` for one `P`, type-erased so one visitor serves every packet type.
+/// A run of `Received<P, P::Set>` for one `P`, type-erased so one visitor serves every packet type.
 struct Run {
     packet: std::any::TypeId,
     messages: Box<dyn std::any::Any>,
@@ -145,7 +152,7 @@ struct Run {
 }
 
 fn write_run<P: Packet>(world: &mut World, messages: Box<dyn std::any::Any>) {
-    if let Ok(messages) = messages.downcast::<Vec<Received<P>>>() {
+    if let Ok(messages) = messages.downcast::<Vec<Received<P, P::Set>>>() {
         world.write_message_batch(*messages);
     }
 }
@@ -161,12 +168,12 @@ impl Deliver<'_> {
 
 impl PacketVisitor for Deliver<'_> {
     fn visit<P: Packet>(&mut self, packet: P) {
-        let message = Received { from: self.from, packet, at: self.at, seq: self.seq };
+        let message = Received::<P, P::Set>::new(self.from, packet, self.at, self.seq);
         self.seq += 1;
         self.stats.count_in(P::ID, 1);
         if let Some(run) = &mut self.run
             && run.packet == std::any::TypeId::of::<P>()
-            && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P>>>()
+            && let Some(messages) = run.messages.downcast_mut::<Vec<Received<P, P::Set>>>()
         {
             messages.push(message);
             return;
@@ -268,5 +275,207 @@ fn handle_event<In: PacketSet>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The queue's promises, without sockets, a runtime or a timer: each read's send is a future
+    //! the test polls by hand (so it decides who looks at the queue when), and the ECS side takes
+    //! one batch at a time through [`handle_event`], which gives its permits back as `receive`
+    //! does.
+
+    use std::collections::VecDeque;
+    use std::future::pending;
+    use std::pin::Pin;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::task::{Context, Poll, Waker};
+
+    use shared::{C_Move, ClientPacket};
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), EcsGone>> + 'a>>;
+
+    /// A queue bounded at `capacity` packets, and the world its batches are handed to.
+    fn queue(capacity: usize) -> (InboundQueue<ClientPacket>, World) {
+        let (queue, inbox) = channel(capacity, Arc::new(IoCounters::default()));
+        let mut world = World::new();
+        world.insert_resource(inbox);
+        (queue, world)
+    }
+
+    /// Session `id` sends one read of `n` packets; it is closed when `closed` resolves.
+    fn send<'a>(
+        queue: &'a InboundQueue<ClientPacket>,
+        id: u64,
+        n: usize,
+        closed: impl Future<Output = ()> + 'a,
+    ) -> Sending<'a> {
+        Box::pin(queue.send_packets(SessionId(id), closed, vec![ClientPacket::Move(C_Move::default()); n], 0))
+    }
+
+    /// Polls once, with a waker that does nothing: nothing runs unless the test polls it.
+    fn poll(sending: &mut Sending<'_>) -> Poll<Result<(), EcsGone>> {
+        sending.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Whether the send went through (its batch queued, or dropped because its session closed).
+    fn done(sending: &mut Sending<'_>) -> bool {
+        match poll(sending) {
+            Poll::Ready(result) => {
+                result.expect("the ECS is there");
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    /// The ECS takes the oldest queued batch: its session and its packets. No session is open in
+    /// these tests, so [`handle_event`] counts the packets as dropped after giving back their
+    /// permits; tests look at [`IoCounters::packets_dropped`] before the ECS runs.
+    fn ecs_takes_one(world: &mut World) -> Option<(u64, usize)> {
+        let (event, counters, permits) = {
+            let inbox = world.resource::<Inbox<ClientPacket>>();
+            (inbox.rx.try_recv().ok()?, inbox.counters.clone(), inbox.permits.clone())
+        };
+        let IoEvent::Packets { id, packets, .. } = &event else { panic!("only packets are sent here") };
+        let taken = (id.0, packets.len());
+        handle_event(world, &mut SessionIndex::default(), &mut NetStats::default(), &counters, &permits, event);
+        Some(taken)
+    }
+
+    fn counters(world: &World) -> Arc<IoCounters> {
+        world.resource::<Inbox<ClientPacket>>().counters.clone()
+    }
+
+    fn available(world: &World) -> usize {
+        world.resource::<Inbox<ClientPacket>>().permits.available_permits()
+    }
+
+    #[test]
+    fn waiters_are_served_first_come_first_served_as_permits_come_back() {
+        let (queue, mut world) = queue(4);
+        let mut fill_1 = send(&queue, 1, 1, pending());
+        let mut fill_3 = send(&queue, 2, 3, pending());
+        assert!(done(&mut fill_1) && done(&mut fill_3), "room for both");
+        // Three sessions wait, in this order: 3 packets, then 1, then 2.
+        let mut a = send(&queue, 3, 3, pending());
+        let mut b = send(&queue, 4, 1, pending());
+        let mut c = send(&queue, 5, 2, pending());
+        assert!(!done(&mut a) && !done(&mut b) && !done(&mut c));
+        assert_eq!(counters(&world).inbound_waits.load(Relaxed), 3);
+
+        // One permit back: `b` would fit, but `a` came first. Polled last first, to show that
+        // the order of arrival decides, not who looks first.
+        assert_eq!(ecs_takes_one(&mut world), Some((1, 1)));
+        assert!(!done(&mut c) && !done(&mut b) && !done(&mut a));
+        // Three more: `a` (3) and then `b` (1) have theirs; `c` waits for the next batch.
+        assert_eq!(ecs_takes_one(&mut world), Some((2, 3)));
+        assert!(!done(&mut c));
+        assert!(done(&mut b) && done(&mut a));
+        assert_eq!(ecs_takes_one(&mut world), Some((4, 1)));
+        assert!(!done(&mut c), "b's one permit is not enough");
+        assert_eq!(ecs_takes_one(&mut world), Some((3, 3)));
+        assert!(done(&mut c));
+        assert_eq!(ecs_takes_one(&mut world), Some((5, 2)));
+        assert_eq!(ecs_takes_one(&mut world), None);
+        assert_eq!(available(&world), 4, "every permit came back");
+    }
+
+    #[test]
+    fn the_packets_of_a_session_closed_while_waiting_are_dropped_and_counted() {
+        let (queue, mut world) = queue(2);
+        let mut fill = send(&queue, 1, 1, pending());
+        assert!(done(&mut fill));
+        let (close, closed) = oneshot::channel::<()>();
+        // 5 packets: more than the bound, so it needs every permit; it holds the one left.
+        let mut closing = send(&queue, 2, 5, async {
+            let _ = closed.await;
+        });
+        let mut next = send(&queue, 3, 1, pending());
+        assert!(!done(&mut closing) && !done(&mut next));
+
+        close.send(()).unwrap();
+        assert!(done(&mut closing), "a closed session stops waiting");
+        assert_eq!(counters(&world).packets_dropped.load(Relaxed), 5);
+        assert_eq!(counters(&world).inbound_waits.load(Relaxed), 2);
+        // The permit it held goes to the next in line, before the ECS gives any back.
+        assert!(done(&mut next));
+
+        assert_eq!(ecs_takes_one(&mut world), Some((1, 1)));
+        assert_eq!(ecs_takes_one(&mut world), Some((3, 1)));
+        assert_eq!(ecs_takes_one(&mut world), None, "the closed session's packets never reach the ECS");
+        assert_eq!(available(&world), 2, "every permit came back");
+    }
+
+    #[test]
+    fn the_queue_never_holds_more_than_its_bound_and_serves_reads_in_order() {
+        const CAPACITY: usize = 8;
+        const READS: usize = 300;
+        let (queue, mut world) = queue(CAPACITY);
+        // Reads of 1 to 11 packets (some above the bound), 0 to 2 arriving each round; the ECS
+        // takes one batch every other round, so reads wait most of the time.
+        let sizes: Vec<usize> = (0..READS as u64).map(|i| (i * 7 + i / 5) as usize % 11 + 1).collect();
+        let mut waiting: VecDeque<(u64, Sending<'_>)> = VecDeque::new();
+        // The batches in the channel, in the order they were sent.
+        let mut queued: VecDeque<(u64, usize)> = VecDeque::new();
+        let mut arrived = 0;
+        let mut round = 0u64;
+        while arrived < READS || !waiting.is_empty() || !queued.is_empty() {
+            round += 1;
+            assert!(round < 100 * READS as u64, "stuck: {} reads waiting", waiting.len());
+            // The waiting reads look again, the newest first: who looks first does not matter.
+            for (id, mut sending) in std::mem::take(&mut waiting).into_iter().rev() {
+                if done(&mut sending) {
+                    queued.push_back((id, sizes[id as usize]));
+                } else {
+                    waiting.push_front((id, sending));
+                }
+            }
+            // New reads arrive, each looking at once.
+            for _ in 0..round % 3 {
+                if arrived < READS {
+                    let id = arrived as u64;
+                    let mut sending = send(&queue, id, sizes[arrived], pending());
+                    if done(&mut sending) {
+                        queued.push_back((id, sizes[arrived]));
+                    } else {
+                        waiting.push_back((id, sending));
+                    }
+                    arrived += 1;
+                }
+            }
+            // First come, first served: the reads still waiting are the latest to arrive.
+            if let Some((oldest, _)) = waiting.front() {
+                assert_eq!(*oldest as usize, arrived - waiting.len(), "a read went before an older one");
+            }
+            let held: usize = queued.iter().map(|(_, n)| n).sum();
+            assert!(
+                held <= CAPACITY || queued.len() == 1,
+                "{held} packets queued in {} reads, above the bound of {CAPACITY}",
+                queued.len()
+            );
+            if round.is_multiple_of(2)
+                && let Some(taken) = ecs_takes_one(&mut world)
+            {
+                assert_eq!(Some(taken), queued.pop_front());
+            }
+        }
+        assert_eq!(available(&world), CAPACITY, "every permit came back");
+        let waits = counters(&world).inbound_waits.load(Relaxed);
+        assert!(waits > READS as u64 / 2, "the bound was reached: {waits} reads waited");
+    }
+
+    #[test]
+    fn when_the_ecs_stops_every_waiter_is_told() {
+        let (queue, world) = queue(1);
+        let mut fill = send(&queue, 1, 1, pending());
+        let mut waiting = send(&queue, 2, 1, pending());
+        assert!(done(&mut fill) && !done(&mut waiting));
+        world.resource::<Inbox<ClientPacket>>().close();
+        assert!(matches!(poll(&mut waiting), Poll::Ready(Err(EcsGone))));
+        assert!(matches!(poll(&mut send(&queue, 3, 1, pending())), Poll::Ready(Err(EcsGone))));
     }
 }

@@ -6,7 +6,8 @@
 //! - inbound: a connection's task reads its socket; the session's rules (a
 //!   sans-IO state machine in `core.rs`) split the bytes into packets; the packets of one read
 //!   cross to the ECS as one batch over a bounded, fair queue; a `PreUpdate` system writes them
-//!   as typed messages, one message type per packet ([`Received<P>`]).
+//!   as typed messages, one message type per packet ([`Received<P>`] on a server,
+//!   [`ClientReceived<P>`] on a client).
 //! - outbound: game systems send with [`Outbox`] into each connection's frame buffer; once per
 //!   frame, after every game system, the buffers move to their sessions' queues, and one writer
 //!   task writes each with one (vectored) write.
@@ -48,9 +49,10 @@
 //!     .run();
 //! ```
 //!
-//! A client is the same with [`ClientPlugin`], [`Connector::connect`] and [`ClientOutbox`].
-//! Packets travel one way only, checked at compile time: a server's [`Outbox`] sends `S_`
-//! packets, a client's `C_` packets.
+//! A client is the same with [`ClientPlugin`], [`Connector::connect`], [`ClientOutbox`] and
+//! [`ClientReceived`]. Packets travel one way only, checked at compile time: a server's
+//! [`Outbox`] sends `S_` packets and its [`Received`] holds `C_` packets; a client's
+//! [`ClientOutbox`] sends `C_` packets and its [`ClientReceived`] holds `S_` packets.
 //!
 //! # Connections are entities
 //!
@@ -106,7 +108,9 @@ mod throttle;
 
 pub use client::{ClientPlugin, Connector};
 pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads, off};
-pub use connection::{ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId};
+pub use connection::{
+    ClientReceived, ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId,
+};
 pub use outbound::{ClientOutbox, Outbox, PacketBatch, Sends};
 pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};

@@ -86,7 +86,7 @@ struct RegisterMessages<'a>(&'a mut App);
 
 impl PacketTypeVisitor for RegisterMessages<'_> {
     fn visit<P: Packet>(&mut self) {
-        self.0.add_message::<Received<P>>();
+        self.0.add_message::<Received<P, P::Set>>();
     }
 }
 

@@ -353,7 +353,9 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
                 }
                 let (first_seq, n) = (next_seq, packets.len() as u64);
                 next_seq += n;
-                if !packets.is_empty() && cx.inbound.send_packets(session, packets, first_seq).await.is_err() {
+                if !packets.is_empty()
+                    && cx.inbound.send_packets(session.id, session.closed(), packets, first_seq).await.is_err()
+                {
                     return Some(DisconnectReason::Shutdown);
                 }
                 if let Err(reason) = ruled {

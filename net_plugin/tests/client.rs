@@ -7,8 +7,8 @@ use bevy_app::{App, Update};
 use bevy_ecs::prelude::*;
 use net_plugin::testing::{AppThread, Recorded, connect, ready, record, step_until};
 use net_plugin::{
-    ClientOutbox, ClientPlugin, ConnectFailed, Connected, Connector, DisconnectReason, Disconnected, NetConfig,
-    NetStats, Received, ServerPlugin,
+    ClientOutbox, ClientPlugin, ClientReceived, ConnectFailed, Connected, Connector, DisconnectReason, Disconnected,
+    NetConfig, NetStats, ServerPlugin,
 };
 use shared::{C_Chat, C_Move, S_BroadcastMove, S_Chat};
 use support::{WAIT, start_server};
@@ -41,8 +41,8 @@ fn client_app(target: std::net::SocketAddr, connections: usize) -> AppThread {
         record::<Connected>(&mut app);
         record::<Disconnected>(&mut app);
         record::<ConnectFailed>(&mut app);
-        record::<Received<S_Chat>>(&mut app);
-        record::<Received<S_BroadcastMove>>(&mut app);
+        record::<ClientReceived<S_Chat>>(&mut app);
+        record::<ClientReceived<S_BroadcastMove>>(&mut app);
         app
     })
 }
@@ -66,17 +66,17 @@ fn clients_connect_send_and_receive_typed_packets() {
     let mut client = App::new();
     client.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap()).add_systems(Update, greet_on_connect);
     record::<Disconnected>(&mut client);
-    record::<Received<S_Chat>>(&mut client);
-    record::<Received<S_BroadcastMove>>(&mut client);
+    record::<ClientReceived<S_Chat>>(&mut client);
+    record::<ClientReceived<S_BroadcastMove>>(&mut client);
     let mut client = ready(client);
 
     let entities = connect(&mut server, &mut client, 10, WAIT);
     // Each gets its own chat echoed, and every move broadcast (10 moves to 10 connections).
     assert!(step_until(&mut [&mut server, &mut client], WAIT, |apps| {
-        recorded_in::<Received<S_Chat>>(apps[1]).len() == 10
-            && recorded_in::<Received<S_BroadcastMove>>(apps[1]).len() == 100
+        recorded_in::<ClientReceived<S_Chat>>(apps[1]).len() == 10
+            && recorded_in::<ClientReceived<S_BroadcastMove>>(apps[1]).len() == 100
     }));
-    for chat in recorded_in::<Received<S_Chat>>(&client) {
+    for chat in recorded_in::<ClientReceived<S_Chat>>(&client) {
         assert_eq!(chat.packet.chat, format!("hi from {}", chat.from), "each echo reaches its own connection");
         assert!(entities.contains(&chat.from));
     }
@@ -146,4 +146,19 @@ fn a_client_sending_with_the_server_outbox_is_refused_when_its_system_first_runs
     let message = outcome.expect_err("the system is refused");
     let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(text.contains("sends_this_packet_set"), "{text}");
+}
+
+#[test]
+fn a_client_reading_the_servers_received_is_refused_when_its_system_first_runs() {
+    // `ClientReceived<C_Chat>` does not compile; `Received<C_Chat>` does (it is the server's
+    // type), but a client registers only the `S_` packets' messages, so Bevy refuses the system.
+    let outcome = std::panic::catch_unwind(|| {
+        let mut app = App::new();
+        app.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap())
+            .add_systems(Update, |_chats: MessageReader<net_plugin::Received<C_Chat>>| {});
+        app.update();
+    });
+    let message = outcome.expect_err("the system is refused");
+    let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("Message not initialized"), "{text}");
 }

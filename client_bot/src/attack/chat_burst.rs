@@ -90,7 +90,7 @@ pub fn run(addr: SocketAddr, plan: &ChatBurstPlan) -> Result<ChatBurstReport, St
     let members_in = Arc::new(AtomicU32::new(0));
     let bursters_in = Arc::new(AtomicU32::new(0));
     let line = client::chat_line(plan.line_char, plan.line_chars)?;
-    let burst = Arc::new(client::encode_all(std::iter::repeat_n(line, plan.lines as usize)));
+    let burst = Arc::new(client::encode_all(std::iter::repeat_n(line, plan.lines as usize))?);
 
     let spawn = |b: Behaviour| {
         let shared = shared.clone();

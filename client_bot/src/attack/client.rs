@@ -59,14 +59,14 @@ pub fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> std::io::Result<TcpSt
     Ok(stream)
 }
 
-/// Encodes packets back to back, as one write will send them.
-pub fn encode_all<P: Packet>(packets: impl IntoIterator<Item = P>) -> Vec<u8> {
+/// Encodes packets back to back, as one write will send them, or says which one cannot be
+/// encoded (a string or list too long for the wire format; [`chat_line`] checks its lines).
+pub fn encode_all<P: Packet>(packets: impl IntoIterator<Item = P>) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     for p in packets {
-        // Only packets the caller built to fit are passed (see `chat_line`).
-        shared::encode(&p, &mut bytes).expect("a packet that fits");
+        shared::encode(&p, &mut bytes).map_err(|e| e.to_string())?;
     }
-    bytes
+    Ok(bytes)
 }
 
 /// A chat line of `chars` copies of `c`: outside the Basic Multilingual Plane ('😀') each is
@@ -261,7 +261,7 @@ impl Client<'_> {
             // ±10,000 by default.
             let pos = [(self.seq % 10_000) as f32, 0.0, (self.b.index % 10_000) as f32];
             self.seq += 1;
-            let bytes = encode_all([C_Move { pos_x: pos[0], pos_y: pos[1], pos_z: pos[2] }]);
+            let bytes = encode_all([C_Move { pos_x: pos[0], pos_y: pos[1], pos_z: pos[2] }])?;
             self.stream.write_all(&bytes).map_err(|e| describe(&e))?;
             self.pending.push_back((pos, Instant::now()));
             self.out.moves_sent += 1;
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn packets_are_encoded_back_to_back() {
-        let lines = encode_all(std::iter::repeat_n(chat_line('😀', 200).unwrap(), 200));
+        let lines = encode_all(std::iter::repeat_n(chat_line('😀', 200).unwrap(), 200)).unwrap();
         assert_eq!(lines.len(), 200 * 806);
         let mut frames = FrameDecoder::new(4096);
         frames.extend_from_slice(&lines);

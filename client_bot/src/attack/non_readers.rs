@@ -253,7 +253,7 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
     let mut ended_at = None;
     let (mut not_cut, mut gave_up) = (0, None);
     let mut polls = 0u32;
-    let ping = client::encode_all([shared::C_Ping { client_time: 0 }]);
+    let ping = client::encode_all([shared::C_Ping { client_time: 0 }])?;
     let mut next_ping = plan.ping_interval.map(|every| Instant::now() + every);
     loop {
         let now = Instant::now();

@@ -76,7 +76,7 @@ pub fn run(addr: SocketAddr, plan: &SlowReaderPlan) -> Result<SlowReaderReport, 
     let line = client::chat_line(plan.line_char, plan.line_chars)?;
     let relayed_bytes =
         shared::wire_len(&shared::S_Chat { player_id: 0, chat: line.chat.clone() }).map_err(|e| e.to_string())?;
-    let line = Arc::new(client::encode_all([line]));
+    let line = Arc::new(client::encode_all([line])?);
 
     let slow_in = Arc::new(AtomicU32::new(0));
     let slow = {
