@@ -370,46 +370,34 @@ pub(crate) struct Backlog(pub BacklogLimits);
 #[derive(Resource)]
 pub(crate) struct WriterHandle(pub Arc<Writer>);
 
+/// What a flush works with.
+#[derive(SystemParam)]
+pub(crate) struct Flush<'w, 's> {
+    connections: Query<'w, 's, &'static mut Connection>,
+    backlog: Res<'w, Backlog>,
+    writer: Res<'w, WriterHandle>,
+    stats: ResMut<'w, NetStats>,
+    sent: ResMut<'w, SentThisFrame>,
+    listed: Local<'s, Vec<Arc<Session>>>,
+}
+
 /// In `Last` ([`NetSystems::Send`](crate::NetSystems::Send)): moves each connection's frame
 /// buffer to its session's queue, once per frame after all game systems, and wakes the writer
 /// once for all of them. Bytes sent with a delay stay until their deadline or the connection's
 /// next ordinary send.
-pub(crate) fn flush(
-    connections: Query<&mut Connection>,
-    backlog: Res<Backlog>,
-    writer: Res<WriterHandle>,
-    stats: ResMut<NetStats>,
-    sent: ResMut<SentThisFrame>,
-    listed: Local<Vec<Arc<Session>>>,
-) {
+pub(crate) fn flush(flush: Flush) {
     let now = std::time::Instant::now();
-    flush_at(Some(now), now, connections, &backlog, &writer, stats, sent, listed);
+    flush_at(Some(now), now, flush);
 }
 
 /// At a shutdown, before the sessions close: hands over everything, bytes held for later too.
-pub(crate) fn flush_everything(
-    connections: Query<&mut Connection>,
-    backlog: Res<Backlog>,
-    writer: Res<WriterHandle>,
-    stats: ResMut<NetStats>,
-    sent: ResMut<SentThisFrame>,
-    listed: Local<Vec<Arc<Session>>>,
-) {
-    flush_at(None, std::time::Instant::now(), connections, &backlog, &writer, stats, sent, listed);
+pub(crate) fn flush_everything(flush: Flush) {
+    flush_at(None, std::time::Instant::now(), flush);
 }
 
 /// The flush: `due` is the moment held bytes are compared with (`None`: all of them go).
-#[allow(clippy::too_many_arguments)]
-fn flush_at(
-    due: Option<std::time::Instant>,
-    now: std::time::Instant,
-    mut connections: Query<&mut Connection>,
-    backlog: &Backlog,
-    writer: &WriterHandle,
-    mut stats: ResMut<NetStats>,
-    mut sent: ResMut<SentThisFrame>,
-    mut listed: Local<Vec<Arc<Session>>>,
-) {
+fn flush_at(due: Option<std::time::Instant>, now: std::time::Instant, flush: Flush) {
+    let Flush { mut connections, backlog, writer, mut stats, mut sent, mut listed } = flush;
     sent.add_to(&mut stats);
     let unlimited = BacklogLimits { cap: usize::MAX / 4, ..backlog.0 };
     for mut connection in &mut connections {
