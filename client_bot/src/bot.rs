@@ -21,8 +21,9 @@ use crate::{BotConfig, MovePattern};
 const QUIET: Duration = Duration::from_millis(300);
 
 /// Own moves remembered after their echo or loss, so a late echo is not taken for a position
-/// never sent.
-const RECENT_MOVES: usize = 16;
+/// never sent: 16 s of moves at the DummyClient's rate (an overloaded server, S5 at 10,000, has
+/// answered more than 4 s late; such an echo is still counted lost).
+const RECENT_MOVES: usize = 64;
 
 /// One bot.
 #[derive(Component)]

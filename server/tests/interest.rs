@@ -10,8 +10,15 @@ use server::{ServerConfig, Spawn, ViewMargin, WorldConfig};
 use support::{CourseClient, Msg, WAIT, join, start, test_config, times_told};
 
 /// R = 10 and M = 2: in view within 10, out beyond 12. Every position below is exact in f32.
+/// The news goes out in its tick (`view_delay` off), so every move is seen as it happens;
+/// `settings.rs` tests the delay.
 fn config() -> ServerConfig {
-    let world = WorldConfig { view_radius: 10.0, view_margin: ViewMargin::Units(2.0), ..WorldConfig::default() };
+    let world = WorldConfig {
+        view_radius: 10.0,
+        view_margin: ViewMargin::Units(2.0),
+        view_delay: Duration::ZERO,
+        ..WorldConfig::default()
+    };
     ServerConfig { world, ..test_config() }
 }
 

@@ -31,6 +31,7 @@ use std::str::FromStr;
 
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::prelude::*;
+use bevy_time::{Fixed, Time};
 use net_plugin::{Outbox, PacketBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -203,12 +204,31 @@ pub struct Interest {
     pub delay: std::time::Duration,
     /// Each room's players, by cell.
     pub(crate) grids: FxHashMap<Entity, Grid>,
+    /// By entity index, every player in a grid as the tick's passes need it, without asking
+    /// the ECS for each member of each view: at 10,000 players that is two million look-ups a
+    /// second, scattered in memory.
+    pub(crate) known: Vec<Known>,
+    /// Counts the runs of [`refresh_views`], for `Known::moved` and `Known::told`.
+    pub(crate) tick: u32,
+}
+
+/// A player as [`Interest`] keeps it, by entity index.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Known {
+    /// Where it is.
+    pub pos: Position,
+    /// Its player id.
+    pub id: i32,
+    /// The tick it last moved (0: not since it entered).
+    pub moved: u32,
+    /// The tick its news about others was last gathered for it: the moves since then are news.
+    pub told: u32,
 }
 
 impl Interest {
     /// A view rule and no grids yet; view traffic sent in the tick it happens.
     pub fn new(rule: ViewRule) -> Self {
-        Self { rule, delay: std::time::Duration::ZERO, grids: FxHashMap::default() }
+        Self { rule, delay: std::time::Duration::ZERO, grids: FxHashMap::default(), known: Vec::new(), tick: 0 }
     }
 
     /// The same, with view traffic allowed to wait `delay` for an observer's next write.
@@ -235,6 +255,9 @@ impl Interest {
             .collect();
         let cell = grid.insert(newcomer, at.x, at.z);
         near.sort_unstable();
+        // An entity index may have been a player before: nothing of that one is news.
+        let (id, tick) = (who(newcomer).unwrap_or_default(), self.tick);
+        *dense(&mut self.known, newcomer) = Known { pos: at, id, moved: 0, told: tick };
         (cell, near)
     }
 
@@ -325,7 +348,6 @@ type Moving<'w, 's> = Query<'w, 's, (Entity, Ref<'static, Position>, &'static In
 /// The rule depends on the two positions alone, so a pair of movers examined twice agrees.
 pub fn refresh_views(
     moving: Moving,
-    positions: Query<&Position, (With<Player>, With<GridCell>)>,
     mut cells: Query<&mut GridCell>,
     mut views: Query<&mut View>,
     mut interest: ResMut<Interest>,
@@ -333,6 +355,12 @@ pub fn refresh_views(
     // Who comes into a mover's view, and who leaves it.
     mut scratch: Local<(Vec<Entity>, Vec<Entity>)>,
 ) {
+    interest.tick = interest.tick.wrapping_add(1);
+    if interest.tick == 0 {
+        // Ticks of 2^32 runs ago could match again: start over.
+        interest.known.iter_mut().for_each(|k| (k.moved, k.told) = (0, 0));
+        interest.tick = 1;
+    }
     let ViewChanges { movers, leaves, enters } = &mut *changes;
     movers.clear();
     leaves.clear();
@@ -346,14 +374,17 @@ pub fn refresh_views(
             rooms.push(room.0);
         }
     }
+    let tick = interest.tick;
     for (&(entity, p), &room) in movers.iter().zip(&rooms) {
+        let known = dense(&mut interest.known, entity);
+        (known.pos, known.moved) = (p, tick);
         let Ok(mut cell) = cells.get_mut(entity) else { continue };
         let to = interest.grid(room).update(entity, cell.0, p.x, p.z);
         if to != cell.0 {
             cell.0 = to;
         }
     }
-    let Interest { rule, grids, .. } = &*interest;
+    let Interest { rule, grids, known, .. } = &*interest;
     let (found, gone) = &mut *scratch;
     for (&(entity, p), room) in movers.iter().zip(&rooms) {
         let (Some(grid), Ok(mine)) = (grids.get(room), views.get(entity)) else { continue };
@@ -371,7 +402,9 @@ pub fn refresh_views(
         // Anyone in view now beyond radius + margin leaves it, even from outside the block.
         gone.clear();
         gone.extend(mine.iter().filter(|other| {
-            positions.get(*other).is_ok_and(|q| rule.leaves_view(ViewRule::distance_squared((p.x, p.z), (q.x, q.z))))
+            known
+                .get(other.index_u32() as usize)
+                .is_some_and(|k| rule.leaves_view(ViewRule::distance_squared((p.x, p.z), (k.pos.x, k.pos.z))))
         }));
         for &other in found.iter() {
             let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
@@ -391,19 +424,22 @@ pub fn refresh_views(
 /// Sends what [`refresh_views`] found, per observer: leaves, then enters (at the current
 /// position), then the moves of the players in its view, and its own move's echo. Each kind is
 /// sent to every observer before the next kind begins, so each tick's changes reach a client in
-/// that order. The echo asks for this frame's write; the rest may wait up to
-/// [`Interest::delay`] to leave with the observer's next write, in order, so several ticks'
-/// changes may share one write.
+/// that order.
 ///
-/// Moves go observer by observer: each observer's moves of the tick are gathered from its view
-/// into one batch and appended to its connection at once. Sent mover by mover instead, every
-/// move would touch each of ~50 observers' connections, scattered in memory: at 10,000 players
-/// that was the game loop's largest cost.
+/// With a delay ([`Interest::delay`]), the news about others is gathered for a player when it
+/// is answered: just before the echo of its own move, each player in its view that moved since
+/// it was last told, at its newest position; a player that has not moved for the delay is told
+/// then. Leaves and enters wait for that write too (in order, held in its buffer), so a client
+/// that moves four times a second gets four writes a second, whatever its neighbours do, and the
+/// server's work per move no longer grows with the ticks it arrives in. Without a delay every
+/// observer gets the tick's moves in the tick.
+#[allow(clippy::too_many_arguments)]
 pub fn send_view_changes(
     changes: Res<ViewChanges>,
-    interest: Res<Interest>,
+    mut interest: ResMut<Interest>,
     players: Query<(&Player, &Position)>,
-    views: Query<&View>,
+    views: Query<(Entity, &View)>,
+    time: Res<Time<Fixed>>,
     mut outbox: Outbox,
     mut scratch: Local<MoveScratch>,
 ) {
@@ -419,10 +455,56 @@ pub fn send_view_changes(
             outbox.send_within(to, &entered, delay);
         }
     }
+    if delay.is_zero() {
+        send_moves_in_their_tick(&changes, &players, &views, &mut outbox, &mut scratch);
+        return;
+    }
+    let every = (delay.as_secs_f64() / time.timestep().as_secs_f64()).ceil().max(1.0) as u32;
+    let Interest { known, tick, .. } = &mut *interest;
+    let batch = &mut scratch.batch;
+    for &(mover, p) in &changes.movers {
+        let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
+        gather_news(known, mover, view, *tick, batch);
+        outbox.send_batch([mover], batch);
+        outbox.send(mover, &S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
+    }
+    for (observer, view) in &views {
+        if known.get(observer.index_u32() as usize).is_some_and(|k| tick.saturating_sub(k.told) >= every) {
+            gather_news(known, observer, view, *tick, batch);
+            outbox.send_batch([observer], batch);
+        }
+    }
+}
+
+/// Fills `batch` with the moves of the players in `view` since `observer` was last told, at
+/// their newest positions, and notes it told at `tick`.
+fn gather_news(known: &mut Vec<Known>, observer: Entity, view: &View, tick: u32, batch: &mut PacketBatch) {
+    batch.clear();
+    let told = std::mem::replace(&mut dense(known, observer).told, tick);
+    for other in view.iter() {
+        if let Some(k) = known.get(other.index_u32() as usize)
+            && k.moved > told
+        {
+            batch.push(&S_BroadcastMove { player_id: k.id, pos_x: k.pos.x, pos_y: k.pos.y, pos_z: k.pos.z });
+        }
+    }
+}
+
+/// Without a delay: every observer gets the tick's moves of the players in its view, in one
+/// batch, and each mover its echo. Observer by observer: each observer's moves of the tick are
+/// gathered into one batch and appended to its connection at once; sent mover by mover instead,
+/// every move would touch each of ~50 observers' connections, scattered in memory.
+fn send_moves_in_their_tick(
+    changes: &ViewChanges,
+    players: &Query<(&Player, &Position)>,
+    views: &Query<(Entity, &View)>,
+    outbox: &mut Outbox,
+    scratch: &mut MoveScratch,
+) {
     // Moves, observer by observer, in three passes over the (observer, move) pairs of the tick,
     // a counting sort: count each observer's moves, give each observer a range, place each
     // move in its observer's range. Then one batch per observer.
-    let MoveScratch { tick, listed, observers, moves, pairs, placed, batch } = &mut *scratch;
+    let MoveScratch { tick, listed, observers, moves, pairs, placed, batch } = scratch;
     *tick = tick.wrapping_add(1);
     if *tick == 0 {
         // Stamps of 2^32 ticks ago could match again: start over.
@@ -434,7 +516,7 @@ pub fn send_view_changes(
     observers.clear();
     pairs.clear();
     for &(mover, p) in &changes.movers {
-        let (Ok((player, _)), Ok(view)) = (players.get(mover), views.get(mover)) else { continue };
+        let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
         let slot = moves.len() as u32;
         moves.push((mover, S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z }));
         for observer in view.iter() {
@@ -469,7 +551,7 @@ pub fn send_view_changes(
             batch.push(&moves[slot as usize].1);
         }
         from = to;
-        outbox.send_batch_within([observer], batch, delay);
+        outbox.send_batch([observer], batch);
     }
     for (mover, moved) in moves.iter() {
         outbox.send(*mover, moved);
