@@ -196,11 +196,12 @@ pub struct WorldConfig {
     pub view_margin: ViewMargin,
     /// Where players enter the world. Default: the origin, as in the course.
     pub spawn: Spawn,
-    /// With a view radius: how long other players' moves, enters and leaves may wait to leave
-    /// with the player's next answer (the echo of its own move, a chat line…), so a client gets
-    /// one write per answer instead of one per frame. Zero (`"off"` in a file) sends them in the
-    /// tick they happen. Default: 250 ms, the course's own flush period, which is also how often
-    /// its clients move.
+    /// With a view radius: how long the news about others (moves, enters, leaves) may wait to
+    /// leave with the player's next answer (just before the echo of its own move): then it is
+    /// told, for each player in view that moved, its newest position. Zero (`"off"` in a file)
+    /// sends every move in its tick. Default: 300 ms, a little longer than the course's clients
+    /// take between moves (250 ms), so a moving client is always told with its own echo, in one
+    /// write per move.
     #[serde(with = "zero_is_off")]
     pub view_delay: Duration,
 }
@@ -296,7 +297,7 @@ impl Default for WorldConfig {
             view_radius: 0.0,
             view_margin: ViewMargin::default(),
             spawn: Spawn::Origin,
-            view_delay: Duration::from_millis(250),
+            view_delay: Duration::from_millis(300),
         }
     }
 }

@@ -396,7 +396,7 @@ fn interest_settings_from_the_file_reach_the_running_server() {
 /// default.
 #[test]
 fn view_delay_from_the_file_holds_view_traffic_until_the_next_answer_and_off_sends_it_at_once() {
-    assert_eq!(ServerConfig::default().world.view_delay, Duration::from_millis(250));
+    assert_eq!(ServerConfig::default().world.view_delay, Duration::from_millis(300));
     let world = |delay: &str| {
         format!("bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n[world]\nview_radius = 10.0\nview_delay = {delay}\n")
     };
