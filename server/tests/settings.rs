@@ -416,6 +416,20 @@ fn view_delay_from_the_file_holds_view_traffic_until_the_next_answer_and_off_sen
     assert_eq!(before, vec![Msg::Move { id: them, x: 2.0, y: 0.0, z: 0.0 }], "the newest position, before the echo");
     assert_eq!(observer.drain(), vec![], "told once");
 
+    // A player that does not move is told when the delay is up, of the newest position only.
+    let (_server, addr) = support::start(load(&world("\"100ms\"")).unwrap());
+    let (mut observer, _) = join(addr);
+    let (mut mover, _) = join(addr);
+    observer.drain();
+    let them = mover.my_id();
+    for x in [1.0, 2.0, 3.0] {
+        mover.send_move(x, 0.0, 0.0);
+        mover.recv_until(|m| *m == Msg::Move { id: them, x, y: 0.0, z: 0.0 });
+    }
+    let told = observer.drain();
+    assert_eq!(told.last(), Some(&Msg::Move { id: them, x: 3.0, y: 0.0, z: 0.0 }), "{told:?}");
+    assert!(told.len() <= 3, "at most one position per delay: {told:?}");
+
     // Off: the move arrives without the observer doing anything.
     let (_server, addr) = support::start(load(&world("\"off\"")).unwrap());
     let (mut observer, _) = join(addr);
