@@ -136,26 +136,11 @@ impl Connection {
         &self.session
     }
 
-    /// Appends encoded packets to this frame's bytes, for this frame's write, unless the
-    /// connection is closing; returns whether they were appended.
-    pub(crate) fn push(&mut self, encoded: &[u8], packets: u64) -> bool {
-        let appended = self.append(encoded, packets);
-        self.urgent |= appended;
-        appended
-    }
-
-    /// Appends encoded packets that may wait until `deadline` for a write: they leave with the
-    /// next write this connection is sent for ([`push`](Self::push)), or at the first flush at
-    /// or after `deadline`, whichever comes first. Returns whether they were appended.
-    pub(crate) fn push_held(&mut self, encoded: &[u8], packets: u64, deadline: Instant) -> bool {
-        let appended = self.append(encoded, packets);
-        if appended && self.held_until.is_none_or(|t| deadline < t) {
-            self.held_until = Some(deadline);
-        }
-        appended
-    }
-
-    fn append(&mut self, encoded: &[u8], packets: u64) -> bool {
+    /// Appends encoded packets to this frame's bytes, unless the connection is closing; returns
+    /// whether they were appended. `hold: None` asks for this frame's write; `Some(deadline)`
+    /// lets them wait for the next write this connection is sent for, or for the first flush at
+    /// or after `deadline`, whichever comes first.
+    pub(crate) fn push(&mut self, encoded: &[u8], packets: u64, hold: Option<Instant>) -> bool {
         if self.is_closing() {
             return false;
         }
@@ -164,6 +149,14 @@ impl Connection {
         }
         self.frame.extend_from_slice(encoded);
         self.packets_out += packets;
+        match hold {
+            None => self.urgent = true,
+            Some(deadline) => {
+                if self.held_until.is_none_or(|t| deadline < t) {
+                    self.held_until = Some(deadline);
+                }
+            }
+        }
         true
     }
 

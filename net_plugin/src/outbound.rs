@@ -191,9 +191,10 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         }
     }
 
-    /// Appends to one connection's frame; whether it took them (it is open).
-    fn push(&mut self, to: Entity, bytes: &[u8], packets: u64) -> bool {
-        self.connections.get_mut(to).is_ok_and(|mut connection| connection.push(bytes, packets))
+    /// Appends to one connection's frame, for this frame's write or held until `hold`; whether
+    /// it took them (it is open).
+    fn push(&mut self, to: Entity, bytes: &[u8], packets: u64, hold: Option<std::time::Instant>) -> bool {
+        self.connections.get_mut(to).is_ok_and(|mut connection| connection.push(bytes, packets, hold))
     }
 
     /// Sends `packet` to one connection.
@@ -207,7 +208,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
     pub fn try_send<P: Packet<Set = Out>>(&mut self, to: Entity, packet: &P) -> Result<(), EncodeError> {
         self.encode_scratch(packet)?;
         let scratch = std::mem::take(&mut *self.scratch);
-        if self.push(to, &scratch, 1) {
+        if self.push(to, &scratch, 1, None) {
             self.sent.count(P::ID, 1);
         }
         *self.scratch = scratch;
@@ -216,17 +217,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
 
     /// Sends `packet` to each of `to`, encoding it once.
     pub fn broadcast<P: Packet<Set = Out>>(&mut self, to: impl IntoIterator<Item = Entity>, packet: &P) {
-        if let Err(e) = self.encode_scratch(packet) {
-            self.unencodable::<P>(&e);
-            return;
-        }
-        let scratch = std::mem::take(&mut *self.scratch);
-        let mut sent = 0;
-        for entity in to {
-            sent += u64::from(self.push(entity, &scratch, 1));
-        }
-        self.sent.count(P::ID, sent);
-        *self.scratch = scratch;
+        self.broadcast_held(to, packet, None);
     }
 
     /// Sends `packet` to each of `to`, encoding it once, without asking for a write of its own:
@@ -244,15 +235,24 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         packet: &P,
         within: std::time::Duration,
     ) {
+        self.broadcast_held(to, packet, Some(std::time::Instant::now() + within));
+    }
+
+    /// [`broadcast`](Self::broadcast), for this frame's write (`hold: None`) or held.
+    fn broadcast_held<P: Packet<Set = Out>>(
+        &mut self,
+        to: impl IntoIterator<Item = Entity>,
+        packet: &P,
+        hold: Option<std::time::Instant>,
+    ) {
         if let Err(e) = self.encode_scratch(packet) {
             self.unencodable::<P>(&e);
             return;
         }
-        let deadline = std::time::Instant::now() + within;
         let scratch = std::mem::take(&mut *self.scratch);
         let mut sent = 0;
         for entity in to {
-            sent += u64::from(self.connections.get_mut(entity).is_ok_and(|mut c| c.push_held(&scratch, 1, deadline)));
+            sent += u64::from(self.push(entity, &scratch, 1, hold));
         }
         self.sent.count(P::ID, sent);
         *self.scratch = scratch;
@@ -272,7 +272,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         }
         let mut sent = 0;
         for mut connection in &mut self.connections {
-            sent += u64::from(connection.push(&self.scratch, 1));
+            sent += u64::from(connection.push(&self.scratch, 1, None));
         }
         self.sent.count(P::ID, sent);
     }
@@ -305,11 +305,7 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         }
         let mut recipients = 0;
         for entity in to {
-            let Ok(mut connection) = self.connections.get_mut(entity) else { continue };
-            recipients += u64::from(match deadline {
-                Some(deadline) => connection.push_held(&batch.bytes, batch.packets, deadline),
-                None => connection.push(&batch.bytes, batch.packets),
-            });
+            recipients += u64::from(self.push(entity, &batch.bytes, batch.packets, deadline));
         }
         for &(id, n) in &batch.by_id {
             self.sent.count(id, n * recipients);

@@ -441,7 +441,8 @@ pub fn send_view_changes(
     views: Query<(Entity, &View)>,
     time: Res<Time<Fixed>>,
     mut outbox: Outbox,
-    mut scratch: Local<MoveScratch>,
+    // One player's news, reused.
+    mut batch: Local<PacketBatch>,
 ) {
     let delay = interest.delay;
     for &(to, left) in &changes.leaves {
@@ -456,12 +457,16 @@ pub fn send_view_changes(
         }
     }
     if delay.is_zero() {
-        send_moves_in_their_tick(&changes, &players, &views, &mut outbox, &mut scratch);
+        for &(mover, p) in &changes.movers {
+            let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
+            let moved = S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
+            outbox.broadcast(view.iter().chain([mover]), &moved);
+        }
         return;
     }
     let every = (delay.as_secs_f64() / time.timestep().as_secs_f64()).ceil().max(1.0) as u32;
     let Interest { known, tick, .. } = &mut *interest;
-    let batch = &mut scratch.batch;
+    let batch = &mut *batch;
     for &(mover, p) in &changes.movers {
         let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
         gather_news(known, mover, view, *tick, batch);
@@ -490,74 +495,6 @@ fn gather_news(known: &mut Vec<Known>, observer: Entity, view: &View, tick: u32,
     }
 }
 
-/// Without a delay: every observer gets the tick's moves of the players in its view, in one
-/// batch, and each mover its echo. Observer by observer: each observer's moves of the tick are
-/// gathered into one batch and appended to its connection at once; sent mover by mover instead,
-/// every move would touch each of ~50 observers' connections, scattered in memory.
-fn send_moves_in_their_tick(
-    changes: &ViewChanges,
-    players: &Query<(&Player, &Position)>,
-    views: &Query<(Entity, &View)>,
-    outbox: &mut Outbox,
-    scratch: &mut MoveScratch,
-) {
-    // Moves, observer by observer, in three passes over the (observer, move) pairs of the tick,
-    // a counting sort: count each observer's moves, give each observer a range, place each
-    // move in its observer's range. Then one batch per observer.
-    let MoveScratch { tick, listed, observers, moves, pairs, placed, batch } = scratch;
-    *tick = tick.wrapping_add(1);
-    if *tick == 0 {
-        // Stamps of 2^32 ticks ago could match again: start over.
-        listed.fill((0, 0));
-        *tick = 1;
-    }
-    let tick = *tick;
-    moves.clear();
-    observers.clear();
-    pairs.clear();
-    for &(mover, p) in &changes.movers {
-        let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
-        let slot = moves.len() as u32;
-        moves.push((mover, S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z }));
-        for observer in view.iter() {
-            let (when, count) = dense(listed, observer);
-            if *when != tick {
-                (*when, *count) = (tick, 0);
-                observers.push(observer);
-            }
-            *count += 1;
-            pairs.push((observer.index_u32(), slot));
-        }
-    }
-    // Each observer's count becomes the start of its range.
-    let mut start = 0;
-    for observer in observers.iter() {
-        let (_, count) = dense(listed, *observer);
-        (start, *count) = (start + *count, start);
-    }
-    placed.clear();
-    placed.resize(pairs.len(), 0);
-    for &(observer, slot) in pairs.iter() {
-        let next = &mut listed[observer as usize].1;
-        placed[*next as usize] = slot;
-        *next += 1;
-    }
-    // Each range now ends where the next begins, in the order of `observers`.
-    let mut from = 0;
-    for &observer in observers.iter() {
-        let to = listed[observer.index_u32() as usize].1 as usize;
-        batch.clear();
-        for &slot in &placed[from..to] {
-            batch.push(&moves[slot as usize].1);
-        }
-        from = to;
-        outbox.send_batch([observer], batch);
-    }
-    for (mover, moved) in moves.iter() {
-        outbox.send(*mover, moved);
-    }
-}
-
 /// The entry of a table indexed by entity index, grown on demand.
 fn dense<T: Default + Clone>(table: &mut Vec<T>, entity: Entity) -> &mut T {
     let at = entity.index_u32() as usize;
@@ -565,26 +502,6 @@ fn dense<T: Default + Clone>(table: &mut Vec<T>, entity: Entity) -> &mut T {
         table.resize(at + 1, T::default());
     }
     &mut table[at]
-}
-
-/// What [`send_view_changes`] reuses from tick to tick.
-#[derive(Default)]
-pub struct MoveScratch {
-    /// Counts the ticks, to tell this tick's entries in `listed` from older ones.
-    tick: u32,
-    /// By entity index: the tick it was last an observer, and its count of moves (then where
-    /// its range in `placed` begins, then where it ends).
-    listed: Vec<(u32, u32)>,
-    /// The observers of this tick's movers, each once.
-    observers: Vec<Entity>,
-    /// This tick's movers and their moves.
-    moves: Vec<(Entity, S_BroadcastMove)>,
-    /// (observer's entity index, move's place in `moves`), mover by mover.
-    pairs: Vec<(u32, u32)>,
-    /// The moves' places, grouped by observer.
-    placed: Vec<u32>,
-    /// One observer's moves.
-    batch: PacketBatch,
 }
 
 #[cfg(test)]
