@@ -325,3 +325,48 @@ fn a_teleporting_player_costs_each_observer_one_enter_or_leave_per_move() {
         walk(c, 50.0, 0.0, 50.0);
     }
 }
+
+/// With `view_delay`, an attacker inside every limit moves at its packet rate, crossing a
+/// healthy player's view edge back and forth, then walks inside it. The healthy player pays, per
+/// answer, the attacker's enters and leaves in alternation and one position of it (its newest,
+/// never while out of view), however many moves it made; its own echo comes right after.
+#[test]
+fn with_a_delay_a_fast_mover_costs_an_observer_one_position_per_answer() {
+    let mut config = config();
+    config.world.view_delay = Duration::from_secs(30);
+    let (_server, addr) = start(config);
+    let (mut healthy, _) = join(addr);
+    let (mut attacker, _) = join(addr);
+    healthy.drain();
+    let it = attacker.my_id();
+    const MOVES: usize = 60;
+    for i in 0..MOVES {
+        // Two steps inside the view, then one beyond radius + margin, over and over.
+        let x = if i % 3 == 2 { 100.0 } else { 1.0 + i as f32 * 0.01 };
+        walk(&mut attacker, x, 0.0, 0.0);
+    }
+    assert_eq!(healthy.drain(), vec![], "nothing until the healthy player is answered");
+    let seen = walk(&mut healthy, 0.0, 0.0, 0.5);
+    // It ended out of view: no move of it at all, however many it made.
+    assert!(!seen.iter().any(|m| matches!(m, Msg::Move { .. })), "{seen:?}");
+    let turns: Vec<&Msg> = seen.iter().filter(|m| !matches!(m, Msg::Move { .. })).collect();
+    assert!(turns.len() <= 2 * MOVES / 3, "one enter or leave per crossing at most: {seen:?}");
+    for pair in turns.windows(2) {
+        assert_ne!(std::mem::discriminant(pair[0]), std::mem::discriminant(pair[1]), "{seen:?}");
+    }
+    // Its last move was beyond the edge (i = 59): it is out of view, last told as a leave.
+    assert_eq!(turns.last(), Some(&&Msg::Leave { id: it }), "{seen:?}");
+    assert!(
+        seen.iter().all(|m| matches!(m, Msg::Enter { id, .. } | Msg::Leave { id } | Msg::Move { id, .. } if *id == it))
+    );
+    // Back in view and on the move: at the next answer, its enter and its newest position once.
+    for i in 0..MOVES {
+        walk(&mut attacker, 1.0, 0.0, i as f32 * 0.01);
+    }
+    assert_eq!(healthy.drain(), vec![], "held again until the next answer");
+    let last = (MOVES - 1) as f32 * 0.01;
+    let seen = walk(&mut healthy, 0.0, 0.0, 1.0);
+    assert!(matches!(seen.first(), Some(Msg::Enter { id, .. }) if *id == it), "{seen:?}");
+    assert_eq!(seen.last(), Some(&mv(it, 1.0, 0.0, last)), "{seen:?}");
+    assert!(seen.len() <= 2, "{seen:?}");
+}
