@@ -370,3 +370,31 @@ fn with_a_delay_a_fast_mover_costs_an_observer_one_position_per_answer() {
     assert_eq!(seen.last(), Some(&mv(it, 1.0, 0.0, last)), "{seen:?}");
     assert!(seen.len() <= 2, "{seen:?}");
 }
+
+/// In a world so big that far positions saturate the grid's `i32` cells, two players who meet
+/// at its edge are told of each other once: the 3×3 block around an edge cell holds each cell
+/// once.
+#[test]
+fn at_the_far_edge_of_a_huge_world_players_meet_once() {
+    let world = WorldConfig {
+        min: [-3e38; 3],
+        max: [3e38; 3],
+        view_radius: 1.0,
+        view_delay: Duration::ZERO,
+        ..WorldConfig::default()
+    };
+    let (_server, addr) = start(ServerConfig { world, ..test_config() });
+    let (mut a, _) = join(addr);
+    let (mut b, _) = join(addr);
+    assert_eq!(a.sync(), vec![enter(b.my_id(), 0.0, 0.0, 0.0)]);
+    let (ia, ib) = (a.my_id(), b.my_id());
+    // a goes to the edge (cell i32::MAX in x and z): out of b's view.
+    assert_eq!(walk(&mut a, 3e38, 0.0, 3e38), vec![Msg::Leave { id: ib }]);
+    assert_eq!(b.sync(), vec![Msg::Leave { id: ia }]);
+    // b joins it there: each is told the other came, once, then the move.
+    assert_eq!(walk(&mut b, 3e38, 0.0, 3e38), vec![enter(ia, 3e38, 0.0, 3e38)]);
+    assert_eq!(a.sync(), vec![enter(ib, 3e38, 0.0, 3e38), mv(ib, 3e38, 0.0, 3e38)]);
+    // And they part once: b goes back to z = 0, far out of view.
+    assert_eq!(walk(&mut b, 3e38, 0.0, 0.0), vec![Msg::Leave { id: ia }]);
+    assert_eq!(a.sync(), vec![Msg::Leave { id: ib }]);
+}

@@ -109,10 +109,14 @@ impl Grid {
         to
     }
 
-    /// Everyone in the 3×3 block of cells around `cell`, with their positions.
+    /// Everyone in the 3×3 block of cells around `cell`, with their positions, each once. At
+    /// the edge of the `i32` cells (where far positions saturate) the block is cut short: a
+    /// neighbour beyond the edge does not exist, and saturating to the edge cell instead would
+    /// visit that cell twice, and report its players twice.
     pub fn around(&self, cell: Cell) -> impl Iterator<Item = Filed> + '_ {
-        (-1..=1)
-            .flat_map(move |dx| (-1..=1).map(move |dz| (cell.0.saturating_add(dx), cell.1.saturating_add(dz))))
+        let near = |c: i32| (-1..=1).filter_map(move |d| c.checked_add(d));
+        near(cell.0)
+            .flat_map(move |x| near(cell.1).map(move |z| (x, z)))
             .filter_map(|c| self.cells.get(&c))
             .flatten()
             .copied()
@@ -186,6 +190,25 @@ mod tests {
         assert_eq!(grid.around((0, 0)).count(), 3, "each once");
         assert!(grid.around((0, 0)).any(|f| f == (e(2), 15.0, 19.0)), "positions travel with the entities");
         assert_eq!(grid.len(), 5);
+    }
+
+    #[test]
+    fn at_the_edge_of_the_cells_the_block_holds_each_player_once() {
+        // Cells 1 wide and positions far beyond i32 cells: all saturate to the edge cells.
+        let mut grid = Grid::new(1.0);
+        let corners = [(f32::MAX, f32::MAX), (f32::MIN, f32::MIN), (f32::MAX, f32::MIN), (f32::MIN, f32::MAX)];
+        for (i, &(x, z)) in corners.iter().enumerate() {
+            grid.insert(e(i as u32), x, z);
+        }
+        // And one on the edge, away from the corners.
+        grid.insert(e(10), 3e9, 0.0);
+        assert_eq!(grid.cell_of(3e9, 0.0), (i32::MAX, 0));
+        for (i, &(x, z)) in corners.iter().enumerate() {
+            let found: Vec<Entity> = grid.around(grid.cell_of(x, z)).map(|f| f.0).collect();
+            assert_eq!(found, [e(i as u32)], "the corner {x}, {z}: itself, once");
+        }
+        let found: Vec<Entity> = grid.around((i32::MAX, 0)).map(|f| f.0).collect();
+        assert_eq!(found.iter().filter(|f| **f == e(10)).count(), 1, "{found:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod process;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use net_plugin::ServerPlugin;
@@ -223,9 +224,27 @@ impl CourseClient {
         }
     }
 
-    /// Everything that arrives until `QUIET` passes without a packet.
+    /// Everything that arrives until `QUIET` passes without a packet. Only for what must *not*
+    /// come yet (news held for the next answer, say): to read what has come, [`sync`] ends at
+    /// a packet instead of at a silence an idle or a slow server would both keep.
+    ///
+    /// [`sync`]: Self::sync
     pub fn drain(&mut self) -> Vec<Msg> {
         std::iter::from_fn(|| self.recv(QUIET)).collect()
+    }
+
+    /// A barrier: sends a `C_Ping` and returns everything that arrives before its `S_Pong`.
+    /// The server answers a ping in the frame that reads it, after the frame's game systems,
+    /// and a connection's packets leave in order (held news with them), so this is everything
+    /// the server sent this client before it read the ping. What another client's packet
+    /// caused is in it once that client saw it handled (its echo, its own pong). A move is
+    /// applied at the next tick, which may come a frame after its sender's ping: so after a
+    /// move, wait for its echo first.
+    pub fn sync(&mut self) -> Vec<Msg> {
+        static NEXT: AtomicI64 = AtomicI64::new(1);
+        let token = NEXT.fetch_add(1, Ordering::Relaxed) + 0x5EED_0000;
+        self.send(&ping_bytes(token));
+        self.recv_until(|m| *m == Msg::Pong(token))
     }
 
     /// Reads the enter sequence a newcomer gets: one or more `S_PlayerList`, then its own
