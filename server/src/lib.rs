@@ -92,7 +92,7 @@ pub use config::{
 pub use drain::{DrainPlugin, StopRequested};
 pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
 pub use lifecycle::{DrainWindow, Lifecycle, LifecyclePlugin, Phase};
-pub use movement::{MovementPlugin, WorldBounds};
+pub use movement::{MoveBatches, MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
 pub use room::{ConnectedPlayers, InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;

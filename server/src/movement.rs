@@ -1,9 +1,11 @@
 //! Moves (the course's C_Move handler and its timer-driven flush), on the fixed tick.
 //!
-//! Moves received since the last tick are applied at the next one; then every player who moved
-//! this tick is broadcast once, as `S_BroadcastMove`, to everyone in its room, mover included
-//! (a client times its round trip by its own echo). A room's moves of one tick are encoded once,
-//! as one batch, and copied once to each member.
+//! Moves received since the last tick are applied at the next one, in order, so the last move
+//! of a player in a tick wins; then every player who moved this tick is broadcast once, as
+//! `S_BroadcastMove` at its newest position, to everyone in its room, mover included (a client
+//! times its round trip by its own echo: a tick's moves get one echo, and a move to where the
+//! player already stands still gets one). A room's moves of one tick are encoded once, as one
+//! batch, and copied once to each member; the batch goes when its room closes.
 
 use std::collections::HashMap;
 
@@ -54,8 +56,33 @@ impl Plugin for MovementPlugin {
             .add_systems(
                 FixedUpdate,
                 broadcast_moves.in_set(GameSystems::BroadcastMoves).run_if(not(resource_exists::<Interest>)),
-            );
+            )
+            .init_resource::<MoveBatches>()
+            .add_observer(close_batch);
     }
+}
+
+/// Each room's moves of the tick, encoded once, kept between ticks to reuse the allocations.
+/// A room that closes takes its batch with it, so rooms opened and emptied over a long run
+/// leave nothing behind.
+#[derive(Resource, Debug, Default)]
+pub struct MoveBatches(HashMap<Entity, PacketBatch>);
+
+impl MoveBatches {
+    /// How many rooms have a batch: at most the rooms open (those whose players moved).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no room has a batch.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A room that closed takes its batch with it.
+fn close_batch(removed: On<Remove<Room>>, mut batches: ResMut<MoveBatches>) {
+    batches.0.remove(&removed.event().entity);
 }
 
 /// Applies every move received since the last tick, in order (the last one of a player wins).
@@ -71,7 +98,8 @@ fn apply_moves(
         let Ok(mut position) = players.get_mut(*from) else { continue };
         let wanted = Position { x: packet.pos_x, y: packet.pos_y, z: packet.pos_z };
         match bounds.admit(wanted) {
-            // Assigned even when equal, so every accepted move is echoed.
+            // Assigned even when equal, so a tick with a move gets an echo even when the player
+            // did not go anywhere; a later move of the tick overwrites this one.
             Some(p) => *position = p,
             None => {
                 let why = if wanted.x.is_finite() && wanted.y.is_finite() && wanted.z.is_finite() {
@@ -89,9 +117,10 @@ fn apply_moves(
 fn broadcast_moves(
     moved: Query<(&Player, Ref<Position>, &InRoom)>,
     rooms: Query<&Room>,
-    mut batches: Local<HashMap<Entity, PacketBatch>>,
+    mut batches: ResMut<MoveBatches>,
     mut outbox: Outbox,
 ) {
+    let batches = &mut batches.0;
     for (player, position, in_room) in &moved {
         // Changed since the last tick, by a move: a player who just entered has a new
         // position but has not moved (its enter broadcast said where it is).
