@@ -4,8 +4,9 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use net_plugin::testing::io_stats;
 use server::{ServerConfig, Spawn, ViewMargin, WorldConfig};
 use support::{CourseClient, Msg, WAIT, join, start, test_config, times_told};
 
@@ -42,19 +43,19 @@ fn a_newcomer_lists_only_the_players_within_the_radius_and_only_they_hear_of_it(
     let (_server, addr) = start(config());
     let (mut on_edge, _) = join(addr);
     let (mut beyond, _) = join(addr);
-    assert_eq!(on_edge.drain(), vec![enter(beyond.my_id(), 0.0, 0.0, 0.0)], "both at the origin");
+    assert_eq!(on_edge.sync(), vec![enter(beyond.my_id(), 0.0, 0.0, 0.0)], "both at the origin");
     // 6, 8 in x, z is 10 away: exactly on R comes into view; height does not count.
     walk(&mut on_edge, 6.0, 500.0, 8.0);
     // Just beyond R: 10.5.
     walk(&mut beyond, -10.5, 0.0, 0.0);
-    assert_eq!(on_edge.drain(), vec![Msg::Leave { id: beyond.my_id() }], "20 apart: out of each other's view");
-    beyond.drain();
+    assert_eq!(on_edge.sync(), vec![Msg::Leave { id: beyond.my_id() }], "20 apart: out of each other's view");
+    assert_eq!(beyond.sync(), vec![]);
 
     let (newcomer, listed) = join(addr);
     let me = newcomer.my_id();
     assert_eq!(listed, vec![(false, on_edge.my_id(), 6.0, 500.0, 8.0), (true, me, 0.0, 0.0, 0.0)]);
-    assert_eq!(on_edge.drain(), vec![enter(me, 0.0, 0.0, 0.0)]);
-    assert_eq!(beyond.drain(), vec![], "a player out of view is not told");
+    assert_eq!(on_edge.sync(), vec![enter(me, 0.0, 0.0, 0.0)]);
+    assert_eq!(beyond.sync(), vec![], "a player out of view is not told");
 }
 
 #[test]
@@ -62,7 +63,7 @@ fn a_player_leaves_a_view_only_beyond_the_radius_plus_the_margin_and_comes_back_
     let (_server, addr) = start(config());
     let (mut a, _) = join(addr);
     let (mut b, _) = join(addr);
-    a.drain();
+    assert_eq!(a.sync(), vec![enter(b.my_id(), 0.0, 0.0, 0.0)]);
     let (ia, ib) = (a.my_id(), b.my_id());
 
     // Between R and R + M, and exactly on R + M: still in view, moves still arrive.
@@ -72,13 +73,13 @@ fn a_player_leaves_a_view_only_beyond_the_radius_plus_the_margin_and_comes_back_
     }
     // Beyond R + M: both are told the other left, before the mover's echo.
     assert_eq!(walk(&mut b, 12.5, 0.0, 0.0), vec![Msg::Leave { id: ia }]);
-    assert_eq!(a.drain(), vec![Msg::Leave { id: ib }]);
+    assert_eq!(a.sync(), vec![Msg::Leave { id: ib }]);
     // Back inside R + M but not within R: nothing changes.
     assert_eq!(walk(&mut b, 10.5, 0.0, 0.0), vec![]);
-    assert_eq!(a.drain(), vec![]);
+    assert_eq!(a.sync(), vec![]);
     // Exactly on R: in view again, each at its current position, then the move.
     assert_eq!(walk(&mut b, 0.0, 0.0, 10.0), vec![enter(ia, 0.0, 0.0, 0.0)]);
-    assert_eq!(a.drain(), vec![enter(ib, 0.0, 0.0, 10.0), mv(ib, 0.0, 0.0, 10.0)]);
+    assert_eq!(a.sync(), vec![enter(ib, 0.0, 0.0, 10.0), mv(ib, 0.0, 0.0, 10.0)]);
 }
 
 #[test]
@@ -86,14 +87,15 @@ fn walking_away_and_back_is_one_leave_and_one_enter() {
     let (_server, addr) = start(config());
     let (mut a, _) = join(addr);
     let (mut b, _) = join(addr);
-    a.drain();
+    assert_eq!(a.sync(), vec![enter(b.my_id(), 0.0, 0.0, 0.0)]);
     let ib = b.my_id();
     // Out to 30 and back in steps of 0.5 along z: the edge is crossed twice.
     let steps: Vec<f32> = (0..=60).chain((0..60).rev()).map(|i| i as f32 * 0.5).collect();
     for z in &steps {
         walk(&mut b, 0.0, 0.0, *z);
     }
-    let seen = a.drain();
+    // Each step's tick sent a what it sent b, before b's echo: a barrier gets it all.
+    let seen = a.sync();
     let count = |want: &dyn Fn(&Msg) -> bool| seen.iter().filter(|m| want(m)).count();
     assert_eq!(count(&|m| *m == Msg::Leave { id: ib }), 1, "{seen:?}");
     assert_eq!(count(&|m| matches!(m, Msg::Enter { id, .. } if *id == ib)), 1, "{seen:?}");
@@ -115,18 +117,31 @@ fn in_one_flush_leaves_come_first_then_enters_then_moves() {
     let (mut c, _) = join(addr);
     walk(&mut c, 40.0, 0.0, 0.0);
     for p in [&mut a, &mut b, &mut c] {
-        p.drain();
+        p.sync();
     }
     let (ia, ib, ic) = (a.my_id(), b.my_id(), c.my_id());
-    // All three moves arrive while the server is between frames, so one tick applies them all:
-    // b walks out of a's view, c walks into it, a moves a little.
-    let (mut a, mut b, mut c) = server.run(move |_| {
+    // All three moves are read while the server is between frames, so one tick applies them
+    // all: b walks out of a's view, c walks into it, a moves a little.
+    let (mut a, mut b, mut c) = server.run(move |app| {
+        let before = io_stats(app.world()).bytes_in;
         b.send_move(30.0, 0.0, 0.0);
         c.send_move(5.0, 0.0, 0.0);
         a.send_move(1.0, 0.0, 0.0);
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + WAIT;
+        while io_stats(app.world()).bytes_in < before + 3 * 16 {
+            assert!(Instant::now() < deadline, "the server never read the moves");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         (a, b, c)
     });
+    /// What the tick sent `p`: up to its echo (at `x`), and the rest of that write.
+    fn tick(p: &mut CourseClient, x: f32) -> Vec<Msg> {
+        let echo = mv(p.my_id(), x, 0.0, 0.0);
+        let mut got = p.recv_until(|m| *m == echo);
+        got.push(echo);
+        got.extend(p.sync());
+        got
+    }
     /// The first `n` packets in order, then the rest (moves, in no set order) sorted.
     fn split(got: Vec<Msg>, n: usize) -> (Vec<Msg>, Vec<String>) {
         let mut rest: Vec<String> = got[n.min(got.len())..].iter().map(|m| format!("{m:?}")).collect();
@@ -139,13 +154,13 @@ fn in_one_flush_leaves_come_first_then_enters_then_moves() {
         v
     };
     // a: b left, c came (where it is now), then the moves of those in view: c's and its own.
-    let got = split(a.drain(), 2);
+    let got = split(tick(&mut a, 1.0), 2);
     assert_eq!(got.0, [Msg::Leave { id: ib }, enter(ic, 5.0, 0.0, 0.0)]);
     assert_eq!(got.1, moves(&[mv(ia, 1.0, 0.0, 0.0), mv(ic, 5.0, 0.0, 0.0)]));
     // b: a left its view; then only its own echo (a's move is out of its view).
-    assert_eq!(b.drain(), [Msg::Leave { id: ia }, mv(ib, 30.0, 0.0, 0.0)]);
+    assert_eq!(tick(&mut b, 30.0), [Msg::Leave { id: ia }, mv(ib, 30.0, 0.0, 0.0)]);
     // c: a came into view; then a's move and its own echo.
-    let got = split(c.drain(), 1);
+    let got = split(tick(&mut c, 5.0), 1);
     assert_eq!(got.0, [enter(ia, 1.0, 0.0, 0.0)]);
     assert_eq!(got.1, moves(&[mv(ia, 1.0, 0.0, 0.0), mv(ic, 5.0, 0.0, 0.0)]));
 }
@@ -158,9 +173,9 @@ fn leaving_is_told_only_to_those_who_saw_the_player() {
     walk(&mut far, 100.0, 0.0, 0.0);
     let (quitter, _) = join(addr);
     let (mut leaver, _) = join(addr);
-    near.drain();
-    far.drain();
-    leaver.drain();
+    near.sync();
+    far.sync();
+    leaver.sync();
 
     let gone = quitter.my_id();
     drop(quitter);
@@ -168,8 +183,9 @@ fn leaving_is_told_only_to_those_who_saw_the_player() {
     assert_eq!(leaver.recv(WAIT), Some(Msg::Leave { id: gone }));
     leaver.send_leave();
     assert_eq!(near.recv(WAIT), Some(Msg::Leave { id: leaver.my_id() }));
-    assert_eq!(far.drain(), vec![], "far saw neither");
-    assert_eq!(near.drain(), vec![]);
+    // Both leaves were sent by the time near got the second.
+    assert_eq!(far.sync(), vec![], "far saw neither");
+    assert_eq!(near.sync(), vec![]);
 }
 
 #[test]
@@ -179,30 +195,27 @@ fn chat_reaches_the_players_in_view_and_the_sender() {
     let (mut near, _) = join(addr);
     let (mut far, _) = join(addr);
     walk(&mut far, 0.0, 0.0, -50.0);
-    speaker.drain();
-    near.drain();
+    speaker.sync();
+    near.sync();
     speaker.send_chat("hello, neighbours");
     let line = Msg::Chat { id: speaker.my_id(), text: "hello, neighbours".into() };
     assert_eq!(speaker.recv(WAIT), Some(line.clone()));
     assert_eq!(near.recv(WAIT), Some(line));
-    assert_eq!(far.drain(), vec![]);
+    assert_eq!(far.sync(), vec![]);
 }
 
 #[test]
 fn two_players_joining_in_the_same_frame_see_each_other_once() {
     let (server, addr) = start(config());
     let (mut watcher, _) = join(addr);
-    let (mut a, mut b) = server.run(move |_| {
-        let pair = (CourseClient::connect(addr), CourseClient::connect(addr));
-        std::thread::sleep(Duration::from_millis(200));
-        pair
-    });
+    // Both enter in one frame (see `connect_both`), and are answered a ping after it.
+    let (mut a, mut b) = server.run(move |app| support::connect_both(app, addr));
     let (a_list, b_list) = (a.enter(), b.enter());
-    let (a_after, b_after) = (a.drain(), b.drain());
+    let (a_after, b_after) = (a.recv_until(|m| *m == Msg::Pong(1)), b.recv_until(|m| *m == Msg::Pong(1)));
     let (ia, ib) = (a.my_id(), b.my_id());
     assert_eq!(times_told(&a_list, &a_after, ib), 1, "a: {a_list:?} then {a_after:?}");
     assert_eq!(times_told(&b_list, &b_after, ia), 1, "b: {b_list:?} then {b_after:?}");
-    let watched = watcher.drain();
+    let watched = watcher.sync();
     assert_eq!((times_told(&[], &watched, ia), times_told(&[], &watched, ib)), (1, 1), "{watched:?}");
     // And they see each other's moves.
     walk(&mut a, 1.0, 0.0, 1.0);
@@ -255,7 +268,7 @@ fn a_player_despawned_by_game_code_is_told_gone_only_to_those_who_saw_it() {
     let (mut far, _) = join(addr);
     walk(&mut far, 0.0, 0.0, 100.0);
     let (doomed, _) = join(addr);
-    near.drain();
+    near.sync();
     let id = doomed.my_id();
     server.run(move |app| {
         let world = app.world_mut();
@@ -267,10 +280,10 @@ fn a_player_despawned_by_game_code_is_told_gone_only_to_those_who_saw_it() {
         world.despawn(entity);
     });
     assert_eq!(near.recv(WAIT), Some(Msg::Leave { id }));
-    assert_eq!(far.drain(), vec![]);
+    assert_eq!(far.sync(), vec![]);
     // The others' views lost it: moving near it again tells nobody of it.
     walk(&mut far, 0.0, 0.0, 0.0);
-    let before: Vec<Msg> = near.drain();
+    let before: Vec<Msg> = near.sync();
     assert_eq!(before, vec![enter(far.my_id(), 0.0, 0.0, 0.0), mv(far.my_id(), 0.0, 0.0, 0.0)]);
     drop(doomed);
 }
@@ -289,7 +302,7 @@ fn a_teleporting_player_costs_each_observer_one_enter_or_leave_per_move() {
     let (mut attacker, _) = join(addr);
     let it = attacker.my_id();
     for c in [&mut healthy, &mut neighbour, &mut far, &mut attacker] {
-        c.drain();
+        c.sync();
     }
     const TELEPORTS: usize = 40;
     for i in 0..TELEPORTS {
@@ -337,7 +350,7 @@ fn with_a_delay_a_fast_mover_costs_an_observer_one_position_per_answer() {
     let (_server, addr) = start(config);
     let (mut healthy, _) = join(addr);
     let (mut attacker, _) = join(addr);
-    healthy.drain();
+    assert_eq!(healthy.sync(), vec![enter(attacker.my_id(), 0.0, 0.0, 0.0)]);
     let it = attacker.my_id();
     const MOVES: usize = 60;
     for i in 0..MOVES {

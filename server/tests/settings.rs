@@ -392,8 +392,8 @@ fn interest_settings_from_the_file_reach_the_running_server() {
 }
 
 /// `view_delay`: others' moves wait for the observer's next answer (its own move's echo), and
-/// then each player's newest position is told; "off" sends every move in its tick. 250 ms by
-/// default.
+/// then each player's newest position is told; "off" sends every move in its tick. 300 ms by
+/// default. (A still observer told when the delay is up: the next test.)
 #[test]
 fn view_delay_from_the_file_holds_view_traffic_until_the_next_answer_and_off_sends_it_at_once() {
     assert_eq!(ServerConfig::default().world.view_delay, Duration::from_millis(300));
@@ -404,7 +404,7 @@ fn view_delay_from_the_file_holds_view_traffic_until_the_next_answer_and_off_sen
     let (_server, addr) = support::start(load(&world("\"30s\"")).unwrap());
     let (mut observer, _) = join(addr);
     let (mut mover, _) = join(addr);
-    observer.drain();
+    assert_eq!(observer.sync(), vec![Msg::Enter { id: mover.my_id(), x: 0.0, y: 0.0, z: 0.0 }]);
     let (me, them) = (observer.my_id(), mover.my_id());
     for x in [1.0, 2.0] {
         mover.send_move(x, 0.0, 0.0);
@@ -414,30 +414,126 @@ fn view_delay_from_the_file_holds_view_traffic_until_the_next_answer_and_off_sen
     observer.send_move(0.0, 0.0, 1.0);
     let before = observer.recv_until(|m| *m == Msg::Move { id: me, x: 0.0, y: 0.0, z: 1.0 });
     assert_eq!(before, vec![Msg::Move { id: them, x: 2.0, y: 0.0, z: 0.0 }], "the newest position, before the echo");
-    assert_eq!(observer.drain(), vec![], "told once");
+    assert_eq!(observer.sync(), vec![], "told once");
 
-    // A player that does not move is told when the delay is up, of the newest position only.
-    let (_server, addr) = support::start(load(&world("\"100ms\"")).unwrap());
-    let (mut observer, _) = join(addr);
-    let (mut mover, _) = join(addr);
-    observer.drain();
-    let them = mover.my_id();
-    for x in [1.0, 2.0, 3.0] {
-        mover.send_move(x, 0.0, 0.0);
-        mover.recv_until(|m| *m == Msg::Move { id: them, x, y: 0.0, z: 0.0 });
-    }
-    let told = observer.drain();
-    assert_eq!(told.last(), Some(&Msg::Move { id: them, x: 3.0, y: 0.0, z: 0.0 }), "{told:?}");
-    assert!(told.len() <= 3, "at most one position per delay: {told:?}");
-
-    // Off: the move arrives without the observer doing anything.
+    // Off: the move arrives without the observer doing anything (no ping, no move of its own).
     let (_server, addr) = support::start(load(&world("\"off\"")).unwrap());
     let (mut observer, _) = join(addr);
     let (mut mover, _) = join(addr);
-    observer.drain();
+    assert_eq!(observer.sync(), vec![Msg::Enter { id: mover.my_id(), x: 0.0, y: 0.0, z: 0.0 }]);
     let them = mover.my_id();
     mover.send_move(1.0, 0.0, 0.0);
-    assert_eq!(observer.recv(support::QUIET), Some(Msg::Move { id: them, x: 1.0, y: 0.0, z: 0.0 }));
+    assert_eq!(observer.recv(WAIT), Some(Msg::Move { id: them, x: 1.0, y: 0.0, z: 0.0 }));
+}
+
+/// The server app on this thread, game time stepped by hand: each frame runs exactly one tick
+/// (10 ms at `tick_hz = 100`), however long the machine takes for it.
+struct Stepped {
+    app: bevy_app::App,
+    /// Frames (and so ticks) run so far.
+    frames: u64,
+}
+
+impl Stepped {
+    fn new(config: ServerConfig) -> (Self, SocketAddr) {
+        let net = net_plugin::ServerPlugin::bind(&config.bind, config.net.clone()).expect("bind loopback");
+        let addr = net.local_addr();
+        let mut app = server::app(&config, net, None);
+        app.insert_resource(bevy_time::TimeUpdateStrategy::FixedTimesteps(1));
+        (Self { app: net_plugin::testing::ready(app), frames: 0 }, addr)
+    }
+
+    /// Runs frames until `c` reads a packet matching `want`; returns the ones before it.
+    fn until(&mut self, c: &mut CourseClient, mut want: impl FnMut(&Msg) -> bool) -> Vec<Msg> {
+        let deadline = Instant::now() + WAIT;
+        let mut skipped = Vec::new();
+        loop {
+            self.app.update();
+            self.frames += 1;
+            while let Some(m) = c.recv(Duration::from_millis(20)) {
+                if want(&m) {
+                    return skipped;
+                }
+                skipped.push(m);
+            }
+            assert!(Instant::now() < deadline, "never came; got {skipped:?}");
+        }
+    }
+
+    /// Connects a player and runs frames until it entered.
+    fn join(&mut self, addr: SocketAddr) -> CourseClient {
+        let mut c = CourseClient::connect(addr);
+        let mut id = None;
+        self.until(&mut c, |m| match m {
+            Msg::List(players) => {
+                id = players.iter().find(|p| p.0).map(|p| p.1);
+                false
+            }
+            Msg::Enter { id: entered, .. } => Some(*entered) == id,
+            _ => false,
+        });
+        c.id = id;
+        c
+    }
+
+    /// Sends a move, waits until the server's I/O side read it (no frame runs meanwhile), then
+    /// runs frames until its echo: one, unless the read raced the frame.
+    fn walk(&mut self, c: &mut CourseClient, x: f32, z: f32) -> Vec<Msg> {
+        let before = net_plugin::testing::io_stats(self.app.world()).bytes_in;
+        c.send_move(x, 0.0, z);
+        let deadline = Instant::now() + WAIT;
+        while net_plugin::testing::io_stats(self.app.world()).bytes_in < before + 16 {
+            assert!(Instant::now() < deadline, "the server never read the move");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let id = c.my_id();
+        self.until(c, |m| *m == Msg::Move { id, x, y: 0.0, z })
+    }
+}
+
+/// `view_delay`: a player that does not move is told when the delay is up, once, of the newest
+/// position of each player in its view, however many moves it made meanwhile. With game time
+/// stepped by hand, "the delay is up" is a count of ticks, not a race with the machine's load.
+#[test]
+fn a_still_observer_is_told_the_newest_position_once_when_the_delay_is_up() {
+    let config = load(
+        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\ntick_hz = 100\n[world]\nview_radius = 10.0\nview_delay = \"10s\"\n",
+    )
+    .unwrap();
+    const DELAY_TICKS: u64 = 1000;
+    let (mut server, addr) = Stepped::new(config);
+    let mut observer = server.join(addr);
+    let mut mover = server.join(addr);
+    let them = mover.my_id();
+    assert_eq!(observer.recv(WAIT), Some(Msg::Enter { id: them, x: 0.0, y: 0.0, z: 0.0 }));
+    // The observer is answered (its own echo): it is told now, and next when the delay is up.
+    assert_eq!(server.walk(&mut observer, 0.0, 1.0), vec![]);
+    let answered = server.frames;
+    // Three moves, a tick or so apart (the first answer tells the mover the observer's move).
+    let me = observer.my_id();
+    assert_eq!(server.walk(&mut mover, 1.0, 0.0), vec![Msg::Move { id: me, x: 0.0, y: 0.0, z: 1.0 }]);
+    for x in [2.0, 3.0] {
+        assert_eq!(server.walk(&mut mover, x, 0.0), vec![]);
+    }
+    assert!(server.frames - answered < 100, "the moves took a few ticks: {}", server.frames - answered);
+    // Frames in steps of 50 until the observer hears something.
+    let deadline = Instant::now() + WAIT;
+    let told = loop {
+        for _ in 0..50 {
+            server.app.update();
+            server.frames += 1;
+        }
+        if let Some(m) = observer.recv(Duration::from_millis(5)) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "never told");
+    };
+    let waited = server.frames - answered;
+    assert!(waited >= DELAY_TICKS - 50, "told after {waited} ticks, before the delay was up");
+    assert_eq!(told, Msg::Move { id: them, x: 3.0, y: 0.0, z: 0.0 }, "the newest position only");
+    // A ping is an answer too: nothing new to tell.
+    observer.send(&support::ping_bytes(7));
+    assert_eq!(server.until(&mut observer, |m| *m == Msg::Pong(7)), vec![], "once");
 }
 
 #[test]

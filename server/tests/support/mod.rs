@@ -307,6 +307,22 @@ pub fn join(addr: SocketAddr) -> (CourseClient, Vec<Listed>) {
     (c, listed)
 }
 
+/// Connects two clients while the app is paused between frames (`app` is the paused app), each
+/// sending a `C_Ping` with clientTime 1, and waits until the server's I/O side read both pings:
+/// both sessions are open and queued, so both enter in the app's next frame.
+pub fn connect_both(app: &mut bevy_app::App, addr: SocketAddr) -> (CourseClient, CourseClient) {
+    let before = net_plugin::testing::io_stats(app.world()).bytes_in;
+    let mut pair = (CourseClient::connect(addr), CourseClient::connect(addr));
+    pair.0.send(&ping_bytes(1));
+    pair.1.send(&ping_bytes(1));
+    let deadline = Instant::now() + WAIT;
+    while net_plugin::testing::io_stats(app.world()).bytes_in < before + 2 * 12 {
+        assert!(Instant::now() < deadline, "the server never read the pings");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    pair
+}
+
 /// The server app with the admin endpoint on (on a loopback port of its own unless the config
 /// says where), on a thread; `extra` adds to the app (a recorder, say). Returns the app, the
 /// game's address and the admin endpoint's.
