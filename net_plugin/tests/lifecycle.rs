@@ -160,21 +160,47 @@ fn every_session_ends_exactly_once_whichever_way_it_ends() {
             _ => {}
         }
     }
-    // Close a third of them from this side, in every case.
-    for client in clients.drain(..).step_by(3) {
-        drop(client);
+    // A third of them (every third, so each way above is among them) are closed from this side
+    // at once, racing whatever the server does with what they sent.
+    let (ours, kept): (Vec<_>, Vec<_>) = clients.into_iter().enumerate().partition(|(i, _)| i % 3 == 0);
+    assert_eq!((ours.len(), kept.len()), (20, 40));
+    drop(ours);
+    // Of the rest, the server closes those that said bye or sent garbage by itself; the others
+    // stay open until this side closes them, after that.
+    let (by_server, by_us): (Vec<_>, Vec<_>) = kept.into_iter().partition(|(i, _)| i % 4 < 2);
+    assert_eq!((by_server.len(), by_us.len()), (20, 20));
+    let mut expected = Vec::new();
+    for (i, mut client) in by_server {
+        assert!(client.wait_closed(WAIT), "client {i} is closed by the server");
+        expected.push((client.stream().local_addr().unwrap(), i % 4));
     }
-    let remaining: Vec<_> = clients;
-    drop(remaining);
+    drop(by_us);
     assert!(wait_recorded::<Disconnected>(&server, 60));
-    std::thread::sleep(QUIET);
+    // A barrier: one more session, opened and closed after all of them ended. By the time its
+    // Disconnected is recorded, a second one for any of the 60 would have had every chance.
+    let late = RawClient::connect(addr);
+    assert!(wait_recorded::<Connected>(&server, 61));
+    drop(late);
+    assert!(wait_recorded::<Disconnected>(&server, 61));
     let connected = recorded::<Connected>(&server);
     let mut gone: Vec<_> = recorded::<Disconnected>(&server).into_iter().map(|d| d.entity).collect();
-    assert_eq!(gone.len(), 60, "one Disconnected per Connected");
+    assert_eq!(gone.len(), 61, "one Disconnected per Connected");
     gone.sort();
     let mut came: Vec<_> = connected.iter().map(|c| c.entity).collect();
     came.sort();
     assert_eq!(gone, came);
+    let s = stats(&server);
+    assert_eq!((s.sessions, s.sessions_total), (0, 61));
+    // Those the server closed, for what they sent (not, say, a frame timeout much later).
+    let reasons = recorded::<Disconnected>(&server);
+    for (peer, way) in expected {
+        let entity = connected.iter().find(|c| c.peer == peer).expect("connected").entity;
+        let reason = &reasons.iter().find(|d| d.entity == entity).expect("disconnected").reason;
+        match way {
+            0 => assert_eq!(*reason, DisconnectReason::ClosedByApp("said bye".into())),
+            _ => assert_eq!(reason.kind(), DisconnectKind::MalformedFrame, "{reason:?}"),
+        }
+    }
 }
 
 #[test]
@@ -235,7 +261,11 @@ fn a_quiet_client_is_not_disturbed() {
     let (server, addr) = start_server();
     let mut client = RawClient::connect(addr);
     assert!(wait_recorded::<Connected>(&server, 1));
-    assert!(client.recv_frame(QUIET).is_none());
+    // Idle for a while, then a barrier: the first thing it gets is the answer to its own line.
+    std::thread::sleep(QUIET);
+    client.send(&C_Chat { chat: "still here".into() });
+    let answer = client.recv::<ServerPacket>(WAIT).expect("the echo");
+    assert_eq!(answer, ServerPacket::Chat(S_Chat { player_id: 0, chat: "still here".into() }), "nothing before it");
     assert!(recorded::<Disconnected>(&server).is_empty());
 }
 
