@@ -34,18 +34,24 @@ fn args(addr: SocketAddr, flags: &[&str]) -> AttackArgs {
     <Cli as clap::Parser>::try_parse_from(argv).unwrap().attack
 }
 
-/// The report as JSON, checked to hold `keys`.
+/// The report as JSON, checked to hold `keys` (`null` for a figure the run could not take,
+/// such as a release of memory the host did not show in time).
 fn json_with(report: &AttackReport, keys: &[&str]) -> serde_json::Value {
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     for key in keys {
-        assert!(!json[key].is_null() || json.get(key).is_some(), "{key} in {json:#}");
+        assert!(json.get(key).is_some(), "{key} in {json:#}");
     }
     json
 }
 
+/// The server's chat counters: what it relayed and dropped, to hold the clients' figures to.
+fn chat_counts(server: &AppThread) -> server::ChatCounts {
+    server.run(|app| app.world().resource::<server::ServerStats>().chat)
+}
+
 #[test]
 fn chat_burst_members_read_the_relayed_lines_and_time_their_echoes() {
-    let (_server, addr) = start_server(ServerConfig::default());
+    let (server, addr) = start_server(ServerConfig::default());
     let json_path = std::env::temp_dir().join(format!("attack-chat-burst-{}.json", std::process::id()));
     let mut a = args(
         addr,
@@ -55,13 +61,18 @@ fn chat_burst_members_read_the_relayed_lines_and_time_their_echoes() {
     let AttackReport::ChatBurst(r) = attack::run(&a).unwrap() else { panic!("another kind's report") };
     assert_eq!((r.members_entered, r.bursters_entered), (3, 3), "{r:#?}");
     assert_eq!(r.lines_sent, 3 * 20);
-    assert_eq!(r.burst_bytes, 3 * 20 * 806, "each burst is 20 lines of 806 bytes");
-    assert_eq!(r.lines_per_member_if_all_relayed, 60);
-    assert!(r.lines_relayed_to_members > 0, "the members read relayed chat: {r:#?}");
-    assert!(r.lines_relayed_to_members <= 3 * 60);
+    assert_eq!(r.burst_bytes, 3 * 20 * 806, "each burst is 20 lines of 806 bytes, all written");
+    // The server read every line; the default player rate (bursts of 10) let about half of
+    // each burst through and dropped the rest.
+    let chat = chat_counts(&server);
+    assert_eq!(chat.relayed + chat.dropped_total(), 60, "{chat:?}");
+    assert!(chat.dropped(server::ChatDrop::PlayerRate) >= 3 * 5, "{chat:?}");
+    // Each member read exactly the lines the server relayed: none lost, none twice.
+    assert_eq!(r.lines_relayed_min_per_member, chat.relayed, "{r:#?} {chat:?}");
+    assert_eq!(r.lines_relayed_to_members, 3 * chat.relayed, "{r:#?} {chat:?}");
     assert!(r.rtt_before_burst_ms.count > 0 && r.rtt_ms.count > 0, "echoes before and after the burst: {r:#?}");
-    assert!(r.rtt_ms.p99 >= r.rtt_ms.p50 && r.rtt_ms.max >= r.rtt_ms.p99);
-    // A burst of 48 KB per member is far below any cap: the small run's target holds.
+    assert_eq!(r.echo_lost, 0, "every member's move was echoed: {r:#?}");
+    // A burst of 48 KB per member is far below any cap: nobody is cut.
     assert_eq!(r.members_connected_at_end, 3, "{r:#?}");
 
     let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
@@ -69,22 +80,24 @@ fn chat_burst_members_read_the_relayed_lines_and_time_their_echoes() {
     for key in ["members_connected_at_end", "lines_relayed_to_members", "rtt_ms", "target", "params"] {
         assert!(written.get(key).is_some(), "{key} in {written:#}");
     }
-    assert!(written["rtt_ms"]["p99"].as_f64().is_some());
-    assert!(written["target"]["met"].is_boolean());
+    // The file says what the report says.
+    assert_eq!(written["lines_relayed_to_members"], r.lines_relayed_to_members);
+    assert_eq!(written["rtt_ms"]["p99"].as_f64(), Some(r.rtt_ms.p99));
+    assert_eq!(written["target"]["met"].as_bool(), r.target.met);
     let _ = std::fs::remove_file(json_path);
 }
 
 #[test]
 fn slow_reader_reads_at_its_rate_while_others_chat() {
-    let (_server, addr) = start_server(ServerConfig::default());
+    let (server, addr) = start_server(ServerConfig::default());
     let a = args(addr, &["--kind=slow-reader", "--chatters=2", "--chat-rate=20", "--read-rate=2M", "--duration=2s"]);
     let report = attack::run(&a).unwrap();
     let AttackReport::SlowReader(r) = &report else { panic!("another kind's report") };
     assert_eq!(r.chatters_entered, 2);
     assert!(r.lines_sent > 0 && r.slow_reader_lines > 0, "{r:#?}");
-    assert!(r.slow_reader_bytes_read >= r.slow_reader_lines * 810, "each line is 810 bytes: {r:#?}");
-    // 2 chatters × 20 lines/s × 810 bytes × 8 bits.
-    assert_eq!(r.offered_bps, 2.0 * 20.0 * 810.0 * 8.0);
+    // It reads nothing the server did not relay, and is not cut for reading slowly.
+    assert!(r.slow_reader_lines <= chat_counts(&server).relayed, "{r:#?}");
+    assert!(r.slow_reader_connected_at_end, "{r:#?}");
     // The cap holds: what was read is at most its rate over the run, plus one burst.
     let cap_bits = 2e6 * r.duration_s + 16.0 * 1024.0 * 8.0;
     assert!((r.slow_reader_bytes_read as f64) * 8.0 <= cap_bits, "{r:#?}");
@@ -141,8 +154,7 @@ fn non_readers_are_seen_cut_and_the_hosts_tcp_memory_is_sampled_throughout() {
     assert!(r.samples.windows(2).all(|w| w[0].t_s < w[1].t_s));
     assert!(r.samples.iter().all(|s| s.non_readers_open <= 5));
     assert_eq!(r.samples.last().unwrap().non_readers_open, 0, "the run ends after the last cut");
-    assert!(r.peak_mb >= r.baseline_mb && r.peak_tcp_inuse > 0);
-    assert_eq!(r.peak_over_baseline_mb, r.peak_mb - r.baseline_mb);
+    assert!(r.peak_tcp_inuse > 0, "{r:#?}");
     let json = json_with(&report, &["baseline_mb", "peak_mb", "peak_over_baseline_mb", "released_after_s", "samples"]);
     assert_eq!(json["kind"], "non-readers");
     assert!(json["samples"][0]["tcp_mem_pages"].as_u64().is_some());
@@ -204,7 +216,7 @@ fn garbage_connections_are_closed_and_reopened() {
     assert!(r.bytes_sent > 0);
     assert_eq!(r.target.met, None, "the log lines are counted outside");
     let rss = r.server_rss.as_ref().expect("sampled with --server-pid");
-    assert!(rss.before_mb > 0.0 && rss.peak_mb >= rss.before_mb && rss.end_mb > 0.0, "{rss:?}");
+    assert!(rss.before_mb > 0.0 && rss.end_mb > 0.0, "{rss:?}");
 }
 
 fn bots() -> Command {
