@@ -144,11 +144,8 @@ fn flags_override_the_settings_file() {
     let path = dir.join("s.toml");
     std::fs::write(&path, "tick_hz = 7\n[room]\ncapacity = 2\n").unwrap();
     let mut server = spawn(&["--config", path.to_str().unwrap(), "--tick-hz", "20"]);
-    let log = {
-        std::thread::sleep(Duration::from_millis(300));
-        server.log()
-    };
-    assert!(log.iter().any(|l| l.contains("tick_hz=20") && l.contains("room_capacity=2")), "{log:?}");
+    let line = server.wait_for_line("tick_hz=");
+    assert!(line.contains("tick_hz=20") && line.contains("room_capacity=2"), "{line:?}");
     server.signal("TERM");
     assert_eq!(server.wait().0, 0);
 }
@@ -319,8 +316,7 @@ fn garbage_from_200_connections_writes_a_few_log_lines_at_the_default_level() {
     let connections: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
     server.signal("TERM");
     assert_eq!(server.wait().0, 0);
-    // Everything it wrote, from its start to its exit (the reader thread ends with the pipe).
-    std::thread::sleep(Duration::from_millis(200));
+    // Everything it wrote, from its start to its exit (`log` reads to the pipe's end).
     let log = server.log();
 
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();

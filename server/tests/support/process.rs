@@ -121,8 +121,22 @@ impl Running {
     }
 
     /// The lines written so far that no earlier call returned (the first call: from the start).
+    /// Once the server exited, up to the end of its log: the lines the reader thread has yet to
+    /// pass on are waited for (until the pipe's end), not lost to a race with it.
     pub fn log(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.early).into_iter().chain(self.stderr.try_iter()).collect()
+        let mut lines = std::mem::take(&mut self.early);
+        if self.child.try_wait().ok().flatten().is_some() {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                match self.stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(line) => lines.push(line),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return lines,
+                    Err(mpsc::RecvTimeoutError::Timeout) => panic!("the log never ended: {lines:?}"),
+                }
+            }
+        }
+        lines.extend(self.stderr.try_iter());
+        lines
     }
 }
 
