@@ -90,7 +90,8 @@ fn a_connection_that_closes_at_once_leaves_no_ghost() {
         }
     });
     // Its end handled (the counter above is bumped just before the end is queued):
-    let alone = |app: &mut bevy_app::App| app.world_mut().query::<&net_plugin::Connection>().iter(app.world()).count() == 1;
+    let alone =
+        |app: &mut bevy_app::App| app.world_mut().query::<&net_plugin::Connection>().iter(app.world()).count() == 1;
     assert!(server.wait_until(WAIT, alone), "only the watcher is connected");
     // The watcher may see the ghost enter, but then it must see it leave.
     let watched = watcher.sync();
