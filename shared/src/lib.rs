@@ -53,6 +53,7 @@ mod encode;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod js;
 mod packet;
 mod packets;
 mod schema;
