@@ -70,15 +70,6 @@ fn under_node_the_modules_parse_and_the_checks_pass() {
     std::fs::write(dir.join("package.json"), "{\"type\": \"module\"}\n").unwrap();
     let script = "const r = (await import('./checks.js')).run(); console.log(JSON.stringify(r)); \
                   process.exit(r.failed.length === 0 ? 0 : 1);";
-    let out = Command::new(&node)
-        .current_dir(&dir)
-        .args(["--input-type=module", "-e", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(&node).current_dir(&dir).args(["--input-type=module", "-e", script]).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }

@@ -11,7 +11,7 @@ import * as S from './stage1.js';
 import * as T from './types.js';
 
 const hex = (bytes) => [...bytes].map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(' ');
-const bytes = (text) => Uint8Array.from(text.replace(/\|/g, ' ').trim().split(/\s+/), (h) => parseInt(h, 16));
+const bytes = (text) => Uint8Array.from(text.replace(/\|/g, ' ').split(/\s+/).filter((h) => h !== ''), (h) => parseInt(h, 16));
 const concat = (...parts) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
