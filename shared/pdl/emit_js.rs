@@ -265,7 +265,7 @@ fn emit_packet(js: &mut String, ts: &mut String, p: &Packet) {
 
 /// `constructor(init)`: every field from `init`, or its default (0, `0n`, `false`, `''`, `[]`).
 fn emit_constructor(js: &mut String, s: &Struct<'_>) {
-    let fields: Vec<String> = s.fields.iter().map(|f| field_name(f)).collect();
+    let fields: Vec<String> = s.fields.iter().map(field_name).collect();
     let names = if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) };
     wl(js, format!("  /** The fields{names} from `init`; those missing are zero, empty or false. */"));
     if s.fields.is_empty() {
