@@ -1,7 +1,7 @@
 // ---- The runtime (shared/pdl/runtime.d.ts, for shared/pdl/runtime.js).
 
-/** What the codec reads from: a Uint8Array, an ArrayBuffer (a WebSocket message) or another ArrayBufferView. */
-export type Bytes = ArrayBuffer | ArrayBufferView;
+/** What the codec reads from: a Uint8Array, an ArrayBuffer (a WebSocket message), a SharedArrayBuffer or another ArrayBufferView. */
+export type Bytes = ArrayBufferLike | ArrayBufferView;
 
 /** Bytes in a packet header: `[size: u16][id: u16]`. */
 export declare const HEADER_LEN: 4;

@@ -112,10 +112,11 @@ export class FrameError extends Error {
   }
 }
 
-/** A `Uint8Array` over `data` (a Uint8Array, an ArrayBuffer or another ArrayBufferView), not copied. */
+/** A `Uint8Array` over `data` (a Uint8Array, an ArrayBuffer, a SharedArrayBuffer or another ArrayBufferView), not copied. */
 function asBytes(data) {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (typeof SharedArrayBuffer !== 'undefined' && data instanceof SharedArrayBuffer) return new Uint8Array(data);
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   throw new TypeError('expected bytes: a Uint8Array, an ArrayBuffer or another ArrayBufferView');
 }
@@ -136,7 +137,8 @@ export function readHeader(frame) {
  * that wants to treat a cut packet as an error checks that.
  *
  * The frames handed out are views of the bytes given (nothing is copied unless a packet was cut
- * across two calls), and stay valid: the decoder never writes into them.
+ * across two calls), and stay valid: the decoder never writes into them. Do not write into bytes
+ * once handed over either (a WebSocket message is a fresh ArrayBuffer each time).
  */
 export class FrameDecoder {
   /** @param {number} maxFrame the largest `size` accepted, clamped to [HEADER_LEN, MAX_PACKET_LEN] */

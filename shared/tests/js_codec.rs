@@ -73,3 +73,28 @@ fn under_node_the_modules_parse_and_the_checks_pass() {
     let out = Command::new(&node).current_dir(&dir).args(["--input-type=module", "-e", script]).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+/// TypeScript, where `tsc` is installed: the declarations compile under `--strict` with code that
+/// uses them as a web project would (`tests/js/use.ts`), and wrong uses stay errors. (Skipped
+/// without tsc: CI needs no npm package.)
+#[test]
+fn under_tsc_the_declarations_type_a_web_project() {
+    let Some(tsc) = site::find_program(&["tsc"]) else {
+        eprintln!("SKIPPED: tsc not found (npm install typescript to check the declarations)");
+        return;
+    };
+    let dir = site::write("js-codec-tsc");
+    std::fs::write(dir.join("use.ts"), include_str!("js/use.ts")).unwrap();
+    let out = Command::new(tsc)
+        .current_dir(&dir)
+        .args(["--strict", "--noEmit", "--target", "es2022", "--module", "es2022", "--moduleResolution", "bundler"])
+        .args(["--lib", "es2022,dom", "use.ts"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tsc: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
