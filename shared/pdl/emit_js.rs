@@ -19,7 +19,7 @@
 
 use super::emit::{capacity_const, sized_list};
 use super::model::{Definitions, Direction, Field, FieldKind, HEADER_LEN, MAX_PACKET_LEN, Packet, Scalar, min_len};
-use super::names::{js_element_type_ident, js_field_ident};
+use super::names::{js_element_type_ident, js_field_names};
 
 /// The hand-written part of the module: errors, reader, writer, frame decoder.
 const RUNTIME_JS: &str = include_str!("runtime.js");
@@ -75,10 +75,6 @@ fn direction_text(d: Direction) -> &'static str {
         Direction::ClientToServer => "client → server",
         Direction::ServerToClient => "server → client",
     }
-}
-
-fn field_name(f: &Field) -> String {
-    js_field_ident(&f.pdl_name, matches!(f.kind, FieldKind::List(_)))
 }
 
 fn field_signature(f: &Field) -> String {
@@ -149,9 +145,21 @@ struct Struct<'a> {
     path: String,
     tag: String,
     fields: &'a [Field],
+    /// The fields' JavaScript names, in order.
+    names: Vec<String>,
 }
 
-impl Struct<'_> {
+impl<'a> Struct<'a> {
+    fn new(path: String, tag: String, fields: &'a [Field]) -> Self {
+        Self { path, tag, fields, names: js_field_names(fields) }
+    }
+
+    /// The JavaScript name of `f`, one of this struct's fields.
+    fn name(&self, f: &Field) -> String {
+        let at = self.fields.iter().position(|g| std::ptr::eq(g, f));
+        at.map(|i| self.names[i].clone()).unwrap_or_default()
+    }
+
     fn element(&self, list: &Field) -> String {
         format!("{}.{}", self.path, js_element_type_ident(&list.pdl_name))
     }
@@ -166,7 +174,7 @@ fn ts_type(s: &Struct<'_>, f: &Field) -> String {
 }
 
 fn emit_packet(js: &mut String, ts: &mut String, p: &Packet) {
-    let s = Struct { path: p.name.clone(), tag: p.name.clone(), fields: &p.fields };
+    let s = Struct::new(p.name.clone(), p.name.clone(), &p.fields);
     let name = &p.name;
     let capacity = sized_list(&p.fields).map(|(list, each, others)| {
         let room = MAX_PACKET_LEN - HEADER_LEN - others - 2;
@@ -202,7 +210,7 @@ fn emit_packet(js: &mut String, ts: &mut String, p: &Packet) {
     if let Some((list, constant, _)) = &capacity
         && p.fields.len() == 1
     {
-        let field = field_name(list);
+        let field = s.name(list);
         wl(js, "");
         wl(
             js,
@@ -242,7 +250,7 @@ fn emit_packet(js: &mut String, ts: &mut String, p: &Packet) {
     if let Some((list, constant, _)) = &capacity
         && p.fields.len() == 1
     {
-        let field = field_name(list);
+        let field = s.name(list);
         wl(
             ts,
             format!(
@@ -265,7 +273,7 @@ fn emit_packet(js: &mut String, ts: &mut String, p: &Packet) {
 
 /// `constructor(init)`: every field from `init`, or its default (0, `0n`, `false`, `''`, `[]`).
 fn emit_constructor(js: &mut String, s: &Struct<'_>) {
-    let fields: Vec<String> = s.fields.iter().map(field_name).collect();
+    let fields = &s.names;
     let names = if fields.is_empty() { String::new() } else { format!(" ({})", fields.join(", ")) };
     wl(js, format!("  /** The fields{names} from `init`; those missing are zero, empty or false. */"));
     if s.fields.is_empty() {
@@ -275,7 +283,7 @@ fn emit_constructor(js: &mut String, s: &Struct<'_>) {
     wl(js, "  constructor(init) {");
     wl(js, "    const v = init ?? {};");
     for f in s.fields {
-        let name = field_name(f);
+        let name = s.name(f);
         wl(js, format!("    /** `{}` */", field_signature(f)));
         wl(js, format!("    this.{name} = v.{name} ?? {};", js_default(f)));
     }
@@ -284,8 +292,7 @@ fn emit_constructor(js: &mut String, s: &Struct<'_>) {
 
 /// The constructor and the fields of a class, in a declaration.
 fn emit_declared_fields(ts: &mut String, s: &Struct<'_>, indent: &str) {
-    let init: Vec<String> =
-        s.fields.iter().map(|f| format!("{}?: {}", ts_prop(&field_name(f)), ts_type(s, f))).collect();
+    let init: Vec<String> = s.fields.iter().map(|f| format!("{}?: {}", ts_prop(&s.name(f)), ts_type(s, f))).collect();
     wl(ts, format!("{indent}/** The fields from `init`; those missing are zero, empty or false. */"));
     if init.is_empty() {
         wl(ts, format!("{indent}constructor(init?: Record<string, never>);"));
@@ -294,7 +301,7 @@ fn emit_declared_fields(ts: &mut String, s: &Struct<'_>, indent: &str) {
     }
     for f in s.fields {
         wl(ts, format!("{indent}/** `{}` */", field_signature(f)));
-        wl(ts, format!("{indent}{}: {};", ts_prop(&field_name(f)), ts_type(s, f)));
+        wl(ts, format!("{indent}{}: {};", ts_prop(&s.name(f)), ts_type(s, f)));
     }
 }
 
@@ -303,7 +310,7 @@ fn emit_element_declarations(ts: &mut String, s: &Struct<'_>, indent: &str) {
     for f in s.fields {
         if let FieldKind::List(inner) = &f.kind {
             let ty = js_element_type_ident(&f.pdl_name);
-            let element = Struct { path: s.element(f), tag: format!("{}${ty}", s.tag), fields: inner };
+            let element = Struct::new(s.element(f), format!("{}${ty}", s.tag), inner);
             wl(ts, format!("{indent}/** An element of `{}`'s list `{}`. */", s.path, f.pdl_name));
             wl(ts, format!("{indent}export class {ty} {{"));
             emit_declared_fields(ts, &element, &format!("{indent}  "));
@@ -323,7 +330,7 @@ fn emit_element_classes(js: &mut String, s: &Struct<'_>) {
     for f in s.fields {
         if let FieldKind::List(inner) = &f.kind {
             let ty = js_element_type_ident(&f.pdl_name);
-            let element = Struct { path: s.element(f), tag: format!("{}${ty}", s.tag), fields: inner };
+            let element = Struct::new(s.element(f), format!("{}${ty}", s.tag), inner);
             wl(js, "");
             wl(js, format!("/** An element of `{}`'s list `{}`. */", s.path, f.pdl_name));
             wl(js, format!("{} = class {ty} {{", element.path));
@@ -353,7 +360,7 @@ fn emit_functions(js: &mut String, s: &Struct<'_>) {
         .sum();
     wl(js, format!("  let len = {scalar_bytes};"));
     for f in s.fields {
-        let name = field_name(f);
+        let name = s.name(f);
         let pdl = lit(&f.pdl_name);
         match &f.kind {
             FieldKind::Scalar(Scalar::Bool) => wl(js, format!("  checkBool(v.{name}, packet, {pdl});")),
@@ -379,7 +386,7 @@ fn emit_functions(js: &mut String, s: &Struct<'_>) {
     let (w, value) = if s.fields.is_empty() { ("_w", "_v") } else { ("w", "v") };
     wl(js, format!("function put${tag}({w}, {value}) {{"));
     for f in s.fields {
-        let name = field_name(f);
+        let name = s.name(f);
         match &f.kind {
             FieldKind::Scalar(scalar) => wl(js, format!("  w.{}(v.{name});", scalar_method(*scalar))),
             FieldKind::String => wl(js, format!("  w.string(v.{name});")),
@@ -399,7 +406,7 @@ fn emit_functions(js: &mut String, s: &Struct<'_>) {
     } else {
         wl(js, format!("  return new {}({{", s.path));
         for f in s.fields {
-            let name = field_name(f);
+            let name = s.name(f);
             let pdl = lit(&f.pdl_name);
             let read = match &f.kind {
                 FieldKind::Scalar(scalar) => format!("r.{}({pdl})", scalar_method(*scalar)),
@@ -418,7 +425,7 @@ fn emit_functions(js: &mut String, s: &Struct<'_>) {
     for f in s.fields {
         if let FieldKind::List(inner) = &f.kind {
             let ty = js_element_type_ident(&f.pdl_name);
-            emit_functions(js, &Struct { path: s.element(f), tag: format!("{tag}${ty}"), fields: inner });
+            emit_functions(js, &Struct::new(s.element(f), format!("{tag}${ty}"), inner));
         }
     }
 }

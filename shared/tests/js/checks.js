@@ -148,11 +148,12 @@ check('every field type at its limits, by hand', () => {
 });
 
 check('names JavaScript escapes', () => {
-  const expected = bytes('1B 00 02 00 01 00 00 00 02 00 00 00 03 00 00 00 04 00 00 00 05 00 00 00 01 00 09');
-  const packet = new T.S_Names({ encode_: 1, constructor_: 2, __proto___: 3, static: 4, type: 5, i_ds: [{ x: 9 }] });
+  const expected = bytes('1F 00 02 00 01 00 00 00 02 00 00 00 03 00 00 00 04 00 00 00 05 00 00 00 06 00 00 00 01 00 09');
+  const packet = new T.S_Names({ encode__: 1, constructor_: 2, __proto___: 3, static: 4, type: 5, encode_: 6, i_ds: [{ x: 9 }] });
   eq(hex(packet.encode()), hex(expected), 'encode');
   const back = T.S_Names.decode(expected);
-  eq([back.encode_, back.constructor_, back.__proto___, back.static, back.type, back.i_ds[0].x], [1, 2, 3, 4, 5, 9], 'decode');
+  eq([back.encode__, back.constructor_, back.__proto___, back.static, back.type, back.encode_, back.i_ds[0].x],
+    [1, 2, 3, 4, 5, 6, 9], 'decode');
   if (!(back.i_ds[0] instanceof T.S_Names.ID_) || T.S_Names.ID !== 2) throw new Error('ID_ and ID');
 });
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// Every field type at once, nested lists of strings, and the names the JavaScript side escapes
-/// (`encode`, `constructor`, `__proto__` fields; an element type `ID`).
+/// (`encode`, `constructor`, `__proto__` fields, `encode` beside `encode_`; an element type `ID`).
 pub const TYPES_XML: &str = r#"<PDL>
   <packet name="C_Types">
     <bool name="flag"/><byte name="b"/><sbyte name="sb"/><short name="s"/><ushort name="us"/>
@@ -15,6 +15,7 @@ pub const TYPES_XML: &str = r#"<PDL>
   </packet>
   <packet name="S_Names">
     <int name="encode"/><int name="constructor"/><int name="__proto__"/><int name="static"/><int name="type"/>
+    <int name="encode_"/>
     <list name="iD"><byte name="x"/></list>
   </packet>
 </PDL>"#;

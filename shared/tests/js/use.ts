@@ -23,7 +23,7 @@ const n: 5 = PacketId.C_Move;
 const first: typeof S_BroadcastEnterGame = PACKETS[0];
 const ty = new C_Types({ rows: [{ cells: [{ label: 'a' }] }] });
 const cell: C_Types.Row.Cell = ty.rows[0].cells[0];
-const names = new S_Names({ static: 1, encode_: 2, i_ds: [new S_Names.ID_({ x: 1 })] });
+const names = new S_Names({ static: 1, encode__: 2, encode_: 3, i_ds: [new S_Names.ID_({ x: 1 })] });
 // @ts-expect-error a long takes a bigint
 new C_Ping({ client_time: 5 });
 // @ts-expect-error no such field
