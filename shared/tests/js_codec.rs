@@ -98,3 +98,17 @@ fn under_tsc_the_declarations_type_a_web_project() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `gen-js DIR` writes the two files into `DIR` (made when missing), and refuses other arguments.
+#[test]
+fn gen_js_writes_the_module_into_a_web_project() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-codec-gen").join("web/src");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_gen-js")).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.join("packets.js")).unwrap(), PACKETS_JS);
+    assert_eq!(std::fs::read_to_string(dir.join("packets.d.ts")).unwrap(), PACKETS_D_TS);
+    let usage = Command::new(env!("CARGO_BIN_EXE_gen-js")).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).starts_with("usage: gen-js DIR"));
+}
