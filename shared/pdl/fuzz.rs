@@ -30,7 +30,29 @@ pub fn pdl_parser(data: &[u8]) {
             let defs = super::parse::parse("fuzz.xml", text).expect("generate accepted the file");
             assert_eq!(super::emit::emit(&defs, "crate", "fuzz.xml"), rust, "the output is deterministic");
             check_names(&defs);
+            // The JavaScript codec of the same file: generated without a panic, and no two fields
+            // of a class share a name.
+            let _ = super::emit_js::emit(&defs, "fuzz.xml");
+            check_js_names(&defs.packets.iter().map(|p| p.fields.as_slice()).collect::<Vec<_>>());
         }
+    }
+}
+
+/// Checks that the JavaScript field names of each struct (and, recursively, of its lists'
+/// elements) are unique.
+fn check_js_names(structs: &[&[Field]]) {
+    for fields in structs {
+        let names = super::names::js_field_names(fields);
+        let unique: HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "JavaScript field names clash: {names:?}");
+        let lists: Vec<&[Field]> = fields
+            .iter()
+            .filter_map(|f| match &f.kind {
+                FieldKind::List(inner) => Some(inner.as_slice()),
+                _ => None,
+            })
+            .collect();
+        check_js_names(&lists);
     }
 }
 

@@ -7,6 +7,17 @@
 //! | `<list name="player">` in `S_PlayerList` | field `players: Vec<s_player_list::Player>` (the course's `List<Player> players`) |
 //! | a name that is a Rust keyword (`type`) | a raw identifier (`r#type`) |
 //! | the capacity of that list | `S_PlayerList::MAX_PLAYERS`: `MAX_` and the list's Rust field name, upper-cased |
+//!
+//! The JavaScript codec (`emit_js`) uses the same names: class `C_Move`, fields `pos_x` and
+//! `players`, element class `S_PlayerList.Player`, `S_PlayerList.MAX_PLAYERS`. JavaScript needs no
+//! keyword escapes for property names, so `type` stays `type` (and `self` stays `self`); it has
+//! escapes of its own, a trailing `_`, for the few names that would hide what the codec itself
+//! uses: a field `encode`, `constructor` or `__proto__`, an element type `ID`, `NAME` or
+//! `DIRECTION` (the packet class's own statics); more `_` when a field already has that name.
+
+use std::collections::HashSet;
+
+use super::model::{Field, FieldKind};
 
 /// Whether `name` can be an identifier: an ASCII letter or `_`, then letters, digits or `_`.
 pub fn is_identifier(name: &str) -> bool {
@@ -89,6 +100,44 @@ pub fn list_module_ident(list_name: &str) -> String {
 /// The module that holds a packet's list element types: `S_PlayerList` → `s_player_list`.
 pub fn packet_module_ident(packet_name: &str) -> String {
     snake_case(packet_name)
+}
+
+/// A field's name in the JavaScript codec: the Rust name without Rust's keyword escapes, and with a
+/// trailing `_` where it would hide the packet's `encode` method or a property every object has.
+pub fn js_field_ident(pdl_name: &str, is_list: bool) -> String {
+    let name = if is_list { list_field_name(pdl_name) } else { snake_case(pdl_name) };
+    if matches!(name.as_str(), "encode" | "constructor" | "__proto__") { format!("{name}_") } else { name }
+}
+
+/// The JavaScript names of one packet's or list element's fields, in order: [`js_field_ident`],
+/// where an escape meets another field's own name made unique by more `_` (`encode` beside a
+/// field `encode_` is `encode__`).
+pub fn js_field_names(fields: &[Field]) -> Vec<String> {
+    let is_list = |f: &Field| matches!(f.kind, FieldKind::List(_));
+    let unescaped = |f: &Field| if is_list(f) { list_field_name(&f.pdl_name) } else { snake_case(&f.pdl_name) };
+    let js = |f: &Field| js_field_ident(&f.pdl_name, is_list(f));
+    // Names used as they are come first (they are unique: their Rust names are); escapes give way.
+    let mut taken: HashSet<String> = fields.iter().filter(|f| js(f) == unescaped(f)).map(js).collect();
+    fields
+        .iter()
+        .map(|f| {
+            let mut name = js(f);
+            if name != unescaped(f) {
+                while taken.contains(&name) {
+                    name.push('_');
+                }
+                taken.insert(name.clone());
+            }
+            name
+        })
+        .collect()
+}
+
+/// A list element class's name in the JavaScript codec, a static of its packet's class: the Rust
+/// name, with a trailing `_` where it would hide one of the packet class's own statics.
+pub fn js_element_type_ident(list_name: &str) -> String {
+    let name = element_type_ident(list_name);
+    if matches!(name.as_str(), "ID" | "NAME" | "DIRECTION") { format!("{name}_") } else { name }
 }
 
 const KEYWORDS: &[&str] = &[

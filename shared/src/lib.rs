@@ -40,11 +40,19 @@
 //! `int` → `i32`, `uint` → `u32`, `long` → `i64`, `ulong` → `u64`, `float` → `f32`,
 //! `double` → `f64`, `string` → `String` (UTF-16LE on the wire), `list` → `Vec<_>`.
 //!
+//! # JavaScript
+//!
+//! The build also writes the same packets as an ES module with TypeScript declarations, for
+//! browser and WebGL players: [`js::PACKETS_JS`] and [`js::PACKETS_D_TS`], written into a web
+//! project by `cargo run -p shared --bin gen-js -- DIR` (`docs/web-codec.md`). Same names (class
+//! `C_Move`, field `pos_x`), same ids, same decoding rules and error messages.
+//!
 //! # Adding a packet
 //!
 //! Append a `<packet name="C_…">` or `<packet name="S_…">` to `assets/PDL.xml` and rebuild: a
-//! struct, its [`PacketId`], its variant in [`ClientPacket`] or [`ServerPacket`] and its entry in
-//! [`PACKETS`] appear. Append only: ids are positions, and the course's clients know ids 1–8.
+//! struct, its [`PacketId`], its variant in [`ClientPacket`] or [`ServerPacket`], its entry in
+//! [`PACKETS`] and its JavaScript class appear. Append only: ids are positions, and the course's
+//! clients know ids 1–8.
 
 #![forbid(unsafe_code)]
 
@@ -53,6 +61,7 @@ mod encode;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod js;
 mod packet;
 mod packets;
 mod schema;
