@@ -272,7 +272,7 @@ impl<In: PacketSet> AcceptState<In> {
                 () = stop.cancelled() => {
                     // What the kernel queued before now is closed here, and counted: the kernel
                     // would reset it anyway when the socket closes, and nobody would know.
-                    let queued = refuse_queued(&listener);
+                    let queued = refuse_queued(socket2::SockRef::from(&*listener), cx.config.listen_backlog);
                     for _ in 0..queued {
                         cx.counters.refused(Refusal::NotAccepting);
                     }
@@ -331,13 +331,13 @@ impl<In: PacketSet> AcceptState<In> {
     }
 }
 
-/// Accepts, and closes at once, every connection the kernel has queued on `listener` (without
-/// waiting for more); returns how many.
-fn refuse_queued(listener: &TcpListener) -> u64 {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+/// Accepts, and closes at once, the connections the kernel has queued on `listener` (a
+/// non-blocking socket: without waiting for more, and asking the socket itself rather than the
+/// runtime's last word on its readiness), `most` at the most; returns how many.
+fn refuse_queued(listener: socket2::SockRef<'_>, most: u32) -> u64 {
     let mut closed = 0;
-    // Bounded by the listen backlog: nothing new is queued faster than this takes them.
-    while let std::task::Poll::Ready(Ok(_)) = listener.poll_accept(&mut cx) {
+    // Bounded: newcomers racing the close cannot keep this loop going.
+    while closed < u64::from(most) && listener.accept().is_ok() {
         closed += 1;
     }
     closed
@@ -481,6 +481,26 @@ mod tests {
         let limits = Arc::new(PerIp { limit: Some(1), counts_loopback: true, open: Mutex::default() });
         let _a = PerIp::take(&limits, "192.0.2.10".parse().unwrap(), HOST).unwrap().unwrap();
         assert!(PerIp::take(&limits, "192.0.2.10".parse().unwrap(), HOST).is_none());
+    }
+
+    #[test]
+    fn the_connections_queued_when_accepting_stops_are_closed_and_counted() {
+        let listener = listen("127.0.0.1:0".parse().unwrap(), 16, Ipv6Host::Ask).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The kernel completes these handshakes and queues them; nobody has accepted them.
+        let mut queued: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        assert_eq!(refuse_queued(socket2::SockRef::from(&listener), 2), 2, "no more than asked");
+        assert_eq!(refuse_queued(socket2::SockRef::from(&listener), 16), 1);
+        assert_eq!(refuse_queued(socket2::SockRef::from(&listener), 16), 0, "and nothing waits for more");
+        for client in &mut queued {
+            client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut byte = [0u8; 1];
+            let read = io::Read::read(client, &mut byte);
+            assert!(
+                matches!(&read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
+                "closed, not just silent: {read:?}"
+            );
+        }
     }
 
     #[test]

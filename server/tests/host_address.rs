@@ -46,7 +46,7 @@ fn clients_on_the_hosts_own_address_are_local_like_loopback() {
          exec \"$0\" --exact {TEST} --nocapture --test-threads 1"
     );
     let exe = std::env::current_exe().unwrap();
-    let out = Command::new(&unshare[0])
+    let out = Command::new(unshare[0])
         .args(&unshare[1..])
         .args(["sh", "-c", &script])
         .arg(&exe)
