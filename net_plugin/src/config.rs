@@ -24,15 +24,21 @@ pub struct NetConfig {
 
     /// Open connections accepted at once from one IP address (server side), so one source
     /// cannot take every slot. Beyond it a newcomer from that address is closed at once (counted
-    /// in [`NetStats::refused_per_ip`](crate::NetStats::refused_per_ip)). Loopback addresses are
-    /// exempt unless [`per_ip_counts_loopback`](Self::per_ip_counts_loopback) says otherwise.
+    /// in [`NetStats::refused`](crate::NetStats::refused) as
+    /// [`Refusal::PerAddress`](crate::Refusal::PerAddress)). Connections from this machine are
+    /// exempt unless [`per_ip_counts_loopback`](Self::per_ip_counts_loopback) says otherwise:
+    /// from a loopback address, or from the very address of the server's they came to (a client
+    /// on the server's machine that connects to the machine's own name, as the course's
+    /// DummyClient does, gets one of its non-loopback addresses as its source; no peer elsewhere
+    /// can).
     /// An IPv6 address counts with its whole /64 network: one host is usually given a /64.
     /// `None` (`"off"` in a file) turns it off. Default: 64 (room for a household or a small
     /// office behind one NAT; raise it for carrier-grade NAT).
     #[serde(with = "off")]
     pub max_connections_per_ip: Option<usize>,
 
-    /// Whether loopback addresses (127.0.0.0/8, ::1) count against
+    /// Whether connections from this machine (loopback addresses, 127.0.0.0/8 and ::1, and the
+    /// host's own address they came to) count against
     /// [`max_connections_per_ip`](Self::max_connections_per_ip). Default: false, since a load
     /// test on the same machine, or a proxy on it, is not one attacker.
     pub per_ip_counts_loopback: bool,
@@ -62,6 +68,19 @@ pub struct NetConfig {
     /// above it that the peer drains (one big frame of chat, say) closes nothing. Default: 1 MiB
     /// (about 10 s of a 500-player room's moves).
     pub outbound_backlog: usize,
+
+    /// Bytes that may wait for all peers together, beyond what the kernel's socket buffers hold:
+    /// the bound on the sum of the backlogs that [`outbound_backlog`](Self::outbound_backlog)
+    /// bounds one by one. When they pass it, the peers with the largest backlogs (the longest
+    /// stalled among equals) are closed with
+    /// [`DisconnectReason::OutboundBudget`](crate::DisconnectReason::OutboundBudget), as few as
+    /// it takes to fit again: a thousand peers that do not read, each within its own cap, cannot
+    /// make the server hold a gigabyte, and a peer that reads, whose backlog is a moment's
+    /// traffic, is the last to go. `None` (`"off"` in a file) turns it off. Default: 128 MiB on
+    /// the server (1,000 non-readers beside 100 movers keep it under 300 MB in all); off on
+    /// clients.
+    #[serde(with = "off")]
+    pub max_total_backlog: Option<usize>,
 
     /// How long bytes may wait for a peer with no write progress at all before the connection is
     /// closed with [`DisconnectReason::WriteStall`](crate::DisconnectReason::WriteStall) (the
@@ -274,6 +293,7 @@ impl Default for NetConfig {
             max_packet_size: 4096,
             inbound_rate: Some(RateLimit { per_second: 100, burst: 200 }),
             outbound_backlog: 1 << 20,
+            max_total_backlog: Some(128 << 20),
             write_stall_timeout: Duration::from_secs(10),
             send_buffer: Some(64 * 1024),
             inbound_queue: 1 << 16,
@@ -297,6 +317,7 @@ impl NetConfig {
             inbound_rate: None,
             inbound_queue: 1 << 18,
             send_buffer: None,
+            max_total_backlog: None,
             ..Self::default()
         }
     }
@@ -324,6 +345,12 @@ impl NetConfig {
         if self.outbound_backlog < shared::MAX_PACKET_LEN {
             return Err(format!(
                 "net.outbound_backlog must hold at least one packet ({} bytes)",
+                shared::MAX_PACKET_LEN
+            ));
+        }
+        if self.max_total_backlog.is_some_and(|b| b < shared::MAX_PACKET_LEN) {
+            return Err(format!(
+                "net.max_total_backlog must hold at least one packet ({} bytes), or \"off\"",
                 shared::MAX_PACKET_LEN
             ));
         }

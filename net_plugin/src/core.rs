@@ -6,11 +6,14 @@
 //! not finished within the frame timeout. [`OutboundQueue`] holds the bytes flushed for a peer
 //! and not yet written, under its cap. Neither reads a clock or touches a socket: the session's
 //! task ([`session`](crate::session)) and the writer ([`outbound`](crate::outbound)) drive them,
-//! and the unit tests below check every rule without sockets or sleeps.
+//! and the unit tests below check every rule without sockets or sleeps. [`TotalBacklog`] adds
+//! every queue's bytes up, and [`over_budget`] says whom to cut when the sum passes its budget.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -131,12 +134,18 @@ pub(crate) struct BacklogLimits {
     pub cap: usize,
     /// How long bytes may wait with no write progress, or the backlog stay above `cap`.
     pub stall_timeout: Duration,
+    /// Bytes that may wait for all peers together, if limited (see [`over_budget`]).
+    pub budget: Option<usize>,
 }
 
 impl BacklogLimits {
     /// The limits of `config`.
     pub fn of(config: &NetConfig) -> Self {
-        Self { cap: config.outbound_backlog, stall_timeout: config.write_stall_timeout }
+        Self {
+            cap: config.outbound_backlog,
+            stall_timeout: config.write_stall_timeout,
+            budget: config.max_total_backlog,
+        }
     }
 
     /// The backlog that closes a connection at once: beyond it the peer cannot be catching up
@@ -169,18 +178,105 @@ pub(crate) struct OutboundQueue {
     last_progress: Instant,
     /// Since when the backlog has been above the cap, if it is.
     over_cap_since: Option<Instant>,
+    /// The sum of every queue's `len` this one counts in.
+    total: Arc<TotalBacklog>,
 }
 
 impl Default for OutboundQueue {
+    /// A queue counted in a total of its own (for tests).
     fn default() -> Self {
-        Self { chunks: VecDeque::new(), len: 0, last_progress: Instant::now(), over_cap_since: None }
+        Self::new(Arc::default())
     }
+}
+
+impl Drop for OutboundQueue {
+    fn drop(&mut self) {
+        self.total.sub(self.len);
+    }
+}
+
+/// The bytes waiting in every [`OutboundQueue`] of a network runtime together: each queue adds
+/// what it takes and takes away what it writes, drops or clears, so the sum is exact at any
+/// moment, read without a lock.
+#[derive(Debug, Default)]
+pub(crate) struct TotalBacklog {
+    bytes: AtomicUsize,
+    /// The most `bytes` has been.
+    peak: AtomicUsize,
+}
+
+impl TotalBacklog {
+    /// Bytes waiting for all peers.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Relaxed)
+    }
+
+    /// The most bytes that have waited for all peers at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        let now = self.bytes.fetch_add(n, Relaxed) + n;
+        self.peak.fetch_max(now, Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.bytes.fetch_sub(n, Relaxed);
+    }
+}
+
+/// A peer with bytes waiting, as [`over_budget`] weighs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waiting<K> {
+    /// Who it is, for the caller.
+    pub key: K,
+    /// Bytes waiting for it.
+    pub queued: usize,
+    /// When it last took bytes (or was up to date).
+    pub last_progress: Instant,
+}
+
+/// Whom to cut so that the backlogs together, `total` bytes, fit within `budget`: the largest
+/// backlogs first (each cut frees the most memory, and a peer that does not read has the
+/// largest, since it is sent to as much as anyone and takes nothing), the longest stalled first
+/// among equals; as few as it takes, and nobody when `total` fits. `peers` holds every peer
+/// with bytes waiting (those not listed count in `total` but cannot be cut now).
+///
+/// A healthy peer's backlog is a moment's traffic: peers that do not keep up, however many, are
+/// cut before it is reached, so the budget bounds the memory all peers together may pin without
+/// costing a peer that reads anything.
+pub(crate) fn over_budget<K: Copy>(peers: &mut [Waiting<K>], total: usize, budget: usize) -> Vec<K> {
+    if total <= budget {
+        return Vec::new();
+    }
+    peers.sort_unstable_by(|a, b| b.queued.cmp(&a.queued).then(a.last_progress.cmp(&b.last_progress)));
+    let mut left = total;
+    let mut cut = Vec::new();
+    for peer in peers.iter() {
+        if left <= budget {
+            break;
+        }
+        left = left.saturating_sub(peer.queued);
+        cut.push(peer.key);
+    }
+    cut
 }
 
 /// The most chunks one vectored write takes.
 pub(crate) const MAX_WRITE_SLICES: usize = 64;
 
 impl OutboundQueue {
+    /// An empty queue, counted in `total`.
+    pub fn new(total: Arc<TotalBacklog>) -> Self {
+        Self { chunks: VecDeque::new(), len: 0, last_progress: Instant::now(), over_cap_since: None, total }
+    }
+
+    /// When the peer last took bytes, or was up to date.
+    pub fn last_progress(&self) -> Instant {
+        self.last_progress
+    }
+
     /// Appends a frame's bytes at `now`, unless the backlog would pass the ceiling.
     pub fn push(&mut self, bytes: Bytes, now: Instant, limits: &BacklogLimits) -> Result<(), DisconnectReason> {
         let queued = self.len + bytes.len();
@@ -194,6 +290,7 @@ impl OutboundQueue {
             // Nothing was waiting: the peer is up to date, and the wait starts now.
             self.last_progress = now;
         }
+        self.total.add(bytes.len());
         self.len = queued;
         self.chunks.push_back(bytes);
         if self.len > limits.cap && self.over_cap_since.is_none() {
@@ -248,6 +345,7 @@ impl OutboundQueue {
     /// Drops the first `n` bytes: they were written at `now`.
     pub fn advance(&mut self, mut n: usize, now: Instant, limits: &BacklogLimits) {
         debug_assert!(n <= self.len);
+        self.total.sub(n.min(self.len));
         self.len -= n.min(self.len);
         if n > 0 {
             self.last_progress = now;
@@ -269,6 +367,7 @@ impl OutboundQueue {
     /// Drops everything (the session ends without writing it).
     pub fn clear(&mut self) {
         self.chunks = VecDeque::new();
+        self.total.sub(self.len);
         self.len = 0;
         self.over_cap_since = None;
     }
@@ -434,7 +533,7 @@ mod tests {
         assert_eq!(packets, [ClientPacket::Chat(C_Chat { chat: "héllo 😀".into() })]);
     }
 
-    const LIMITS: BacklogLimits = BacklogLimits { cap: 100, stall_timeout: Duration::from_secs(10) };
+    const LIMITS: BacklogLimits = BacklogLimits { cap: 100, stall_timeout: Duration::from_secs(10), budget: None };
 
     fn bytes(n: usize) -> Bytes {
         Bytes::from(vec![0u8; n])
@@ -568,6 +667,62 @@ mod tests {
         queue.push(bytes(10), later, &LIMITS).unwrap();
         assert_eq!(queue.check(later, &LIMITS), Ok(()));
         assert_eq!(queue.deadline(&LIMITS), Some(later + LIMITS.stall_timeout));
+    }
+
+    #[test]
+    fn the_total_counts_every_queue_through_pushes_writes_clears_and_drops() {
+        let t0 = Instant::now();
+        let total = Arc::new(TotalBacklog::default());
+        let roomy = BacklogLimits { cap: 1 << 20, ..LIMITS };
+        let mut a = OutboundQueue::new(total.clone());
+        let mut b = OutboundQueue::new(total.clone());
+        a.push(bytes(300), t0, &roomy).unwrap();
+        b.push(bytes(200), t0, &roomy).unwrap();
+        assert_eq!(total.bytes(), 500);
+        a.advance(120, t0, &roomy);
+        assert_eq!(total.bytes(), 380);
+        // A push refused at the ceiling adds nothing.
+        assert!(b.push(bytes(1 << 23), t0, &roomy).is_err());
+        assert_eq!(total.bytes(), 380);
+        b.clear();
+        assert_eq!(total.bytes(), 180);
+        drop(a);
+        assert_eq!(total.bytes(), 0, "a queue dropped with bytes in it gives them back");
+        assert_eq!(total.peak(), 500);
+    }
+
+    fn waiting(key: u32, queued: usize, stalled_s: u64, now: Instant) -> Waiting<u32> {
+        Waiting { key, queued, last_progress: now - Duration::from_secs(stalled_s) }
+    }
+
+    #[test]
+    fn within_the_budget_nobody_is_cut() {
+        let now = Instant::now() + Duration::from_secs(60);
+        let mut peers = [waiting(1, 900, 9, now), waiting(2, 100, 0, now)];
+        assert_eq!(over_budget(&mut peers, 1000, 1000), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn over_the_budget_the_largest_backlogs_go_first_and_only_as_many_as_it_takes() {
+        let now = Instant::now() + Duration::from_secs(60);
+        // A healthy reader's moment of backlog (5), a slow reader (300), two non-readers (500).
+        let mut peers =
+            [waiting(1, 5, 0, now), waiting(2, 500, 8, now), waiting(3, 300, 2, now), waiting(4, 500, 9, now)];
+        // 1,305 waiting against 900: cutting one non-reader leaves 805.
+        assert_eq!(over_budget(&mut peers, 1305, 900), [4], "the longer stalled of the two largest");
+        // Against 400: both non-readers (305 left).
+        assert_eq!(over_budget(&mut peers, 1305, 400), [4, 2]);
+        // Against 5: everyone but the healthy reader, whose 5 fit.
+        assert_eq!(over_budget(&mut peers, 1305, 5), [4, 2, 3]);
+    }
+
+    #[test]
+    fn bytes_that_cannot_be_cut_now_count_in_the_total() {
+        let now = Instant::now() + Duration::from_secs(60);
+        // 700 of the 1,000 belong to peers already being cut: 300 listed.
+        let mut peers = [waiting(1, 200, 1, now), waiting(2, 100, 1, now)];
+        assert_eq!(over_budget(&mut peers, 1000, 900), [1]);
+        assert_eq!(over_budget(&mut peers, 1000, 500), [1, 2], "everyone listed, though the sum stays over");
     }
 
     #[test]

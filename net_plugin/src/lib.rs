@@ -118,4 +118,4 @@ pub use reason::{DisconnectKind, DisconnectReason};
 pub use runtime::{Faults, NetFaults};
 pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin};
 pub use shared::EncodeError;
-pub use stats::NetStats;
+pub use stats::{NetStats, Refusal};

@@ -28,7 +28,7 @@ use bytes::BytesMut;
 use shared::{EncodeError, Packet, PacketSet, ServerPacket};
 use tokio::sync::Notify;
 
-use crate::core::{BacklogLimits, MAX_WRITE_SLICES};
+use crate::core::{BacklogLimits, MAX_WRITE_SLICES, TotalBacklog, Waiting, over_budget};
 use crate::runtime::Faults;
 use crate::session::{Session, SessionRegistry};
 use crate::stats::IoCounters;
@@ -395,7 +395,7 @@ pub(crate) fn flush_everything(flush: Flush) {
 fn flush_at(due: Option<std::time::Instant>, now: std::time::Instant, flush: Flush) {
     let Flush { mut connections, backlog, writer, mut stats, mut sent, mut listed } = flush;
     sent.add_to(&mut stats);
-    let unlimited = BacklogLimits { cap: usize::MAX / 4, ..backlog.0 };
+    let unlimited = BacklogLimits { cap: usize::MAX / 4, budget: None, ..backlog.0 };
     for mut connection in &mut connections {
         // Read-only first: most connections were sent nothing this frame (an idle one costs a
         // look, not a write that would mark it changed).
@@ -461,8 +461,10 @@ pub(crate) struct Writer {
     pending: Mutex<Vec<Arc<Session>>>,
     /// Wakes the writer task.
     wake: Notify,
-    /// The backlog rules, for the progress each write makes.
+    /// The backlog rules, for the progress each write makes, and the budget of all backlogs.
     limits: BacklogLimits,
+    /// The bytes waiting in every session's queue together.
+    total: Arc<TotalBacklog>,
 }
 
 /// How one write attempt ended.
@@ -474,8 +476,42 @@ enum Wrote {
 }
 
 impl Writer {
-    pub fn new(limits: BacklogLimits) -> Self {
-        Self { pending: Mutex::default(), wake: Notify::new(), limits }
+    /// A writer under `limits`, whose sessions' queues count in `total`.
+    pub fn new(limits: BacklogLimits, total: Arc<TotalBacklog>) -> Self {
+        Self { pending: Mutex::default(), wake: Notify::new(), limits, total }
+    }
+
+    /// The sum of every session's backlog, which each new session's queue counts in.
+    pub fn total(&self) -> &Arc<TotalBacklog> {
+        &self.total
+    }
+
+    /// When the backlogs together are over the budget, cuts the worst of the `blocked` sessions
+    /// (every session with bytes waiting after a pass is one of them) until they fit, by the rule
+    /// of [`over_budget`]. Here, on the I/O thread, and at each frame's pass: as backlogs grow,
+    /// the few that pass the budget go frame by frame, and their memory is freed by their own
+    /// tasks, never by the game's frame.
+    fn enforce_budget(&self, blocked: &[Arc<Session>]) {
+        let Some(budget) = self.limits.budget else { return };
+        let mut total = self.total.bytes();
+        if total <= budget {
+            return;
+        }
+        let mut peers = Vec::with_capacity(blocked.len());
+        for (key, session) in blocked.iter().enumerate() {
+            let out = session.outgoing();
+            if out.abandoned || session.is_closed() {
+                // Being cut already: its bytes go as its task closes it.
+                total = total.saturating_sub(out.queue.len());
+            } else {
+                peers.push(Waiting { key, queued: out.queue.len(), last_progress: out.queue.last_progress() });
+            }
+        }
+        for key in over_budget(&mut peers, total, budget) {
+            let session = &blocked[key];
+            let queued = session.outgoing().queue.len();
+            session.close(DisconnectReason::OutboundBudget { queued, budget });
+        }
     }
 
     /// Lists sessions with new bytes and wakes the writer (called once a frame).
@@ -539,6 +575,7 @@ impl Writer {
                     }
                 }
             }
+            self.enforce_budget(&blocked);
             // Until the next frame's list, finish the blocked sockets as they drain.
             tokio::select! {
                 biased;

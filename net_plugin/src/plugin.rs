@@ -14,9 +14,9 @@ use crate::core::BacklogLimits;
 use crate::inbound::{self, InboundQueue, Inbox};
 use crate::outbound::{self, Backlog, Counters, Sends, SentThisFrame, WriterHandle};
 use crate::runtime::{IoRuntime, NetFaults};
-use crate::session::SessionContext;
+use crate::session::{Session, SessionContext};
 use crate::stats::IoCounters;
-use crate::{BindError, ConnectFailed, Connected, Disconnected, NetConfig, NetStats, Received};
+use crate::{BindError, ConnectFailed, Connected, Connection, Disconnected, NetConfig, NetStats, Received};
 
 /// Where the plugin's systems run. Order game systems against these.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,11 +115,25 @@ impl<In: PacketSet, Out: PacketSet> Plugin for NetCorePlugin<In, Out> {
 }
 
 /// Despawns the entities of sessions that ended this frame, after every game system saw them.
+///
+/// An entity is most often its session's last holder, and the last holder closes the socket:
+/// for a peer cut for not reading, a reset, and the kernel freeing what its buffers held. A
+/// thousand cut at once made that a frame's work (measured: `close` on the game thread); so the
+/// sessions are held past the despawn and let go on the I/O threads instead.
 fn despawn_ended(world: &mut World) {
     let ended = std::mem::take(&mut world.resource_mut::<PendingDespawn>().0);
+    if ended.is_empty() {
+        return;
+    }
+    let sessions: Vec<Arc<Session>> =
+        ended.iter().filter_map(|e| world.get::<Connection>(*e).map(|c| c.session().clone())).collect();
     for entity in ended {
         // Game code may have despawned it already.
         let _ = world.try_despawn(entity);
+    }
+    // Without the runtime (at shutdown) they go here, as before.
+    if let Some(io) = world.get_resource::<IoRuntime>().and_then(IoRuntime::handle) {
+        io.spawn(async move { drop(sessions) });
     }
 }
 

@@ -42,6 +42,15 @@ pub enum DisconnectReason {
     /// Bytes waited for the peer for the write stall timeout with no write progress: it does
     /// not read.
     WriteStall(Duration),
+    /// The backlogs of all peers together passed the configured budget
+    /// ([`max_total_backlog`](crate::NetConfig::max_total_backlog)), and this peer's was among
+    /// the largest: the worst are cut first, so the others keep their memory.
+    OutboundBudget {
+        /// Bytes waiting for this peer.
+        queued: usize,
+        /// The configured budget for all peers together.
+        budget: usize,
+    },
     /// The peer sent nothing for the configured idle timeout.
     IdleTimeout(Duration),
     /// The peer began a packet and did not finish it within the configured frame timeout (a
@@ -72,6 +81,7 @@ pub enum DisconnectKind {
     InboundFlood,
     OutboundBacklog,
     WriteStall,
+    OutboundBudget,
     IdleTimeout,
     FrameTimeout,
     InvalidInput,
@@ -83,7 +93,7 @@ pub enum DisconnectKind {
 
 impl DisconnectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [DisconnectKind; 15] = [
+    pub const ALL: [DisconnectKind; 16] = [
         DisconnectKind::ClosedByPeer,
         DisconnectKind::Io,
         DisconnectKind::MalformedFrame,
@@ -92,6 +102,7 @@ impl DisconnectKind {
         DisconnectKind::InboundFlood,
         DisconnectKind::OutboundBacklog,
         DisconnectKind::WriteStall,
+        DisconnectKind::OutboundBudget,
         DisconnectKind::IdleTimeout,
         DisconnectKind::FrameTimeout,
         DisconnectKind::InvalidInput,
@@ -112,6 +123,7 @@ impl DisconnectKind {
             DisconnectKind::InboundFlood => "inbound_flood",
             DisconnectKind::OutboundBacklog => "outbound_backlog",
             DisconnectKind::WriteStall => "write_stall",
+            DisconnectKind::OutboundBudget => "outbound_budget",
             DisconnectKind::IdleTimeout => "idle_timeout",
             DisconnectKind::FrameTimeout => "frame_timeout",
             DisconnectKind::InvalidInput => "invalid_input",
@@ -135,6 +147,7 @@ impl DisconnectReason {
             DisconnectReason::InboundFlood { .. } => DisconnectKind::InboundFlood,
             DisconnectReason::OutboundBacklog { .. } => DisconnectKind::OutboundBacklog,
             DisconnectReason::WriteStall(_) => DisconnectKind::WriteStall,
+            DisconnectReason::OutboundBudget { .. } => DisconnectKind::OutboundBudget,
             DisconnectReason::IdleTimeout(_) => DisconnectKind::IdleTimeout,
             DisconnectReason::FrameTimeout(_) => DisconnectKind::FrameTimeout,
             DisconnectReason::InvalidInput(_) => DisconnectKind::InvalidInput,
@@ -153,6 +166,7 @@ impl DisconnectReason {
             DisconnectReason::Io(_)
                 | DisconnectReason::OutboundBacklog { .. }
                 | DisconnectReason::WriteStall(_)
+                | DisconnectReason::OutboundBudget { .. }
                 | DisconnectReason::InternalError(_)
         )
     }
@@ -160,7 +174,12 @@ impl DisconnectReason {
     /// Whether the connection is reset rather than closed gracefully: a peer that does not
     /// read would otherwise keep its unsent bytes in the kernel while the close waits on it.
     pub(crate) fn resets_connection(&self) -> bool {
-        matches!(self, DisconnectReason::OutboundBacklog { .. } | DisconnectReason::WriteStall(_))
+        matches!(
+            self,
+            DisconnectReason::OutboundBacklog { .. }
+                | DisconnectReason::WriteStall(_)
+                | DisconnectReason::OutboundBudget { .. }
+        )
     }
 
     /// Whether the peer misbehaved: summarised in the log (see `FaultLog`), never a line each.
@@ -173,6 +192,7 @@ impl DisconnectReason {
                 | DisconnectReason::InboundFlood { .. }
                 | DisconnectReason::OutboundBacklog { .. }
                 | DisconnectReason::WriteStall(_)
+                | DisconnectReason::OutboundBudget { .. }
                 | DisconnectReason::FrameTimeout(_)
                 | DisconnectReason::InvalidInput(_)
         )
@@ -201,6 +221,10 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::WriteStall(t) => {
                 write!(f, "write stall: bytes waited {t:?} with none taken (the peer is not reading)")
             }
+            DisconnectReason::OutboundBudget { queued, budget } => write!(
+                f,
+                "outbound budget: {queued} bytes waiting, among the largest backlogs when all of them together passed the {budget}-byte budget"
+            ),
             DisconnectReason::IdleTimeout(t) => write!(f, "idle timeout: nothing received for {t:?}"),
             DisconnectReason::FrameTimeout(t) => write!(f, "frame timeout: a packet begun and not finished in {t:?}"),
             DisconnectReason::InvalidInput(why) => write!(f, "invalid input: {why}"),

@@ -97,6 +97,7 @@ impl IoRuntime {
             .enable_io()
             .enable_time()
             .build()?;
+        let writer = Arc::new(Writer::new(BacklogLimits::of(config), counters.backlog.clone()));
         let this = Self {
             runtime: Some(runtime),
             shutdown: CancellationToken::new(),
@@ -104,7 +105,7 @@ impl IoRuntime {
             shutdown_timeout: config.shutdown_timeout,
             counters,
             registry: Arc::new(SessionRegistry::default()),
-            writer: Arc::new(Writer::new(BacklogLimits::of(config))),
+            writer,
             fatal: Arc::new(OnceLock::new()),
             faults: Arc::new(Faults::default()),
         };

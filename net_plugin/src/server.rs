@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::plugin::IoStart;
 use crate::runtime::{Faults, Spawner};
 use crate::session::{self, SessionContext, configure_socket};
-use crate::stats::IoCounters;
+use crate::stats::Refusal;
 use crate::throttle::LogThrottle;
 use crate::{NetConfig, SessionId};
 
@@ -270,6 +270,15 @@ impl<In: PacketSet> AcceptState<In> {
                 biased;
                 () = spawner.shutdown.cancelled() => return,
                 () = stop.cancelled() => {
+                    // What the kernel queued before now is closed here, and counted: the kernel
+                    // would reset it anyway when the socket closes, and nobody would know.
+                    let queued = refuse_queued(socket2::SockRef::from(&*listener), cx.config.listen_backlog);
+                    for _ in 0..queued {
+                        cx.counters.refused(Refusal::NotAccepting);
+                    }
+                    if queued > 0 {
+                        tracing::debug!(queued, "closed the connections queued when accepting stopped");
+                    }
                     // This task holds the other handle, dropped as it returns: the socket closes.
                     self.listener.lock().unwrap_or_else(PoisonError::into_inner).take();
                     tracing::info!("stopped accepting connections on {local_addr}; open connections go on");
@@ -288,21 +297,27 @@ impl<In: PacketSet> AcceptState<In> {
                     continue;
                 }
             };
-            let Some(address_slot) = PerIp::take(per_ip, peer.ip()) else {
-                IoCounters::add(&cx.counters.refused_per_ip, 1);
+            // The host's own address: a client on this machine that connected to one of its
+            // non-loopback addresses (the kernel gives it that same address as its source).
+            let host = stream.local_addr().ok().map(|a| a.ip());
+            let Some(address_slot) = PerIp::take(per_ip, peer.ip(), host) else {
+                cx.counters.refused(Refusal::PerAddress);
+                tracing::debug!(%peer, "connection refused: at the per-address limit");
                 if let Some(held_back) = refusals.hit() {
                     tracing::warn!(%peer, limit = ?per_ip.limit, held_back, "connection refused: at the per-address limit");
                 }
                 continue;
             };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
-                IoCounters::add(&cx.counters.refused, 1);
+                cx.counters.refused(Refusal::ServerFull);
+                tracing::debug!(%peer, "connection refused: at the connection limit");
                 if let Some(held_back) = refusals.hit() {
                     tracing::warn!(%peer, limit = cx.config.max_connections, held_back, "connection refused: at the connection limit");
                 }
                 continue;
             };
             if let Err(e) = configure_socket(&stream, &cx.config) {
+                cx.counters.refused(Refusal::SocketSetup);
                 tracing::debug!(%peer, error = %e, "could not configure an accepted socket; dropping it");
                 continue;
             }
@@ -314,6 +329,18 @@ impl<In: PacketSet> AcceptState<In> {
             });
         }
     }
+}
+
+/// Accepts, and closes at once, the connections the kernel has queued on `listener` (a
+/// non-blocking socket: without waiting for more, and asking the socket itself rather than the
+/// runtime's last word on its readiness), `most` at the most; returns how many.
+fn refuse_queued(listener: socket2::SockRef<'_>, most: u32) -> u64 {
+    let mut closed = 0;
+    // Bounded: newcomers racing the close cannot keep this loop going.
+    while closed < u64::from(most) && listener.accept().is_ok() {
+        closed += 1;
+    }
+    closed
 }
 
 /// Open connections per IP address, under `max_connections_per_ip`.
@@ -331,13 +358,14 @@ struct AddressSlot {
 }
 
 impl PerIp {
-    /// A slot for a connection from `ip`, or `None` when that address is at the limit. Loopback
-    /// addresses are not counted unless configured so; nothing is when there is no limit.
-    fn take(this: &Arc<Self>, ip: IpAddr) -> Option<Option<AddressSlot>> {
-        let ip = source(ip);
-        let Some(limit) = this.limit.filter(|_| this.counts_loopback || !ip.is_loopback()) else {
+    /// A slot for a connection from `ip` to the host's address `host` (the accepted socket's
+    /// own), or `None` when that address is at the limit. Local connections are not counted
+    /// unless configured so ([`is_local`]); nothing is when there is no limit.
+    fn take(this: &Arc<Self>, ip: IpAddr, host: Option<IpAddr>) -> Option<Option<AddressSlot>> {
+        let Some(limit) = this.limit.filter(|_| this.counts_loopback || !is_local(ip, host)) else {
             return Some(None);
         };
+        let ip = source(ip);
         let mut open = this.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(ip).or_insert(0);
         if *count >= limit {
@@ -346,6 +374,17 @@ impl PerIp {
         *count += 1;
         Some(Some(AddressSlot { per_ip: this.clone(), ip }))
     }
+}
+
+/// Whether a connection from `peer` to the host's address `host` comes from this machine: a
+/// loopback address, or the very address it connected to. A client on this machine connecting
+/// to one of its other addresses (the course's DummyClient connects to the first address of the
+/// host's name, not to 127.0.0.1) gets that address as its source from the kernel. A peer
+/// elsewhere cannot: the kernel drops a packet from outside that claims one of the host's own
+/// addresses as its source, and TCP's handshake needs the answer to reach the real sender.
+fn is_local(peer: IpAddr, host: Option<IpAddr>) -> bool {
+    let peer = peer.to_canonical();
+    peer.is_loopback() || host.is_some_and(|host| host.to_canonical() == peer && !host.is_unspecified())
 }
 
 /// The source a connection is counted under: an IPv4 address (also when it arrives mapped into
@@ -375,6 +414,9 @@ impl Drop for AddressSlot {
 mod tests {
     use super::*;
 
+    /// The host's address the connections in these tests came to.
+    const HOST: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)));
+
     fn per_ip(limit: Option<usize>) -> Arc<PerIp> {
         Arc::new(PerIp { limit, counts_loopback: false, open: Mutex::default() })
     }
@@ -383,13 +425,13 @@ mod tests {
     fn an_address_gets_at_most_its_limit_and_slots_come_back() {
         let limits = per_ip(Some(2));
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
-        let a = PerIp::take(&limits, ip).unwrap();
-        let b = PerIp::take(&limits, ip).unwrap();
-        assert!(PerIp::take(&limits, ip).is_none());
+        let a = PerIp::take(&limits, ip, HOST).unwrap();
+        let b = PerIp::take(&limits, ip, HOST).unwrap();
+        assert!(PerIp::take(&limits, ip, HOST).is_none());
         // Another address is not affected.
-        assert!(PerIp::take(&limits, "203.0.113.8".parse().unwrap()).is_some());
+        assert!(PerIp::take(&limits, "203.0.113.8".parse().unwrap(), HOST).is_some());
         drop(a);
-        let c = PerIp::take(&limits, ip).unwrap();
+        let c = PerIp::take(&limits, ip, HOST).unwrap();
         drop((b, c));
         assert!(limits.open.lock().unwrap().get(&ip).is_none(), "no entry is kept for an address with none open");
     }
@@ -397,23 +439,84 @@ mod tests {
     #[test]
     fn loopback_is_exempt_and_mapped_addresses_count_as_their_ipv4() {
         let limits = per_ip(Some(1));
-        let held: Vec<_> = (0..5).map(|_| PerIp::take(&limits, "127.0.0.1".parse().unwrap()).unwrap()).collect();
+        let held: Vec<_> = (0..5).map(|_| PerIp::take(&limits, "127.0.0.1".parse().unwrap(), HOST).unwrap()).collect();
         assert!(held.iter().all(Option::is_none), "loopback takes no slot");
-        let _v4 = PerIp::take(&limits, "198.51.100.1".parse().unwrap()).unwrap();
-        assert!(PerIp::take(&limits, "::ffff:198.51.100.1".parse().unwrap()).is_none());
+        let _v4 = PerIp::take(&limits, "198.51.100.1".parse().unwrap(), HOST).unwrap();
+        assert!(PerIp::take(&limits, "::ffff:198.51.100.1".parse().unwrap(), HOST).is_none());
+    }
+
+    #[test]
+    fn the_hosts_own_address_is_exempt_like_loopback_and_only_it() {
+        let limits = per_ip(Some(1));
+        // A client on this machine that connected to its address 192.0.2.10: its source is that
+        // address (also as seen mapped on the dual-stack socket).
+        for peer in ["192.0.2.10", "::ffff:192.0.2.10"] {
+            let held: Vec<_> = (0..5).map(|_| PerIp::take(&limits, peer.parse().unwrap(), HOST).unwrap()).collect();
+            assert!(held.iter().all(Option::is_none), "{peer} takes no slot");
+        }
+        let mapped_host = Some("::ffff:192.0.2.10".parse().unwrap());
+        assert!(PerIp::take(&limits, "192.0.2.10".parse().unwrap(), mapped_host).unwrap().is_none());
+        // Its neighbour on the same network is another machine, counted as ever.
+        let _n = PerIp::take(&limits, "192.0.2.11".parse().unwrap(), HOST).unwrap().unwrap();
+        assert!(PerIp::take(&limits, "192.0.2.11".parse().unwrap(), HOST).is_none());
+        // Another of the host's addresses than the one connected to is not exempt by this rule.
+        let other = Some("198.51.100.1".parse().unwrap());
+        let _h = PerIp::take(&limits, "192.0.2.10".parse().unwrap(), other).unwrap().unwrap();
+        assert!(PerIp::take(&limits, "192.0.2.10".parse().unwrap(), other).is_none());
+        // An IPv6 host address is exempt as a whole address, not as its /64.
+        let v6_host = Some("2001:db8::10".parse().unwrap());
+        assert!(PerIp::take(&limits, "2001:db8::10".parse().unwrap(), v6_host).unwrap().is_none());
+        let _v6 = PerIp::take(&limits, "2001:db8::11".parse().unwrap(), v6_host).unwrap().unwrap();
+        assert!(
+            PerIp::take(&limits, "2001:db8::12".parse().unwrap(), v6_host).is_none(),
+            "the host's /64 neighbours count"
+        );
+        // Without a known host address (or an unspecified one) only loopback is local.
+        assert!(!is_local("192.0.2.10".parse().unwrap(), None));
+        assert!(!is_local("0.0.0.0".parse().unwrap(), Some(Ipv4Addr::UNSPECIFIED.into())));
+    }
+
+    #[test]
+    fn counting_loopback_counts_the_hosts_own_address_too() {
+        let limits = Arc::new(PerIp { limit: Some(1), counts_loopback: true, open: Mutex::default() });
+        let _a = PerIp::take(&limits, "192.0.2.10".parse().unwrap(), HOST).unwrap().unwrap();
+        assert!(PerIp::take(&limits, "192.0.2.10".parse().unwrap(), HOST).is_none());
+    }
+
+    #[test]
+    fn the_connections_queued_when_accepting_stops_are_closed_and_counted() {
+        let listener = listen("127.0.0.1:0".parse().unwrap(), 16, Ipv6Host::Ask).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The kernel completes these handshakes and queues them; nobody has accepted them.
+        let mut queued: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        assert_eq!(refuse_queued(socket2::SockRef::from(&listener), 2), 2, "no more than asked");
+        assert_eq!(refuse_queued(socket2::SockRef::from(&listener), 16), 1);
+        assert_eq!(refuse_queued(socket2::SockRef::from(&listener), 16), 0, "and nothing waits for more");
+        for client in &mut queued {
+            client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut byte = [0u8; 1];
+            let read = io::Read::read(client, &mut byte);
+            assert!(
+                matches!(&read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
+                "closed, not just silent: {read:?}"
+            );
+        }
     }
 
     #[test]
     fn ipv6_addresses_count_by_their_64_network() {
         let limits = per_ip(Some(2));
-        let _a = PerIp::take(&limits, "2001:db8:1:2::1".parse().unwrap()).unwrap();
-        let _b = PerIp::take(&limits, "2001:db8:1:2:ffff:0:0:9".parse().unwrap()).unwrap();
+        let _a = PerIp::take(&limits, "2001:db8:1:2::1".parse().unwrap(), HOST).unwrap();
+        let _b = PerIp::take(&limits, "2001:db8:1:2:ffff:0:0:9".parse().unwrap(), HOST).unwrap();
         assert!(
-            PerIp::take(&limits, "2001:db8:1:2:dead:beef:0:1".parse().unwrap()).is_none(),
+            PerIp::take(&limits, "2001:db8:1:2:dead:beef:0:1".parse().unwrap(), HOST).is_none(),
             "a third address of the same /64 is the same host"
         );
-        assert!(PerIp::take(&limits, "2001:db8:1:3::1".parse().unwrap()).is_some(), "another /64 is another source");
-        let held: Vec<_> = (0..5).map(|_| PerIp::take(&limits, "::1".parse().unwrap()).unwrap()).collect();
+        assert!(
+            PerIp::take(&limits, "2001:db8:1:3::1".parse().unwrap(), HOST).is_some(),
+            "another /64 is another source"
+        );
+        let held: Vec<_> = (0..5).map(|_| PerIp::take(&limits, "::1".parse().unwrap(), HOST).unwrap()).collect();
         assert!(held.iter().all(Option::is_none), "IPv6 loopback takes no slot either");
     }
 
@@ -421,7 +524,7 @@ mod tests {
     fn no_limit_counts_nothing() {
         let limits = per_ip(None);
         for _ in 0..100 {
-            assert!(PerIp::take(&limits, "203.0.113.9".parse().unwrap()).unwrap().is_none());
+            assert!(PerIp::take(&limits, "203.0.113.9".parse().unwrap(), HOST).unwrap().is_none());
         }
     }
 }

@@ -28,7 +28,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::core::{BacklogLimits, InboundRules, OutboundQueue};
+use crate::core::{BacklogLimits, InboundRules, OutboundQueue, TotalBacklog};
 use crate::inbound::{InboundQueue, IoEvent};
 use crate::outbound::Writer;
 use crate::stats::IoCounters;
@@ -67,7 +67,7 @@ pub(crate) struct Session {
 }
 
 /// The outbound state of a session, under one lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Outgoing {
     /// Bytes waiting, in order.
     pub queue: OutboundQueue,
@@ -82,12 +82,20 @@ pub(crate) struct Outgoing {
 }
 
 impl Session {
-    pub fn new(id: SessionId, peer: SocketAddr, stream: TcpStream) -> Self {
+    /// A session whose outbound queue counts in `total`.
+    pub fn new(id: SessionId, peer: SocketAddr, stream: TcpStream, total: Arc<TotalBacklog>) -> Self {
+        let outgoing = Outgoing {
+            queue: OutboundQueue::new(total),
+            listed: false,
+            blocked: false,
+            finishing: false,
+            abandoned: false,
+        };
         Self {
             id,
             peer,
             stream,
-            outgoing: Mutex::new(Outgoing::default()),
+            outgoing: Mutex::new(outgoing),
             task: AtomicWaker::new(),
             closed: AtomicBool::new(false),
             reason: OnceLock::new(),
@@ -228,7 +236,7 @@ pub(crate) async fn run<In: PacketSet>(
     cx: Arc<SessionContext<In>>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
-    let session = Arc::new(Session::new(id, peer, stream));
+    let session = Arc::new(Session::new(id, peer, stream, cx.writer.total().clone()));
     cx.registry.insert(&session);
     // A shutdown that began before the registration would not have closed it.
     if shutdown.is_cancelled() {

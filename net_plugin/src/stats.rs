@@ -3,11 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bevy_ecs::resource::Resource;
 
+use crate::core::TotalBacklog;
 use crate::{DisconnectKind, DisconnectReason, SessionId};
 
 /// Counters the I/O threads update; read by the ECS once per frame. Relaxed atomics: each is a
@@ -16,14 +17,16 @@ use crate::{DisconnectKind, DisconnectReason, SessionId};
 pub(crate) struct IoCounters {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
-    pub refused: AtomicU64,
-    pub refused_per_ip: AtomicU64,
+    /// Connections closed on arrival, by reason, indexed by `Refusal as usize`.
+    pub refused: [AtomicU64; Refusal::ALL.len()],
     /// Times a reader found the inbound queue full and waited for its turn.
     pub inbound_waits: AtomicU64,
     /// Packets read and never delivered: their session was closed before the ECS took them.
     pub packets_dropped: AtomicU64,
     /// Packets game code sent that could not be encoded.
     pub packets_unencodable: AtomicU64,
+    /// The bytes waiting in every session's outbound queue: each session's queue counts in it.
+    pub backlog: Arc<TotalBacklog>,
     pub disconnects: [AtomicU64; DisconnectKind::ALL.len()],
     /// Peers' faults since the last summary line.
     faults: Mutex<FaultLog>,
@@ -46,6 +49,10 @@ struct FaultLog {
 impl IoCounters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn refused(&self, reason: Refusal) {
+        self.refused[reason as usize].fetch_add(1, Relaxed);
     }
 
     pub fn disconnected(&self, kind: DisconnectKind) {
@@ -106,10 +113,9 @@ pub struct NetStats {
     pub sessions: u64,
     /// Sessions opened since start.
     pub sessions_total: u64,
-    /// Connections refused at the connection limit.
-    pub refused: u64,
-    /// Connections refused at the per-address limit.
-    pub refused_per_ip: u64,
+    /// Connections closed on arrival, by reason, indexed by `Refusal as usize`
+    /// ([`refused`](Self::refused) reads one, [`refused_total`](Self::refused_total) sums them).
+    pub refused_by: [u64; Refusal::ALL.len()],
     /// Packets delivered to the ECS as messages.
     pub packets_in: u64,
     /// `packets_in` by packet type, indexed by packet id ([`packets_in_of`](Self::packets_in_of)
@@ -142,9 +148,30 @@ pub struct NetStats {
     pub inbound_queued: u64,
     /// Sessions ended, by kind of reason, indexed by `DisconnectKind as usize`.
     pub disconnects: [u64; DisconnectKind::ALL.len()],
+    /// Bytes waiting for all peers together in the outbound queues (beyond the kernel's socket
+    /// buffers) as this frame began: what
+    /// [`max_total_backlog`](crate::NetConfig::max_total_backlog) bounds.
+    pub backlog_bytes: u64,
+    /// The most bytes that have waited for all peers at once, since start.
+    pub backlog_peak_bytes: u64,
 }
 
 impl NetStats {
+    /// Connections refused for this reason.
+    pub fn refused(&self, reason: Refusal) -> u64 {
+        self.refused_by[reason as usize]
+    }
+
+    /// Connections refused, whatever the reason.
+    pub fn refused_total(&self) -> u64 {
+        self.refused_by.iter().sum()
+    }
+
+    /// `(label, count)` for every reason, zero or not, for logs, JSON and metrics.
+    pub fn refused_by_label(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Refusal::ALL.iter().map(|r| (r.as_str(), self.refused(*r)))
+    }
+
     /// Sessions ended for this kind of reason.
     pub fn disconnects(&self, kind: DisconnectKind) -> u64 {
         self.disconnects[kind as usize]
@@ -181,13 +208,50 @@ impl NetStats {
     pub(crate) fn absorb(&mut self, io: &IoCounters) {
         self.bytes_in = io.bytes_in.load(Relaxed);
         self.bytes_out = io.bytes_out.load(Relaxed);
-        self.refused = io.refused.load(Relaxed);
-        self.refused_per_ip = io.refused_per_ip.load(Relaxed);
+        self.backlog_bytes = io.backlog.bytes() as u64;
+        self.backlog_peak_bytes = io.backlog.peak() as u64;
+        for (dst, src) in self.refused_by.iter_mut().zip(&io.refused) {
+            *dst = src.load(Relaxed);
+        }
         self.inbound_waits = io.inbound_waits.load(Relaxed);
         self.packets_dropped = io.packets_dropped.load(Relaxed);
         self.packets_unencodable = io.packets_unencodable.load(Relaxed);
         for (dst, src) in self.disconnects.iter_mut().zip(&io.disconnects) {
             *dst = src.load(Relaxed);
+        }
+    }
+}
+
+/// Why a connection was closed on arrival, before it became a session (no
+/// [`Connected`](crate::Connected) is written for it). Every refusal of the accept path is one
+/// of these, so the reports can say how many newcomers were turned away and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// At [`max_connections`](crate::NetConfig::max_connections): the server is full.
+    ServerFull,
+    /// At [`max_connections_per_ip`](crate::NetConfig::max_connections_per_ip) for its address.
+    PerAddress,
+    /// Accepting had stopped ([`ListenerControl::stop_accepting`](crate::ListenerControl), a
+    /// drain): connections the kernel had queued before the listening socket closed are closed.
+    /// Those that come after are refused by the kernel, and nobody here sees them.
+    NotAccepting,
+    /// The accepted socket could not be set up (its options refused: the peer already reset it,
+    /// say).
+    SocketSetup,
+}
+
+impl Refusal {
+    /// Every reason, in the order of [`NetStats::refused_by`].
+    pub const ALL: [Refusal; 4] =
+        [Refusal::ServerFull, Refusal::PerAddress, Refusal::NotAccepting, Refusal::SocketSetup];
+
+    /// The label in logs, JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::ServerFull => "server_full",
+            Refusal::PerAddress => "per_address",
+            Refusal::NotAccepting => "not_accepting",
+            Refusal::SocketSetup => "socket_setup",
         }
     }
 }

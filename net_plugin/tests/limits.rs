@@ -10,6 +10,7 @@ use bevy_ecs::prelude::*;
 use net_plugin::testing::{RawClient, io_stats};
 use net_plugin::{
     Connected, DisconnectKind, DisconnectReason, Disconnected, NetConfig, NetStats, Outbox, RateLimit, Received,
+    Refusal,
 };
 use shared::{C_Chat, C_Move, DecodeError, FrameError, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
 use support::{QUIET, WAIT, echo_chat, recorded, start_server_with, stats, wait_recorded};
@@ -228,7 +229,7 @@ fn a_client_that_reads_survives_a_burst_three_times_the_cap() {
 #[test]
 fn the_per_address_limit_refuses_newcomers_from_that_address_only() {
     let config = NetConfig { max_connections_per_ip: Some(2), per_ip_counts_loopback: true, ..NetConfig::default() };
-    a_limit_refuses_newcomers_only(config, 2, |s| s.refused_per_ip);
+    a_limit_refuses_newcomers_only(config, 2, |s| s.refused(Refusal::PerAddress));
 }
 
 #[test]
@@ -310,7 +311,9 @@ fn the_packets_before_a_bad_frame_in_the_same_read_are_delivered() {
 
 #[test]
 fn the_connection_limit_refuses_newcomers_only() {
-    a_limit_refuses_newcomers_only(NetConfig { max_connections: 3, ..NetConfig::default() }, 3, |s| s.refused);
+    a_limit_refuses_newcomers_only(NetConfig { max_connections: 3, ..NetConfig::default() }, 3, |s| {
+        s.refused(Refusal::ServerFull)
+    });
 }
 
 /// With `config` allowing `allowed` connections from here, the next one is closed at once and
@@ -363,4 +366,105 @@ fn a_full_inbound_queue_pauses_reading_and_loses_nothing() {
     assert!(recorded::<Disconnected>(&server).is_empty());
     client.send(&C_Chat { chat: "still fine".into() });
     assert!(wait_recorded::<Received<C_Chat>>(&server, 1));
+}
+
+/// For each move: 16 KiB of chat to every connection, then the move back to its sender alone,
+/// after them (its echo says the sender has been sent everything before it).
+fn pad_moves(mut moves: MessageReader<Received<C_Move>>, mut outbox: Outbox) {
+    let big = S_Chat { player_id: 0, chat: "p".repeat(1000) };
+    for m in moves.read() {
+        for _ in 0..8 {
+            outbox.send_all(&big);
+        }
+        let p = &m.packet;
+        outbox.send(m.from, &S_BroadcastMove { player_id: 0, pos_x: p.pos_x, pos_y: p.pos_y, pos_z: p.pos_z });
+    }
+}
+
+/// Moves once and reads everything up to the move's echo; panics if it does not come.
+fn move_and_wait_echo(mover: &mut RawClient, i: u32) {
+    mover.send(&C_Move { pos_x: i as f32, pos_y: 0.0, pos_z: 0.0 });
+    loop {
+        match mover.recv::<ServerPacket>(WAIT) {
+            Some(ServerPacket::BroadcastMove(echo)) => {
+                assert_eq!(echo.pos_x, i as f32, "the echoes come in order, none missing");
+                return;
+            }
+            Some(_) => {}
+            None => panic!("the mover lost its echo of move {i}"),
+        }
+    }
+}
+
+/// A non-reader: a small receive window, so the kernel holds little for it and the rest waits in
+/// the server's queue.
+fn non_reader(addr: std::net::SocketAddr) -> RawClient {
+    let client = RawClient::connect(addr);
+    socket2::SockRef::from(client.stream()).set_recv_buffer_size(16 * 1024).unwrap();
+    client
+}
+
+#[test]
+fn past_the_budget_of_all_backlogs_the_largest_are_cut_first_and_a_mover_keeps_every_echo() {
+    let budget = 1 << 20;
+    // Each peer's own cap (16 MiB at any moment) and the stall timeout are far off: only the
+    // budget of all backlogs together can cut anyone here.
+    let config = NetConfig {
+        max_total_backlog: Some(budget),
+        outbound_backlog: 4 << 20,
+        write_stall_timeout: Duration::from_secs(600),
+        send_buffer: Some(16 * 1024),
+        inbound_rate: None,
+        ..NetConfig::default()
+    };
+    let (server, addr) = start_server_with(config, |app| {
+        app.add_systems(Update, pad_moves);
+    });
+    let mut mover = RawClient::connect(addr);
+    // The first ten non-readers are sent 20 moves' padding (320 KiB each) before the next ten
+    // come: their backlogs stay the larger by that much.
+    let early: Vec<RawClient> = (0..10).map(|_| non_reader(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 11));
+    let mut moves = 0;
+    for _ in 0..20 {
+        move_and_wait_echo(&mut mover, moves);
+        moves += 1;
+    }
+    let late: Vec<RawClient> = (0..10).map(|_| non_reader(addr)).collect();
+    assert!(wait_recorded::<Connected>(&server, 21));
+    // Which entity is whom, by the clients' own addresses (accepts may come in any order).
+    let connected = recorded::<Connected>(&server);
+    let entity_of = |client: &RawClient| {
+        let at = client.stream().local_addr().unwrap();
+        connected.iter().find(|c| c.peer == at).expect("connected").entity
+    };
+    let mover_entity = entity_of(&mover);
+    let early_entities: Vec<Entity> = early.iter().map(entity_of).collect();
+    // Every move adds 16 KiB to each backlog: the budget is passed again and again, until every
+    // non-reader is cut. The mover gets every echo meanwhile.
+    while recorded::<Disconnected>(&server).len() < 20 {
+        assert!(moves < 2_000, "the non-readers are cut: {:?}", recorded::<Disconnected>(&server).len());
+        move_and_wait_echo(&mut mover, moves);
+        moves += 1;
+    }
+    let gone = recorded::<Disconnected>(&server);
+    assert!(gone.iter().all(|d| d.entity != mover_entity), "the mover is never cut: {gone:?}");
+    assert!(
+        gone.iter().all(|d| matches!(d.reason, DisconnectReason::OutboundBudget { budget: b, .. } if b == budget)),
+        "every cut is the budget's: {gone:?}"
+    );
+    assert!(
+        early_entities.contains(&gone[0].entity),
+        "the first cut is one of the largest backlogs, an early non-reader: {gone:?}"
+    );
+    for i in 0..10 {
+        move_and_wait_echo(&mut mover, moves + i);
+    }
+    let stats = stats(&server);
+    assert_eq!(stats.disconnects(DisconnectKind::OutboundBudget), 20);
+    // The budget holds to within what is added between two of the writer's passes (one move's
+    // padding to everyone) and the bytes of the peers being cut, freed as their tasks end.
+    assert!(stats.backlog_peak_bytes < 2 * budget as u64, "peak {} against {budget}", stats.backlog_peak_bytes);
+    assert!(stats.backlog_peak_bytes > budget as u64, "the budget was reached: {}", stats.backlog_peak_bytes);
+    drop((early, late));
 }

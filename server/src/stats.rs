@@ -311,12 +311,14 @@ fn stats_line(
     let secs = elapsed.as_secs_f64().max(f64::EPSILON);
     let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
     let (p50, p99, max) = recent_tick_ms;
+    // Since start, like the sessions' total: a refusal is rare, and an operator looks for any.
+    let refused: Vec<String> = net.refused_by_label().map(|(label, n)| format!("{label} {n}")).collect();
     let dropped: Vec<String> = ChatDrop::ALL
         .iter()
         .map(|r| format!("{} {}", r.as_str(), chat.dropped(*r).saturating_sub(last_chat.dropped(*r))))
         .collect();
     format!(
-        "players {} in {} rooms | in {:.0} pkt/s {:.0} B/s | out {:.0} pkt/s {:.0} B/s | tick p50 {p50:.2} ms p99 {p99:.2} ms max {max:.2} ms | sessions {} (total {}, refused {}) | chat lines {} relayed, {} dropped ({})",
+        "players {} in {} rooms | in {:.0} pkt/s {:.0} B/s | out {:.0} pkt/s {:.0} B/s | tick p50 {p50:.2} ms p99 {p99:.2} ms max {max:.2} ms | sessions {} (total {}, refused {} ({})) | chat lines {} relayed, {} dropped ({})",
         now.players,
         now.rooms,
         rate(net.packets_in, last_net.packets_in),
@@ -325,7 +327,8 @@ fn stats_line(
         rate(net.bytes_out, last_net.bytes_out),
         net.sessions,
         net.sessions_total,
-        net.refused,
+        net.refused_total(),
+        refused.join(", "),
         chat.relayed.saturating_sub(last_chat.relayed),
         chat.dropped_total().saturating_sub(last_chat.dropped_total()),
         dropped.join(", "),
@@ -344,7 +347,8 @@ struct Summary<'a> {
     bytes_in: u64,
     bytes_out: u64,
     sessions_total: u64,
-    refused: u64,
+    /// Connections closed on arrival, by reason (every reason, zero or not).
+    refused: std::collections::BTreeMap<&'a str, u64>,
     players_max: usize,
     disconnects: std::collections::BTreeMap<&'a str, u64>,
     chat: ChatSummary<'a>,
@@ -377,7 +381,7 @@ impl<'a> Summary<'a> {
             bytes_in: net.bytes_in,
             bytes_out: net.bytes_out,
             sessions_total: net.sessions_total,
-            refused: net.refused,
+            refused: net.refused_by_label().collect(),
             players_max: s.players_max,
             disconnects: net.disconnects_by_label().collect(),
             chat: ChatSummary { relayed: s.chat.relayed, dropped: s.chat.dropped_by_label().collect() },
@@ -410,6 +414,8 @@ fn write_summary_on_exit(
 
 #[cfg(test)]
 mod tests {
+    use net_plugin::Refusal;
+
     use super::*;
 
     fn snapshot_with(durations_us: &[u64]) -> StatsSnapshot {
@@ -459,6 +465,17 @@ mod tests {
         assert!(line.starts_with("players 3 in 1 rooms | in 25 pkt/s 0 B/s | out 0 pkt/s 2000 B/s"), "{line}");
         assert!(line.contains("tick p50 0.50 ms p99 1.00 ms max 2.00 ms"), "{line}");
         assert!(line.ends_with("chat lines 2 relayed, 3 dropped (player_rate 0, room_budget 3)"), "{line}");
+        assert!(
+            line.contains("refused 0 (server_full 0, per_address 0, not_accepting 0, socket_setup 0)"),
+            "every reason: {line}"
+        );
+        now.net.refused_by[Refusal::PerAddress as usize] = 65;
+        now.net.refused_by[Refusal::NotAccepting as usize] = 2;
+        let line = stats_line(&now, Some(&before), Duration::from_secs(2), (0.5, 1.0, 2.0));
+        assert!(
+            line.contains("(total 0, refused 67 (server_full 0, per_address 65, not_accepting 2, socket_setup 0))"),
+            "refusals since start, by reason: {line}"
+        );
         // The first line counts since start.
         let first = stats_line(&before, None, Duration::from_secs(10), (0.0, 0.0, 0.0));
         assert!(first.contains("in 10 pkt/s 100 B/s | out 40 pkt/s 800 B/s"), "{first}");
@@ -473,5 +490,10 @@ mod tests {
         assert_eq!(json["players_max"], 4);
         assert_eq!(json["tick_ms"]["max"], snapshot.tick.max_ms);
         assert_eq!(json["chat"]["dropped"]["room_budget"], 2);
+        assert_eq!(json["refused"]["per_address"], 0, "every reason, zero or not");
+        let mut refusing = snapshot.clone();
+        refusing.net.refused_by[Refusal::ServerFull as usize] = 3;
+        let json = serde_json::to_value(Summary::of(&refusing)).unwrap();
+        assert_eq!(json["refused"]["server_full"], 3);
     }
 }

@@ -35,13 +35,15 @@ fn load_net(net: &str) -> ServerConfig {
 
 #[test]
 fn off_in_the_file_turns_each_optional_setting_off() {
-    let config = load_net("inbound_rate = \"off\"\nkeepalive = \"off\"\nidle_timeout = \"off\"\n");
+    let config =
+        load_net("inbound_rate = \"off\"\nkeepalive = \"off\"\nidle_timeout = \"off\"\nmax_total_backlog = \"off\"\n");
     assert_eq!(config.net.inbound_rate, None);
+    assert_eq!(config.net.max_total_backlog, None);
     assert_eq!(config.net.keepalive, None);
     assert_eq!(config.net.idle_timeout, None);
     assert_eq!(config.stats_interval, Duration::ZERO);
     // Nothing else moved.
-    let expected = NetConfig { inbound_rate: None, keepalive: None, ..NetConfig::default() };
+    let expected = NetConfig { inbound_rate: None, keepalive: None, max_total_backlog: None, ..NetConfig::default() };
     assert_eq!(config.net, expected);
 }
 
@@ -240,6 +242,11 @@ fn the_shipped_files_examples_do_what_its_comments_say() {
     assert_eq!(net("keepalive = \"off\"").keepalive, None);
     assert_eq!(net("idle_timeout = \"2m\"").idle_timeout, Some(Duration::from_secs(120)));
     assert_eq!(net("io_threads = 1").io_threads, 1);
+    assert_eq!(net("max_total_backlog = \"off\"").max_total_backlog, None);
+    assert!(comments.contains("Default: 134217728 (128 MiB)"));
+    assert_eq!(NetConfig::default().max_total_backlog, Some(128 << 20));
+    let m = load("[net]\nmax_total_backlog = 1000\n").unwrap_err().to_string();
+    assert!(m.contains("net.max_total_backlog must hold at least one packet"), "{m}");
     let chat = |line: &str| {
         assert!(comments.contains(line), "the file's comments show {line:?}");
         load(&format!("[chat]\n{line}\n")).unwrap().chat

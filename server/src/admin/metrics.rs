@@ -71,9 +71,9 @@ impl Collector for Snapshot {
         counters(
             out,
             "connections_refused",
-            "Connections closed on arrival, by the limit they met.",
-            "limit",
-            [("max_connections", net.refused), ("per_ip", net.refused_per_ip)],
+            "Connections closed on arrival, by reason.",
+            "reason",
+            net.refused_by_label(),
         )?;
         counters(
             out,
@@ -226,7 +226,8 @@ mod tests {
     use crate::stats::{ChatCounts, StatsSnapshot, TickSummary};
 
     fn data() -> MetricsData {
-        let mut net = NetStats { sessions: 2, sessions_total: 5, refused: 1, bytes_in: 300, ..NetStats::default() };
+        let mut net = NetStats { sessions: 2, sessions_total: 5, bytes_in: 300, ..NetStats::default() };
+        net.refused_by[net_plugin::Refusal::ServerFull as usize] = 1;
         net.disconnects[DisconnectKind::KickedByOperator as usize] = 1;
         net.packets_in_by_id = vec![0; 20];
         net.packets_in_by_id[usize::from(shared::PacketId::C_Move as u16)] = 42;
@@ -259,7 +260,8 @@ mod tests {
         };
         assert_eq!(at("gameserver_connections_total", ""), 5.0);
         assert_eq!(at("gameserver_connections_open", ""), 2.0);
-        assert_eq!(at("gameserver_connections_refused_total", "limit=\"max_connections\""), 1.0);
+        assert_eq!(at("gameserver_connections_refused_total", "reason=\"server_full\""), 1.0);
+        assert_eq!(at("gameserver_connections_refused_total", "reason=\"per_address\""), 0.0, "every reason");
         assert_eq!(at("gameserver_disconnects_total", "reason=\"kicked_by_operator\""), 1.0);
         assert_eq!(
             at("gameserver_disconnects_total", "reason=\"closed_by_peer\""),
