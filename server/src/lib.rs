@@ -56,6 +56,7 @@ pub mod admin;
 #[cfg(feature = "agones")]
 pub mod agones;
 mod chat;
+mod components;
 mod config;
 pub mod drain;
 pub mod interest;
@@ -83,22 +84,22 @@ mod readme {}
 
 pub use admin::AdminPlugin;
 pub use chat::{
-    ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID, server_notice,
+    ChatAllowance, ChatCounts, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID,
+    server_notice,
 };
 pub use config::{
     AdminConfig, AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig,
-    ServerConfig, WorldConfig,
+    ServerConfig, Spawn, ViewMargin, WorldConfig,
 };
 pub use drain::{DrainPlugin, StopRequested};
-pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
+pub use interest::{InterestPlugin, View};
 pub use lifecycle::{DrainWindow, Lifecycle, LifecyclePlugin, Phase};
 pub use movement::{MovementPlugin, WorldBounds};
 pub use ping::PingPlugin;
 pub use room::{ConnectedPlayers, InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
 pub use stats::{
-    ChatCounts, ServerStats, ServerStatsPlugin, StatsSnapshot, StatsSource, StatsSystems, TICK_BUCKETS_SECONDS,
-    TickSummary,
+    ServerStats, ServerStatsPlugin, StatsSnapshot, StatsSource, StatsSystems, TICK_BUCKETS_SECONDS, TickSummary,
 };
 
 /// Where the game systems run.

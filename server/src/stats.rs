@@ -22,6 +22,7 @@ use hdrhistogram::Histogram;
 use net_plugin::{NetStats, NetSystems};
 use serde::Serialize;
 
+pub use crate::chat::ChatCounts;
 use crate::chat::ChatDrop;
 use crate::room::{Player, Room};
 
@@ -52,7 +53,8 @@ pub struct ServerStats {
     pub ticks: u64,
     /// The most players at once.
     pub players_max: usize,
-    /// Chat lines relayed and dropped.
+    /// Chat lines relayed and dropped: the chat's own [`ChatCounts`], copied at each frame's
+    /// end (so chat does not depend on this module).
     pub chat: ChatCounts,
     /// How long frames that ran a tick took.
     tick: TickDurations,
@@ -63,32 +65,6 @@ pub struct ServerStats {
     /// The snapshot the last statistics line was computed against.
     last: Option<StatsSnapshot>,
     json_path: Option<PathBuf>,
-}
-
-/// Chat lines relayed, and dropped by reason (their senders stay connected).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChatCounts {
-    /// Lines relayed to their room.
-    pub relayed: u64,
-    /// Lines dropped, indexed by `ChatDrop as usize`.
-    pub dropped: [u64; ChatDrop::ALL.len()],
-}
-
-impl ChatCounts {
-    /// Lines dropped for this reason.
-    pub fn dropped(&self, reason: ChatDrop) -> u64 {
-        self.dropped[reason as usize]
-    }
-
-    /// Lines dropped for any reason.
-    pub fn dropped_total(&self) -> u64 {
-        self.dropped.iter().sum()
-    }
-
-    /// `(label, count)` for every reason, for logs and JSON.
-    pub fn dropped_by_label(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        ChatDrop::ALL.iter().map(|r| (r.as_str(), self.dropped(*r)))
-    }
 }
 
 /// The upper bounds of the tick duration histogram's buckets, in seconds (`le` in Prometheus):
@@ -270,8 +246,11 @@ fn count_tick(mut stats: ResMut<ServerStats>) {
     stats.ticked = true;
 }
 
-fn end_frame(mut stats: ResMut<ServerStats>, players: Query<(), With<Player>>) {
+fn end_frame(mut stats: ResMut<ServerStats>, players: Query<(), With<Player>>, chat: Option<Res<ChatCounts>>) {
     let stats = &mut *stats;
+    if let Some(chat) = chat {
+        stats.chat = *chat;
+    }
     if let Some(start) = stats.frame_start.take()
         && std::mem::take(&mut stats.ticked)
     {
