@@ -204,6 +204,15 @@ pub struct WorldConfig {
     /// write per move.
     #[serde(with = "zero_is_off")]
     pub view_delay: Duration,
+    /// With a view radius and `view_delay`: graceful overload (see [`crate::overload`]). When
+    /// the game loop falls behind (a second's frames took 90% of their time or more), the
+    /// interval at which a player is told about the others in its view doubles, from
+    /// `view_delay` up to this, and comes back down when the load falls (50% or less); every
+    /// move is still echoed to its sender. `None` (`"off"` in a file) keeps the news at
+    /// `view_delay` whatever the load. Default: 1,200 ms, four of the course's moves: a
+    /// neighbour's position at most ~1 s old, for a quarter of the news traffic.
+    #[serde(with = "net_plugin::off::duration")]
+    pub overload_news_max: Option<Duration>,
 }
 
 /// Where players enter the world.
@@ -316,6 +325,9 @@ fn validate_view(world: &WorldConfig) -> Result<(), String> {
     if !(world.view_radius.is_finite() && world.view_radius >= 0.0) {
         return Err(format!("world.view_radius must be 0 (off) or a positive distance, not {}", world.view_radius));
     }
+    if world.overload_news_max.is_some_and(|d| d.is_zero()) {
+        return Err("world.overload_news_max must be more than 0 (or \"off\")".into());
+    }
     let margin = world.view_margin.value();
     if !(margin.is_finite() && margin >= 0.0) {
         return Err(format!("world.view_margin must not be negative, not {}", world.view_margin));
@@ -415,6 +427,7 @@ impl Default for WorldConfig {
             view_margin: ViewMargin::default(),
             spawn: Spawn::Origin,
             view_delay: Duration::from_millis(300),
+            overload_news_max: Some(Duration::from_millis(1200)),
         }
     }
 }

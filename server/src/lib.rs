@@ -9,6 +9,7 @@
 //! | [`RoomPlugin`] | GameRoom.Enter / Leave | players enter a room on connect (`S_PlayerList`, `S_BroadcastEnterGame`) and leave it on `C_LeaveGame`, on disconnect, or when game code removes their [`Player`] or despawns them (`S_BroadcastLeaveGame`, once) |
 //! | [`MovementPlugin`] | C_Move handler, JobTimer flush | moves applied at the next tick, each moved player broadcast once per tick to its room |
 //! | [`InterestPlugin`] | — | spawn points; with `view_radius` set, each player sees only those near it (enter, leave and moves by view, see [`interest`]) |
+//! | [`OverloadPlugin`] | — | with `view_radius` and `view_delay`: when the game loop falls behind, the news about others is thinned (up to `overload_news_max`), echoes never (see [`overload`]) |
 //! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room (with `view_radius` set, to those in view), within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
@@ -62,6 +63,7 @@ pub mod drain;
 pub mod interest;
 pub mod lifecycle;
 mod movement;
+pub mod overload;
 mod ping;
 mod room;
 mod shutdown;
@@ -95,6 +97,7 @@ pub use drain::{DrainPlugin, StopRequested};
 pub use interest::{InterestPlugin, View};
 pub use lifecycle::{DrainWindow, Lifecycle, LifecyclePlugin, Phase};
 pub use movement::{MovementPlugin, WorldBounds};
+pub use overload::{NewsPace, OverloadCounts, OverloadPlugin};
 pub use ping::PingPlugin;
 pub use room::{ConnectedPlayers, InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
@@ -131,12 +134,21 @@ pub struct GamePlugins {
 impl PluginGroup for GamePlugins {
     fn build(self) -> PluginGroupBuilder {
         let c = self.config;
-        PluginGroupBuilder::start::<Self>()
+        let frame = c.frame_period();
+        let group = PluginGroupBuilder::start::<Self>()
             .add(RoomPlugin { capacity: (c.room.capacity > 0).then_some(c.room.capacity) })
             .add(MovementPlugin { world: c.world.clone() })
-            .add(InterestPlugin { world: c.world })
+            .add(InterestPlugin { world: c.world.clone() })
             .add(ChatPlugin { config: c.chat })
-            .add(PingPlugin)
+            .add(PingPlugin);
+        // Only news gathered at a pace can be thinned: with a view radius and a view delay.
+        let w = &c.world;
+        match w.overload_news_max {
+            Some(max) if w.view_radius > 0.0 && !w.view_delay.is_zero() => {
+                group.add(OverloadPlugin { base: w.view_delay, max, frame })
+            }
+            _ => group,
+        }
     }
 }
 

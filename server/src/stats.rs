@@ -24,6 +24,7 @@ use serde::Serialize;
 
 pub use crate::chat::ChatCounts;
 use crate::chat::ChatDrop;
+use crate::overload::OverloadCounts;
 use crate::room::{Player, Room};
 
 /// Logs a statistics line every `interval` and writes `json_path` at exit.
@@ -56,6 +57,8 @@ pub struct ServerStats {
     /// Chat lines relayed and dropped: the chat's own [`ChatCounts`], copied at each frame's
     /// end (so chat does not depend on this module).
     pub chat: ChatCounts,
+    /// Graceful overload's news interval and episodes, copied like `chat`.
+    pub overload: OverloadCounts,
     /// How long frames that ran a tick took.
     tick: TickDurations,
     frame_start: Option<Instant>,
@@ -166,6 +169,8 @@ pub struct StatsSnapshot {
     pub rooms: usize,
     /// Chat lines relayed and dropped.
     pub chat: ChatCounts,
+    /// The news interval and the overload episodes (zero when graceful overload does not run).
+    pub overload: OverloadCounts,
     /// Tick durations.
     pub tick: TickSummary,
     /// The network's counters.
@@ -184,6 +189,7 @@ impl StatsSnapshot {
             players_max: stats.players_max.max(players),
             rooms,
             chat: stats.chat,
+            overload: stats.overload,
             tick: stats.tick.summary(),
             net: net.clone(),
         }
@@ -220,6 +226,7 @@ impl Plugin for ServerStatsPlugin {
             ticks: 0,
             players_max: 0,
             chat: ChatCounts::default(),
+            overload: OverloadCounts::default(),
             tick: TickDurations::new(),
             frame_start: None,
             ticked: false,
@@ -246,10 +253,18 @@ fn count_tick(mut stats: ResMut<ServerStats>) {
     stats.ticked = true;
 }
 
-fn end_frame(mut stats: ResMut<ServerStats>, players: Query<(), With<Player>>, chat: Option<Res<ChatCounts>>) {
+fn end_frame(
+    mut stats: ResMut<ServerStats>,
+    players: Query<(), With<Player>>,
+    chat: Option<Res<ChatCounts>>,
+    overload: Option<Res<OverloadCounts>>,
+) {
     let stats = &mut *stats;
     if let Some(chat) = chat {
         stats.chat = *chat;
+    }
+    if let Some(overload) = overload {
+        stats.overload = *overload;
     }
     if let Some(start) = stats.frame_start.take()
         && std::mem::take(&mut stats.ticked)
@@ -294,7 +309,7 @@ fn stats_line(
         .iter()
         .map(|r| format!("{} {}", r.as_str(), chat.dropped(*r).saturating_sub(last_chat.dropped(*r))))
         .collect();
-    format!(
+    let mut line = format!(
         "players {} in {} rooms | in {:.0} pkt/s {:.0} B/s | out {:.0} pkt/s {:.0} B/s | tick p50 {p50:.2} ms p99 {p99:.2} ms max {max:.2} ms | sessions {} (total {}, refused {}) | chat lines {} relayed, {} dropped ({})",
         now.players,
         now.rooms,
@@ -308,7 +323,12 @@ fn stats_line(
         chat.relayed.saturating_sub(last_chat.relayed),
         chat.dropped_total().saturating_sub(last_chat.dropped_total()),
         dropped.join(", "),
-    )
+    );
+    if now.overload.news_interval_ms > 0 {
+        let episodes = now.overload.episodes.saturating_sub(last.map_or(0, |l| l.overload.episodes));
+        line += &format!(" | news every {} ms, {episodes} overload episodes", now.overload.news_interval_ms);
+    }
+    line
 }
 
 /// The summary written at exit.
@@ -327,6 +347,7 @@ struct Summary<'a> {
     players_max: usize,
     disconnects: std::collections::BTreeMap<&'a str, u64>,
     chat: ChatSummary<'a>,
+    overload: OverloadCounts,
 }
 
 #[derive(Serialize)]
@@ -360,6 +381,7 @@ impl<'a> Summary<'a> {
             players_max: s.players_max,
             disconnects: net.disconnects_by_label().collect(),
             chat: ChatSummary { relayed: s.chat.relayed, dropped: s.chat.dropped_by_label().collect() },
+            overload: s.overload,
         }
     }
 }
@@ -406,6 +428,7 @@ mod tests {
             players_max: 4,
             rooms: 1,
             chat: ChatCounts { relayed: 5, dropped: [1, 2] },
+            overload: OverloadCounts::default(),
             tick: tick.summary(),
             net,
         }
@@ -441,6 +464,10 @@ mod tests {
         // The first line counts since start.
         let first = stats_line(&before, None, Duration::from_secs(10), (0.0, 0.0, 0.0));
         assert!(first.contains("in 10 pkt/s 100 B/s | out 40 pkt/s 800 B/s"), "{first}");
+        // Graceful overload, when it runs: the interval now, the episodes since the last line.
+        now.overload = OverloadCounts { news_interval_ms: 600, episodes: 3 };
+        let line = stats_line(&now, Some(&before), Duration::from_secs(2), (0.5, 1.0, 2.0));
+        assert!(line.ends_with("room_budget 3) | news every 600 ms, 3 overload episodes"), "{line}");
     }
 
     #[test]
@@ -452,5 +479,6 @@ mod tests {
         assert_eq!(json["players_max"], 4);
         assert_eq!(json["tick_ms"]["max"], snapshot.tick.max_ms);
         assert_eq!(json["chat"]["dropped"]["room_budget"], 2);
+        assert_eq!(json["overload"]["episodes"], 0);
     }
 }

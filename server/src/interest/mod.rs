@@ -18,6 +18,8 @@
 //!   `S_BroadcastMove` for the players in its view that moved (its own echo always); the news
 //!   about others may wait up to `[world] view_delay` to leave with the player's next answer
 //!   (its echo, say), in order, so a client is written once per answer rather than once per frame;
+//!   longer while the server is overloaded, up to `[world] overload_news_max` (see
+//!   [`crate::overload`]); every accepted move is echoed to its sender all the same;
 //! - leaving the world: `S_BroadcastLeaveGame` only to the players who saw it.
 //!
 //! So a client that spawns an object on enter and destroys it on leave (the course's Unity
@@ -40,6 +42,7 @@ pub use grid::{Cell, Grid, ViewRule};
 use crate::GameSystems;
 use crate::components::{InRoom, Player, Position, Room};
 use crate::config::{Spawn, WorldConfig};
+use crate::overload::NewsPace;
 
 /// The other players a player sees (never itself). Symmetric: B is in A's view exactly when A
 /// is in B's. Only present when the view radius is set.
@@ -190,6 +193,7 @@ impl Plugin for InterestPlugin {
             let rule = ViewRule { radius: w.view_radius, margin: w.view_margin.of(w.view_radius) };
             app.insert_resource(Interest::new(rule).with_delay(w.view_delay))
                 .init_resource::<ViewChanges>()
+                .init_resource::<MoveEchoes>()
                 .add_systems(
                     FixedUpdate,
                     (refresh_views, send_view_changes).chain().in_set(GameSystems::BroadcastMoves),
@@ -216,6 +220,15 @@ pub struct ViewChanges {
     /// (observer, the player who came into its view).
     pub enters: Vec<(Entity, Entity)>,
 }
+
+/// Every move accepted this tick, in the order received: (player, where it landed). Filled by
+/// the movement plugin, emptied by [`send_view_changes`], which echoes each one: a view tells a
+/// mover's observers its newest position only, but its sender times each move by its echo, so a
+/// move overtaken by a later one in the same tick (two moves read together, as a server behind
+/// its load reads them) is still echoed. Bounded by the moves of one tick, which the network's
+/// inbound queue bounds.
+#[derive(Resource, Debug, Default)]
+pub struct MoveEchoes(pub Vec<(Entity, Position)>);
 
 /// The players who move between two runs of [`refresh_views`]: only they are re-examined.
 type Moving<'w, 's> = Query<'w, 's, (Entity, Ref<'static, Position>, &'static InRoom), (With<Player>, With<GridCell>)>;
@@ -300,6 +313,17 @@ pub fn refresh_views(
     }
 }
 
+/// What [`send_view_changes`] reuses from tick to tick.
+#[derive(Default)]
+pub struct SendScratch {
+    /// One player's news.
+    batch: PacketBatch,
+    /// The players whose last move of the tick was seen.
+    last_seen: FxHashSet<Entity>,
+    /// The moves a later one of the same player overtook.
+    overtaken: Vec<(Entity, Position)>,
+}
+
 /// Sends what [`refresh_views`] found, per observer: leaves, then enters (at the current
 /// position), then the moves of the players in its view, and its own move's echo. Each kind is
 /// sent to every observer before the next kind begins, so each tick's changes reach a client in
@@ -312,27 +336,46 @@ pub fn refresh_views(
 /// that moves four times a second gets four writes a second, whatever its neighbours do, and the
 /// server's work per move no longer grows with the ticks it arrives in. Without a delay every
 /// observer gets the tick's moves in the tick.
+///
+/// Overloaded ([`NewsPace`], see [`crate::overload`]), the news waits up to the stretched
+/// interval instead of the delay: it leaves with the first answer in the last `delay` of that
+/// wait, or alone at its end. Echoes never wait: a mover's moves that a later one overtook in
+/// this tick ([`MoveEchoes`]) are echoed to it first, in order.
 #[allow(clippy::too_many_arguments)]
 pub fn send_view_changes(
     changes: Res<ViewChanges>,
     mut interest: ResMut<Interest>,
+    mut echoes: ResMut<MoveEchoes>,
+    pace: Option<Res<NewsPace>>,
     players: Query<(&Player, &Position)>,
     views: Query<(Entity, &View)>,
     time: Res<Time<Fixed>>,
     mut outbox: Outbox,
-    // One player's news, reused.
-    mut batch: Local<PacketBatch>,
+    mut scratch: Local<SendScratch>,
 ) {
+    let SendScratch { batch, last_seen, overtaken } = &mut *scratch;
+    // From the newest: each player's last move is echoed below with its news; the ones before
+    // it were overtaken.
+    last_seen.clear();
+    overtaken.clear();
+    overtaken.extend(echoes.0.drain(..).rev().filter(|(mover, _)| !last_seen.insert(*mover)));
+    for &(mover, p) in overtaken.iter().rev() {
+        if let Ok((player, _)) = players.get(mover) {
+            outbox.send(mover, &S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
+        }
+    }
     let delay = interest.delay;
+    // The news interval: the delay, or longer while overloaded.
+    let interval = pace.map_or(delay, |pace| pace.interval().max(delay));
     for &(to, left) in &changes.leaves {
         if let Ok((player, _)) = players.get(left) {
-            outbox.send_within(to, &S_BroadcastLeaveGame { player_id: player.id }, delay);
+            outbox.send_within(to, &S_BroadcastLeaveGame { player_id: player.id }, interval);
         }
     }
     for &(to, came) in &changes.enters {
         if let Ok((player, p)) = players.get(came) {
             let entered = S_BroadcastEnterGame { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
-            outbox.send_within(to, &entered, delay);
+            outbox.send_within(to, &entered, interval);
         }
     }
     if delay.is_zero() {
@@ -343,13 +386,18 @@ pub fn send_view_changes(
         }
         return;
     }
-    let every = (delay.as_secs_f64() / time.timestep().as_secs_f64()).ceil().max(1.0) as u32;
+    let ticks = |d: std::time::Duration| (d.as_secs_f64() / time.timestep().as_secs_f64()).ceil() as u32;
+    let every = ticks(interval).max(1);
+    // Ticks the news must have waited to go with an answer: 0 unless overloaded.
+    let at_answer = ticks(interval.saturating_sub(delay));
     let Interest { known, tick, .. } = &mut *interest;
-    let batch = &mut *batch;
     for &(mover, p) in &changes.movers {
         let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
-        gather_news(known, mover, view, *tick, batch);
-        outbox.send_batch([mover], batch);
+        let told = known.get(mover.index_u32() as usize).map_or(0, |k| k.told);
+        if tick.saturating_sub(told) >= at_answer {
+            gather_news(known, mover, view, *tick, batch);
+            outbox.send_batch([mover], batch);
+        }
         outbox.send(mover, &S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
     }
     for (observer, view) in &views {
