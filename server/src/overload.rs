@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use bevy_app::{App, First, Last, Plugin};
 use bevy_ecs::prelude::*;
+use bevy_time::TimeSystems;
 use net_plugin::NetSystems;
 use serde::Serialize;
 
@@ -200,7 +201,7 @@ impl Plugin for OverloadPlugin {
             .init_resource::<FrameWork>()
             .init_resource::<OverloadCounts>()
             .configure_sets(Last, (OverloadSystems::Measure, OverloadSystems::Pace).chain().after(NetSystems::Cleanup))
-            .add_systems(First, start_frame)
+            .add_systems(First, start_frame.before(TimeSystems))
             .add_systems(Last, end_frame.in_set(OverloadSystems::Measure))
             .add_systems(Last, pace_news.in_set(OverloadSystems::Pace));
     }
