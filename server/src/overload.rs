@@ -30,7 +30,8 @@
 //!   changes ("overloaded: news every 600 ms"), at most one every [`LOG_EVERY`]: a change that
 //!   comes sooner is told when that time is up, so the last line is always the current state.
 //!
-//! `overload_news_max = "off"` turns all of this off (the news interval stays `view_delay`).
+//! `overload_news_max = "off"` turns the detector and the thinning off (the news interval stays
+//! `view_delay`); every move is echoed all the same, which `crate::interest` does whatever the load.
 //! Without a view radius, or with `view_delay` off (the news goes in its tick, there is nothing
 //! gathered to thin), nothing of this runs.
 
