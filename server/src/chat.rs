@@ -5,7 +5,7 @@
 //! multiply: the limits here bound it where it starts. Each player has a rate of lines
 //! ([`ChatConfig::player_rate`]) and each room a budget of relayed bytes per second
 //! ([`ChatConfig::room_bytes_per_second`]). A line beyond either is dropped, counted in
-//! [`ServerStats`] by [`ChatDrop`] reason, and its sender told by an `S_Chat` from player 0 (no
+//! [`ChatCounts`] by [`ChatDrop`] reason, and its sender told by an `S_Chat` from player 0 (no
 //! player has id 0), at most once a second; nobody is disconnected for it. Only a line no client
 //! of the course would send (longer than `max_chars`) disconnects its sender, as invalid input.
 
@@ -17,10 +17,9 @@ use net_plugin::{DisconnectReason, Outbox, Received};
 use shared::{C_Chat, S_Chat};
 
 use crate::GameSystems;
+use crate::components::{InRoom, Player, Room};
 use crate::config::ChatConfig;
 use crate::interest::View;
-use crate::room::{InRoom, Player, Room};
-use crate::stats::ServerStats;
 
 /// The chat settings in force.
 #[derive(Resource, Debug, Clone)]
@@ -37,6 +36,7 @@ impl Plugin for ChatPlugin {
         // A frame's pings are answered after its chat: a pong tells its sender that every line
         // it sent before the ping has been handled (relayed, or dropped and told).
         app.insert_resource(ChatSettings(self.config.clone()))
+            .init_resource::<ChatCounts>()
             .configure_sets(Update, GameSystems::Chat.before(GameSystems::Ping))
             .add_observer(give_allowance)
             .add_observer(give_budget)
@@ -71,6 +71,33 @@ impl ChatDrop {
             ChatDrop::PlayerRate => "[server] chat line dropped: you are sending lines too fast",
             ChatDrop::RoomBudget => "[server] chat line dropped: the room's chat is too busy, try again shortly",
         }
+    }
+}
+
+/// Chat lines relayed, and dropped by reason (their senders stay connected), since start: a
+/// resource the statistics read (`crate::stats`).
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatCounts {
+    /// Lines relayed to their room.
+    pub relayed: u64,
+    /// Lines dropped, indexed by `ChatDrop as usize`.
+    pub dropped: [u64; ChatDrop::ALL.len()],
+}
+
+impl ChatCounts {
+    /// Lines dropped for this reason.
+    pub fn dropped(&self, reason: ChatDrop) -> u64 {
+        self.dropped[reason as usize]
+    }
+
+    /// Lines dropped for any reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// `(label, count)` for every reason, for logs and JSON.
+    pub fn dropped_by_label(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ChatDrop::ALL.iter().map(|r| (r.as_str(), self.dropped(*r)))
     }
 }
 
@@ -168,7 +195,7 @@ fn relay_chat(
     mut players: Query<(&Player, &InRoom, &mut ChatAllowance, Option<&View>)>,
     mut rooms: Query<(&Room, Option<&mut RoomChatBudget>)>,
     settings: Res<ChatSettings>,
-    mut stats: Option<ResMut<ServerStats>>,
+    mut counts: ResMut<ChatCounts>,
     mut outbox: Outbox,
 ) {
     let now = Instant::now();
@@ -208,14 +235,10 @@ fn relay_chat(
                     Some(view) => outbox.broadcast(view.iter().chain([*from]), &line),
                     None => outbox.broadcast(room.members().iter().copied(), &line),
                 }
-                if let Some(stats) = stats.as_mut() {
-                    stats.chat.relayed += 1;
-                }
+                counts.relayed += 1;
             }
             Some(reason) => {
-                if let Some(stats) = stats.as_mut() {
-                    stats.chat.dropped[reason as usize] += 1;
-                }
+                counts.dropped[reason as usize] += 1;
                 if allowance.notice_due(now) {
                     outbox.send(*from, &server_notice(reason.notice()));
                 }

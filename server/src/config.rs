@@ -4,13 +4,13 @@
 //! One rule for every file: a line left out means the built-in default, and an optional
 //! setting is turned off with `"off"` ([`net_plugin::off`]), whatever its default.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use net_plugin::NetConfig;
-use serde::{Deserialize, Serialize};
-
-use crate::interest::{Spawn, ViewMargin};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where the server looks for its settings when `--config` is not given. Running without it is
 /// fine: the built-in defaults are the same values.
@@ -78,8 +78,8 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
-impl std::fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminConfig")
             .field("bind", &self.bind)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
@@ -204,6 +204,135 @@ pub struct WorldConfig {
     /// write per move.
     #[serde(with = "zero_is_off")]
     pub view_delay: Duration,
+    /// With a view radius and `view_delay`: graceful overload (see [`crate::overload`]). When
+    /// the game loop falls behind (a second's frames took 90% of their time or more), the
+    /// interval at which a player is told about the others in its view doubles, from
+    /// `view_delay` up to this, and comes back down when the load falls (50% or less); every
+    /// move is still echoed to its sender. `None` (`"off"` in a file) keeps the news at
+    /// `view_delay` whatever the load. Default: 1,200 ms, four of the course's moves: a
+    /// neighbour's position at most ~1 s old, for a quarter of the news traffic.
+    #[serde(with = "net_plugin::off::duration")]
+    pub overload_news_max: Option<Duration>,
+}
+
+/// Where players enter the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Spawn {
+    /// (0, 0, 0), as in the course.
+    #[default]
+    Origin,
+    /// Uniformly at random inside the world's bounds in x and z, at y = 0 (clamped to the
+    /// bounds): a big world's players spread out instead of all starting in one crowd.
+    Random,
+}
+
+/// The hysteresis band beyond the view radius: a share of the radius (`"10%"`, the default)
+/// or a distance (`8.0`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ViewMargin {
+    /// This many percent of the radius.
+    Percent(f32),
+    /// This distance.
+    Units(f32),
+}
+
+impl Default for ViewMargin {
+    fn default() -> Self {
+        ViewMargin::Percent(10.0)
+    }
+}
+
+impl ViewMargin {
+    /// The margin for `radius`.
+    pub fn of(self, radius: f32) -> f32 {
+        match self {
+            ViewMargin::Percent(p) => radius * p / 100.0,
+            ViewMargin::Units(u) => u,
+        }
+    }
+
+    /// Its number, which must be finite and not negative.
+    fn value(self) -> f32 {
+        match self {
+            ViewMargin::Percent(v) | ViewMargin::Units(v) => v,
+        }
+    }
+}
+
+impl fmt::Display for ViewMargin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ViewMargin::Percent(p) => write!(f, "{p}%"),
+            ViewMargin::Units(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+impl FromStr for ViewMargin {
+    type Err = String;
+
+    /// `"10%"` or `"8"` / `"8.5"`, as the flag `--view-margin` takes it.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let why =
+            || format!("a view margin is a distance like 8.0 or a share of the radius like \"10%\", not {text:?}");
+        match text.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse().map(ViewMargin::Percent).map_err(|_| why()),
+            None => text.trim().parse().map(ViewMargin::Units).map_err(|_| why()),
+        }
+    }
+}
+
+impl Serialize for ViewMargin {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ViewMargin::Percent(_) => serializer.serialize_str(&self.to_string()),
+            ViewMargin::Units(u) => serializer.serialize_f32(*u),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ViewMargin {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ViewMargin;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a distance like 8.0 or a share of the radius like \"10%\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ViewMargin, E> {
+                match v.strip_suffix('%') {
+                    Some(_) => v.parse().map_err(E::custom),
+                    None => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ViewMargin, E> {
+                Ok(ViewMargin::Units(v as f32))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ViewMargin, E> {
+                Ok(ViewMargin::Units(v as f32))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ViewMargin, E> {
+                Ok(ViewMargin::Units(v as f32))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Checks the `[world]` settings of interest management; the message names the setting.
+fn validate_view(world: &WorldConfig) -> Result<(), String> {
+    if !(world.view_radius.is_finite() && world.view_radius >= 0.0) {
+        return Err(format!("world.view_radius must be 0 (off) or a positive distance, not {}", world.view_radius));
+    }
+    if world.overload_news_max.is_some_and(|d| d.is_zero()) {
+        return Err("world.overload_news_max must be more than 0 (or \"off\")".into());
+    }
+    let margin = world.view_margin.value();
+    if !(margin.is_finite() && margin >= 0.0) {
+        return Err(format!("world.view_margin must not be negative, not {}", world.view_margin));
+    }
+    Ok(())
 }
 
 /// Chat, and the limits that keep one player's lines from flooding a room.
@@ -298,6 +427,7 @@ impl Default for WorldConfig {
             view_margin: ViewMargin::default(),
             spawn: Spawn::Origin,
             view_delay: Duration::from_millis(300),
+            overload_news_max: Some(Duration::from_millis(1200)),
         }
     }
 }
@@ -381,7 +511,7 @@ impl ServerConfig {
                 ));
             }
         }
-        crate::interest::validate(&self.world).map_err(ConfigError::Invalid)?;
+        validate_view(&self.world).map_err(ConfigError::Invalid)?;
         if self.chat.max_chars == 0 {
             return invalid("chat.max_chars must be at least 1".into());
         }
@@ -411,5 +541,45 @@ impl ServerConfig {
     pub fn frame_period(&self) -> Duration {
         let hz = if self.frame_hz == 0 { self.tick_hz } else { self.frame_hz };
         Duration::from_secs_f64(1.0 / f64::from(hz.max(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_margin_is_a_share_of_the_radius_or_a_distance() {
+        assert_eq!(ViewMargin::default().of(80.0), 8.0);
+        assert_eq!("25%".parse::<ViewMargin>().unwrap().of(80.0), 20.0);
+        assert_eq!("3.5".parse::<ViewMargin>().unwrap().of(80.0), 3.5);
+        assert!("ten".parse::<ViewMargin>().is_err());
+        assert!("%".parse::<ViewMargin>().is_err());
+    }
+
+    #[test]
+    fn a_margin_reads_back_as_written() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct T {
+            m: ViewMargin,
+        }
+        for (text, m) in [("m = \"10%\"", ViewMargin::Percent(10.0)), ("m = 2.5", ViewMargin::Units(2.5))] {
+            assert_eq!(toml::from_str::<T>(text).unwrap(), T { m });
+            assert_eq!(toml::to_string(&T { m }).unwrap().trim(), text);
+        }
+        assert_eq!(toml::from_str::<T>("m = 3").unwrap(), T { m: ViewMargin::Units(3.0) });
+        let e = toml::from_str::<T>("m = \"ten\"").unwrap_err().to_string();
+        assert!(e.contains("a share of the radius like \"10%\""), "{e}");
+    }
+
+    #[test]
+    fn validation_refuses_negative_or_non_finite_distances() {
+        let world = |view_radius, view_margin| WorldConfig { view_radius, view_margin, ..WorldConfig::default() };
+        assert!(validate_view(&world(0.0, ViewMargin::default())).is_ok());
+        assert!(validate_view(&world(80.0, ViewMargin::Units(0.0))).is_ok());
+        assert!(validate_view(&world(-1.0, ViewMargin::default())).unwrap_err().contains("world.view_radius"));
+        assert!(validate_view(&world(f32::NAN, ViewMargin::default())).is_err());
+        assert!(validate_view(&world(80.0, ViewMargin::Units(-1.0))).unwrap_err().contains("world.view_margin"));
+        assert!(validate_view(&world(80.0, ViewMargin::Percent(f32::INFINITY))).is_err());
     }
 }

@@ -9,6 +9,7 @@
 //! | [`RoomPlugin`] | GameRoom.Enter / Leave | players enter a room on connect (`S_PlayerList`, `S_BroadcastEnterGame`) and leave it on `C_LeaveGame`, on disconnect, or when game code removes their [`Player`] or despawns them (`S_BroadcastLeaveGame`, once) |
 //! | [`MovementPlugin`] | C_Move handler, JobTimer flush | moves applied at the next tick, each moved player broadcast once per tick to its room |
 //! | [`InterestPlugin`] | — | spawn points; with `view_radius` set, each player sees only those near it (enter, leave and moves by view, see [`interest`]) |
+//! | [`OverloadPlugin`] | — | with `view_radius` and `view_delay`: when the game loop falls behind, the news about others is thinned (up to `overload_news_max`), echoes never (see [`overload`]) |
 //! | [`ChatPlugin`] | chat stage | `C_Chat` → `S_Chat` to the room (with `view_radius` set, to those in view), within a per-player rate and a per-room budget of relayed bytes |
 //! | [`PingPlugin`] | — | `C_Ping` → `S_Pong` to the sender: a latency probe |
 //! | [`ServerStatsPlugin`] | — | a statistics line every few seconds, a JSON summary at exit |
@@ -56,11 +57,13 @@ pub mod admin;
 #[cfg(feature = "agones")]
 pub mod agones;
 mod chat;
+mod components;
 mod config;
 pub mod drain;
 pub mod interest;
 pub mod lifecycle;
 mod movement;
+pub mod overload;
 mod ping;
 mod room;
 mod shutdown;
@@ -83,22 +86,23 @@ mod readme {}
 
 pub use admin::AdminPlugin;
 pub use chat::{
-    ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID, server_notice,
+    ChatAllowance, ChatCounts, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID,
+    server_notice,
 };
 pub use config::{
     AdminConfig, AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig,
-    ServerConfig, WorldConfig,
+    ServerConfig, Spawn, ViewMargin, WorldConfig,
 };
 pub use drain::{DrainPlugin, StopRequested};
-pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
+pub use interest::{InterestPlugin, View};
 pub use lifecycle::{DrainWindow, Lifecycle, LifecyclePlugin, Phase};
 pub use movement::{MoveBatches, MovementPlugin, WorldBounds};
+pub use overload::{NewsPace, OverloadCounts, OverloadPlugin};
 pub use ping::PingPlugin;
 pub use room::{ConnectedPlayers, InRoom, Player, Position, Room, RoomCapacity, RoomPlugin};
 pub use shutdown::ShutdownSignalPlugin;
 pub use stats::{
-    ChatCounts, ServerStats, ServerStatsPlugin, StatsSnapshot, StatsSource, StatsSystems, TICK_BUCKETS_SECONDS,
-    TickSummary,
+    ServerStats, ServerStatsPlugin, StatsSnapshot, StatsSource, StatsSystems, TICK_BUCKETS_SECONDS, TickSummary,
 };
 
 /// Where the game systems run.
@@ -130,12 +134,21 @@ pub struct GamePlugins {
 impl PluginGroup for GamePlugins {
     fn build(self) -> PluginGroupBuilder {
         let c = self.config;
-        PluginGroupBuilder::start::<Self>()
+        let frame = c.frame_period();
+        let group = PluginGroupBuilder::start::<Self>()
             .add(RoomPlugin { capacity: (c.room.capacity > 0).then_some(c.room.capacity) })
             .add(MovementPlugin { world: c.world.clone() })
-            .add(InterestPlugin { world: c.world })
+            .add(InterestPlugin { world: c.world.clone() })
             .add(ChatPlugin { config: c.chat })
-            .add(PingPlugin)
+            .add(PingPlugin);
+        // Only news gathered at a pace can be thinned: with a view radius and a view delay.
+        let w = &c.world;
+        match w.overload_news_max {
+            Some(max) if w.view_radius > 0.0 && !w.view_delay.is_zero() => {
+                group.add(OverloadPlugin { base: w.view_delay, max, frame })
+            }
+            _ => group,
+        }
     }
 }
 

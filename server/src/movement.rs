@@ -16,7 +16,7 @@ use shared::{C_Move, S_BroadcastMove};
 
 use crate::GameSystems;
 use crate::config::{OutOfBounds, WorldConfig};
-use crate::interest::Interest;
+use crate::interest::{Interest, MoveEchoes};
 use crate::room::{InRoom, Player, Position, Room};
 
 /// The world's bounds and what happens outside them.
@@ -92,6 +92,8 @@ fn apply_moves(
     mut moves: MessageReader<Received<C_Move>>,
     mut players: Query<&mut Position, (With<Player>, With<InRoom>)>,
     bounds: Res<WorldBounds>,
+    // With a view radius: every accepted move, so each is echoed (the last one alone is broadcast).
+    mut echoes: Option<ResMut<MoveEchoes>>,
     mut outbox: Outbox,
 ) {
     for Received { from, packet, .. } in moves.read() {
@@ -99,8 +101,14 @@ fn apply_moves(
         let wanted = Position { x: packet.pos_x, y: packet.pos_y, z: packet.pos_z };
         match bounds.admit(wanted) {
             // Assigned even when equal, so a tick with a move gets an echo even when the player
-            // did not go anywhere; a later move of the tick overwrites this one.
-            Some(p) => *position = p,
+            // did not go anywhere; a later move of the tick overwrites this one (with a view
+            // radius, `MoveEchoes` keeps the overtaken ones, so each is still echoed).
+            Some(p) => {
+                *position = p;
+                if let Some(echoes) = echoes.as_mut() {
+                    echoes.0.push((*from, p));
+                }
+            }
             None => {
                 let why = if wanted.x.is_finite() && wanted.y.is_finite() && wanted.z.is_finite() {
                     format!("a move to ({}, {}, {}) is outside the world", wanted.x, wanted.y, wanted.z)

@@ -1,7 +1,9 @@
 //! Rooms, and players entering and leaving them (the course's GameRoom.Enter and Leave).
 //!
 //! A player is the connection's own entity with a [`Player`], a [`Position`] and an [`InRoom`].
-//! A room is an entity with a [`Room`], listing its members in the order they entered.
+//! A room is an entity with a [`Room`], listing its members in the order they entered. The
+//! components themselves are in [`crate::components`] (every gameplay module reads them, and
+//! `interest`, which this module uses, must not need this one); they are re-exported here.
 
 use bevy_app::{App, Plugin, PreUpdate};
 use bevy_ecs::prelude::*;
@@ -11,64 +13,14 @@ use shared::{C_LeaveGame, S_BroadcastEnterGame, S_BroadcastLeaveGame, S_PlayerLi
 
 use rustc_hash::FxHashMap;
 
+pub use crate::components::{InRoom, Player, Position, Room};
+
 use crate::GameSystems;
 use crate::interest::{GridCell, Interest, Spawner, View};
-
-/// A player in the game. Its entity is its connection's.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Player {
-    /// The id clients know it by, counting from 1.
-    pub id: i32,
-}
 
 /// The players on a connection, as opposed to characters game code put in a room: what a drain
 /// waits for and what Agones counts.
 pub type ConnectedPlayers<'w, 's> = Query<'w, 's, Entity, (With<Player>, With<net_plugin::Connection>)>;
-
-/// Where a player stands.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Default)]
-pub struct Position {
-    /// x
-    pub x: f32,
-    /// y
-    pub y: f32,
-    /// z
-    pub z: f32,
-}
-
-/// The room a player is in: the one source of truth for membership. Bevy keeps the room's
-/// [`Room`] member list in step with it (a relationship): inserting an `InRoom` appends the
-/// player to the list, removing it (or despawning the player) takes the player out. Game code
-/// adds a server-side character to a room by spawning it with an `InRoom` (and a [`Player`] and
-/// a [`Position`], to be listed to newcomers); it is sent nothing.
-#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
-#[relationship(relationship_target = Room)]
-pub struct InRoom(pub Entity);
-
-/// A room: players in it see each other; broadcasts stay inside it. Its member list is kept by
-/// Bevy from the members' [`InRoom`]. A room closes when its last member leaves (Bevy removes an
-/// emptied member list, and the room's entity is despawned with it).
-#[derive(Component, Debug, Clone)]
-#[relationship_target(relationship = InRoom)]
-pub struct Room {
-    /// Counting from 1, in the order rooms opened.
-    pub id: u32,
-    /// Members, in the order they entered.
-    #[relationship]
-    members: Vec<Entity>,
-}
-
-impl Room {
-    /// An empty room.
-    pub fn new(id: u32) -> Self {
-        Self { id, members: Vec::new() }
-    }
-
-    /// The members, in the order they entered.
-    pub fn members(&self) -> &[Entity] {
-        &self.members
-    }
-}
 
 /// Players per room (`None`: one room for everyone).
 #[derive(Resource, Debug, Clone, Copy)]
@@ -143,7 +95,7 @@ fn enter_players(
         let fits = |room: Entity, len: usize| capacity.0.is_none_or(|cap| len + added(room) < cap);
         let target = rooms
             .iter()
-            .filter(|(e, r)| fits(*e, r.members.len()))
+            .filter(|(e, r)| fits(*e, r.members().len()))
             .min_by_key(|(_, r)| r.id)
             .map(|(e, _)| e)
             .or_else(|| run.opened.iter().find(|(e, _)| fits(*e, 0)).map(|(e, _)| *e));
@@ -263,7 +215,7 @@ fn announce_leave(
         None => {
             if let Ok(room) = rooms.get(in_room.0) {
                 // When its `InRoom` goes with it, Bevy has already taken it off the list.
-                outbox.broadcast(room.members.iter().copied().filter(|m| *m != entity), &leave);
+                outbox.broadcast(room.members().iter().copied().filter(|m| *m != entity), &leave);
             }
         }
     }

@@ -22,7 +22,9 @@ use hdrhistogram::Histogram;
 use net_plugin::{NetStats, NetSystems};
 use serde::Serialize;
 
+pub use crate::chat::ChatCounts;
 use crate::chat::ChatDrop;
+use crate::overload::OverloadCounts;
 use crate::room::{Player, Room};
 
 /// Logs a statistics line every `interval` and writes `json_path` at exit.
@@ -52,8 +54,11 @@ pub struct ServerStats {
     pub ticks: u64,
     /// The most players at once.
     pub players_max: usize,
-    /// Chat lines relayed and dropped.
+    /// Chat lines relayed and dropped: the chat's own [`ChatCounts`], copied at each frame's
+    /// end (so chat does not depend on this module).
     pub chat: ChatCounts,
+    /// Graceful overload's news interval and episodes, copied like `chat`.
+    pub overload: OverloadCounts,
     /// How long frames that ran a tick took.
     tick: TickDurations,
     frame_start: Option<Instant>,
@@ -63,32 +68,6 @@ pub struct ServerStats {
     /// The snapshot the last statistics line was computed against.
     last: Option<StatsSnapshot>,
     json_path: Option<PathBuf>,
-}
-
-/// Chat lines relayed, and dropped by reason (their senders stay connected).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChatCounts {
-    /// Lines relayed to their room.
-    pub relayed: u64,
-    /// Lines dropped, indexed by `ChatDrop as usize`.
-    pub dropped: [u64; ChatDrop::ALL.len()],
-}
-
-impl ChatCounts {
-    /// Lines dropped for this reason.
-    pub fn dropped(&self, reason: ChatDrop) -> u64 {
-        self.dropped[reason as usize]
-    }
-
-    /// Lines dropped for any reason.
-    pub fn dropped_total(&self) -> u64 {
-        self.dropped.iter().sum()
-    }
-
-    /// `(label, count)` for every reason, for logs and JSON.
-    pub fn dropped_by_label(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        ChatDrop::ALL.iter().map(|r| (r.as_str(), self.dropped(*r)))
-    }
 }
 
 /// The upper bounds of the tick duration histogram's buckets, in seconds (`le` in Prometheus):
@@ -190,6 +169,8 @@ pub struct StatsSnapshot {
     pub rooms: usize,
     /// Chat lines relayed and dropped.
     pub chat: ChatCounts,
+    /// The news interval and the overload episodes (zero when graceful overload does not run).
+    pub overload: OverloadCounts,
     /// Tick durations.
     pub tick: TickSummary,
     /// The network's counters.
@@ -208,6 +189,7 @@ impl StatsSnapshot {
             players_max: stats.players_max.max(players),
             rooms,
             chat: stats.chat,
+            overload: stats.overload,
             tick: stats.tick.summary(),
             net: net.clone(),
         }
@@ -244,6 +226,7 @@ impl Plugin for ServerStatsPlugin {
             ticks: 0,
             players_max: 0,
             chat: ChatCounts::default(),
+            overload: OverloadCounts::default(),
             tick: TickDurations::new(),
             frame_start: None,
             ticked: false,
@@ -270,8 +253,19 @@ fn count_tick(mut stats: ResMut<ServerStats>) {
     stats.ticked = true;
 }
 
-fn end_frame(mut stats: ResMut<ServerStats>, players: Query<(), With<Player>>) {
+fn end_frame(
+    mut stats: ResMut<ServerStats>,
+    players: Query<(), With<Player>>,
+    chat: Option<Res<ChatCounts>>,
+    overload: Option<Res<OverloadCounts>>,
+) {
     let stats = &mut *stats;
+    if let Some(chat) = chat {
+        stats.chat = *chat;
+    }
+    if let Some(overload) = overload {
+        stats.overload = *overload;
+    }
     if let Some(start) = stats.frame_start.take()
         && std::mem::take(&mut stats.ticked)
     {
@@ -317,7 +311,7 @@ fn stats_line(
         .iter()
         .map(|r| format!("{} {}", r.as_str(), chat.dropped(*r).saturating_sub(last_chat.dropped(*r))))
         .collect();
-    format!(
+    let mut line = format!(
         "players {} in {} rooms | in {:.0} pkt/s {:.0} B/s | out {:.0} pkt/s {:.0} B/s | tick p50 {p50:.2} ms p99 {p99:.2} ms max {max:.2} ms | sessions {} (total {}, refused {} ({})) | chat lines {} relayed, {} dropped ({})",
         now.players,
         now.rooms,
@@ -332,7 +326,12 @@ fn stats_line(
         chat.relayed.saturating_sub(last_chat.relayed),
         chat.dropped_total().saturating_sub(last_chat.dropped_total()),
         dropped.join(", "),
-    )
+    );
+    if now.overload.news_interval_ms > 0 {
+        let episodes = now.overload.episodes.saturating_sub(last.map_or(0, |l| l.overload.episodes));
+        line += &format!(" | news every {} ms, {episodes} overload episodes", now.overload.news_interval_ms);
+    }
+    line
 }
 
 /// The summary written at exit.
@@ -352,6 +351,7 @@ struct Summary<'a> {
     players_max: usize,
     disconnects: std::collections::BTreeMap<&'a str, u64>,
     chat: ChatSummary<'a>,
+    overload: OverloadCounts,
 }
 
 #[derive(Serialize)]
@@ -385,6 +385,7 @@ impl<'a> Summary<'a> {
             players_max: s.players_max,
             disconnects: net.disconnects_by_label().collect(),
             chat: ChatSummary { relayed: s.chat.relayed, dropped: s.chat.dropped_by_label().collect() },
+            overload: s.overload,
         }
     }
 }
@@ -433,6 +434,7 @@ mod tests {
             players_max: 4,
             rooms: 1,
             chat: ChatCounts { relayed: 5, dropped: [1, 2] },
+            overload: OverloadCounts::default(),
             tick: tick.summary(),
             net,
         }
@@ -479,6 +481,10 @@ mod tests {
         // The first line counts since start.
         let first = stats_line(&before, None, Duration::from_secs(10), (0.0, 0.0, 0.0));
         assert!(first.contains("in 10 pkt/s 100 B/s | out 40 pkt/s 800 B/s"), "{first}");
+        // Graceful overload, when it runs: the interval now, the episodes since the last line.
+        now.overload = OverloadCounts { news_interval_ms: 600, episodes: 3 };
+        let line = stats_line(&now, Some(&before), Duration::from_secs(2), (0.5, 1.0, 2.0));
+        assert!(line.ends_with("room_budget 3) | news every 600 ms, 3 overload episodes"), "{line}");
     }
 
     #[test]
@@ -495,5 +501,6 @@ mod tests {
         refusing.net.refused_by[Refusal::ServerFull as usize] = 3;
         let json = serde_json::to_value(Summary::of(&refusing)).unwrap();
         assert_eq!(json["refused"]["server_full"], 3);
+        assert_eq!(json["overload"]["episodes"], 0);
     }
 }

@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use net_plugin::{DisconnectKind, Keepalive, NetConfig, NetStats, RateLimit};
-use server::{AdminConfig, AgonesConfig, ChatConfig, ConfigError, LineRate, ServerConfig, Spawn, ViewMargin};
+use server::{
+    AdminConfig, AgonesConfig, ChatConfig, ConfigError, LineRate, NewsPace, ServerConfig, ServerStats, Spawn,
+    ViewMargin,
+};
 use support::{CourseClient, Msg, WAIT, http, join, move_bytes};
 
 /// Writes `text` to a settings file of its own and loads it as `--config` would.
@@ -541,6 +544,42 @@ fn a_still_observer_is_told_the_newest_position_once_when_the_delay_is_up() {
     // A ping is an answer too: nothing new to tell.
     observer.send(&support::ping_bytes(7));
     assert_eq!(server.until(&mut observer, |m| *m == Msg::Pong(7)), vec![], "once");
+}
+
+/// `overload_news_max`: graceful overload, on by default (1,200 ms) wherever there is news to
+/// thin (a view radius and a view delay); a value from the file bounds the stretch, `"off"` turns
+/// it off, 0 is refused.
+#[test]
+fn overload_news_max_from_the_file_reaches_the_running_server_and_off_turns_it_off() {
+    assert_eq!(ServerConfig::default().world.overload_news_max, Some(Duration::from_millis(1200)));
+    let (_, text) = shipped_file();
+    assert!(text.contains("overload_news_max = \"1200ms\""));
+    let world = |radius: f32, max: &str| {
+        format!(
+            "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n[world]\nview_radius = {radius:?}\noverload_news_max = {max}\n"
+        )
+    };
+    assert_eq!(load(&world(10.0, "\"2s\"")).unwrap().world.overload_news_max, Some(Duration::from_secs(2)));
+    assert_eq!(load(&world(10.0, "\"off\"")).unwrap().world.overload_news_max, None);
+    let m = load(&world(10.0, "\"0s\"")).unwrap_err().to_string();
+    assert!(m.contains("world.overload_news_max"), "{m}");
+
+    // Running: on, the news interval starts at view_delay (300 ms) and may stretch to the file's
+    // bound, and the statistics show it; off, or without a radius, nothing of it runs.
+    let ms = |d: Duration| d.as_millis() as u64;
+    for (text, expected) in
+        [(world(10.0, "\"2s\""), Some((300, 2000))), (world(10.0, "\"off\""), None), (world(0.0, "\"2s\""), None)]
+    {
+        let (server, _) = support::start(load(&text).unwrap());
+        let pace =
+            server.run(move |app| app.world().get_resource::<NewsPace>().map(|p| (ms(p.interval()), ms(p.max()))));
+        assert_eq!(pace, expected, "{text}");
+        let gauge = expected.map_or(0, |(now, _)| now);
+        assert!(server.wait_until(WAIT, move |app| {
+            let stats = app.world().resource::<ServerStats>();
+            stats.frames > 2 && stats.overload.news_interval_ms == gauge
+        }));
+    }
 }
 
 #[test]

@@ -150,6 +150,19 @@ impl Collector for Snapshot {
         )?
         .encode_histogram::<NoLabelSet>(s.tick.sum_seconds, s.tick.count, &buckets, None)?;
 
+        let news = ConstGauge::new(s.overload.news_interval_ms as f64 / 1000.0);
+        news.encode(out.encode_descriptor(
+            "news_interval_seconds",
+            "How long news about others may wait now (graceful overload; 0: not running).",
+            None,
+            news.metric_type(),
+        )?)?;
+        counter(
+            out,
+            "overload_episodes",
+            "Times the news interval began to stretch under overload.",
+            s.overload.episodes,
+        )?;
         counter(out, "chat_lines_relayed", "Chat lines relayed to their room.", s.chat.relayed)?;
         counters(
             out,
@@ -244,6 +257,7 @@ mod tests {
                 players_max: 3,
                 rooms: 1,
                 chat: ChatCounts { relayed: 7, dropped: [1, 0] },
+                overload: Default::default(),
                 tick: TickSummary { count: 6, sum_seconds: 2.5, buckets, p50_ms: 0.1, p99_ms: 900.0, max_ms: 2000.0 },
                 net,
             },

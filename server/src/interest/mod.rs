@@ -18,6 +18,8 @@
 //!   `S_BroadcastMove` for the players in its view that moved (its own echo always); the news
 //!   about others may wait up to `[world] view_delay` to leave with the player's next answer
 //!   (its echo, say), in order, so a client is written once per answer rather than once per frame;
+//!   longer while the server is overloaded, up to `[world] overload_news_max` (see
+//!   [`crate::overload`]); every accepted move is echoed to its sender all the same;
 //! - leaving the world: `S_BroadcastLeaveGame` only to the players who saw it.
 //!
 //! So a client that spawns an object on enter and destroys it on leave (the course's Unity
@@ -26,9 +28,6 @@
 
 mod grid;
 
-use std::fmt;
-use std::str::FromStr;
-
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::prelude::*;
 use bevy_time::{Fixed, Time};
@@ -36,131 +35,14 @@ use net_plugin::{Outbox, PacketBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rustc_hash::{FxHashMap, FxHashSet};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use shared::{S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove};
 
 pub use grid::{Cell, Grid, ViewRule};
 
 use crate::GameSystems;
-use crate::config::WorldConfig;
-use crate::room::{InRoom, Player, Position, Room};
-
-/// Where players enter the world.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Spawn {
-    /// (0, 0, 0), as in the course.
-    #[default]
-    Origin,
-    /// Uniformly at random inside the world's bounds in x and z, at y = 0 (clamped to the
-    /// bounds): a big world's players spread out instead of all starting in one crowd.
-    Random,
-}
-
-/// The hysteresis band beyond the view radius: a share of the radius (`"10%"`, the default)
-/// or a distance (`8.0`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ViewMargin {
-    /// This many percent of the radius.
-    Percent(f32),
-    /// This distance.
-    Units(f32),
-}
-
-impl Default for ViewMargin {
-    fn default() -> Self {
-        ViewMargin::Percent(10.0)
-    }
-}
-
-impl ViewMargin {
-    /// The margin for `radius`.
-    pub fn of(self, radius: f32) -> f32 {
-        match self {
-            ViewMargin::Percent(p) => radius * p / 100.0,
-            ViewMargin::Units(u) => u,
-        }
-    }
-
-    /// Its number, which must be finite and not negative.
-    fn value(self) -> f32 {
-        match self {
-            ViewMargin::Percent(v) | ViewMargin::Units(v) => v,
-        }
-    }
-}
-
-impl fmt::Display for ViewMargin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ViewMargin::Percent(p) => write!(f, "{p}%"),
-            ViewMargin::Units(u) => write!(f, "{u}"),
-        }
-    }
-}
-
-impl FromStr for ViewMargin {
-    type Err = String;
-
-    /// `"10%"` or `"8"` / `"8.5"`, as the flag `--view-margin` takes it.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let why =
-            || format!("a view margin is a distance like 8.0 or a share of the radius like \"10%\", not {text:?}");
-        match text.trim().strip_suffix('%') {
-            Some(p) => p.trim().parse().map(ViewMargin::Percent).map_err(|_| why()),
-            None => text.trim().parse().map(ViewMargin::Units).map_err(|_| why()),
-        }
-    }
-}
-
-impl Serialize for ViewMargin {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            ViewMargin::Percent(_) => serializer.serialize_str(&self.to_string()),
-            ViewMargin::Units(u) => serializer.serialize_f32(*u),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ViewMargin {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = ViewMargin;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a distance like 8.0 or a share of the radius like \"10%\"")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ViewMargin, E> {
-                match v.strip_suffix('%') {
-                    Some(_) => v.parse().map_err(E::custom),
-                    None => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
-                }
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ViewMargin, E> {
-                Ok(ViewMargin::Units(v as f32))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ViewMargin, E> {
-                Ok(ViewMargin::Units(v as f32))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ViewMargin, E> {
-                Ok(ViewMargin::Units(v as f32))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
-    }
-}
-
-/// Checks the `[world]` settings of interest management; the message names the setting.
-pub(crate) fn validate(world: &WorldConfig) -> Result<(), String> {
-    if !(world.view_radius.is_finite() && world.view_radius >= 0.0) {
-        return Err(format!("world.view_radius must be 0 (off) or a positive distance, not {}", world.view_radius));
-    }
-    let margin = world.view_margin.value();
-    if !(margin.is_finite() && margin >= 0.0) {
-        return Err(format!("world.view_margin must not be negative, not {}", world.view_margin));
-    }
-    Ok(())
-}
+use crate::components::{InRoom, Player, Position, Room};
+use crate::config::{Spawn, WorldConfig};
+use crate::overload::NewsPace;
 
 /// The other players a player sees (never itself). Symmetric: B is in A's view exactly when A
 /// is in B's. Only present when the view radius is set.
@@ -311,6 +193,7 @@ impl Plugin for InterestPlugin {
             let rule = ViewRule { radius: w.view_radius, margin: w.view_margin.of(w.view_radius) };
             app.insert_resource(Interest::new(rule).with_delay(w.view_delay))
                 .init_resource::<ViewChanges>()
+                .init_resource::<MoveEchoes>()
                 .add_systems(
                     FixedUpdate,
                     (refresh_views, send_view_changes).chain().in_set(GameSystems::BroadcastMoves),
@@ -337,6 +220,15 @@ pub struct ViewChanges {
     /// (observer, the player who came into its view).
     pub enters: Vec<(Entity, Entity)>,
 }
+
+/// Every move accepted this tick, in the order received: (player, where it landed). Filled by
+/// the movement plugin, emptied by [`send_view_changes`], which echoes each one: a view tells a
+/// mover's observers its newest position only, but its sender times each move by its echo, so a
+/// move overtaken by a later one in the same tick (two moves read together, as a server behind
+/// its load reads them) is still echoed. Bounded by the moves of one tick, which the network's
+/// inbound queue bounds.
+#[derive(Resource, Debug, Default)]
+pub struct MoveEchoes(pub Vec<(Entity, Position)>);
 
 /// The players who move between two runs of [`refresh_views`]: only they are re-examined.
 type Moving<'w, 's> = Query<'w, 's, (Entity, Ref<'static, Position>, &'static InRoom), (With<Player>, With<GridCell>)>;
@@ -421,6 +313,17 @@ pub fn refresh_views(
     }
 }
 
+/// What [`send_view_changes`] reuses from tick to tick.
+#[derive(Default)]
+pub struct SendScratch {
+    /// One player's news.
+    batch: PacketBatch,
+    /// The players whose last move of the tick was seen.
+    last_seen: FxHashSet<Entity>,
+    /// The moves a later one of the same player overtook.
+    overtaken: Vec<(Entity, Position)>,
+}
+
 /// Sends what [`refresh_views`] found, per observer: leaves, then enters (at the current
 /// position), then the moves of the players in its view, and its own move's echo. Each kind is
 /// sent to every observer before the next kind begins, so each tick's changes reach a client in
@@ -433,27 +336,46 @@ pub fn refresh_views(
 /// that moves four times a second gets four writes a second, whatever its neighbours do, and the
 /// server's work per move no longer grows with the ticks it arrives in. Without a delay every
 /// observer gets the tick's moves in the tick.
+///
+/// Overloaded ([`NewsPace`], see [`crate::overload`]), the news waits up to the stretched
+/// interval instead of the delay: it leaves with the first answer in the last `delay` of that
+/// wait, or alone at its end. Echoes never wait: a mover's moves that a later one overtook in
+/// this tick ([`MoveEchoes`]) are echoed to it first, in order.
 #[allow(clippy::too_many_arguments)]
 pub fn send_view_changes(
     changes: Res<ViewChanges>,
     mut interest: ResMut<Interest>,
+    mut echoes: ResMut<MoveEchoes>,
+    pace: Option<Res<NewsPace>>,
     players: Query<(&Player, &Position)>,
     views: Query<(Entity, &View)>,
     time: Res<Time<Fixed>>,
     mut outbox: Outbox,
-    // One player's news, reused.
-    mut batch: Local<PacketBatch>,
+    mut scratch: Local<SendScratch>,
 ) {
+    let SendScratch { batch, last_seen, overtaken } = &mut *scratch;
+    // From the newest: each player's last move is echoed below with its news; the ones before
+    // it were overtaken.
+    last_seen.clear();
+    overtaken.clear();
+    overtaken.extend(echoes.0.drain(..).rev().filter(|(mover, _)| !last_seen.insert(*mover)));
+    for &(mover, p) in overtaken.iter().rev() {
+        if let Ok((player, _)) = players.get(mover) {
+            outbox.send(mover, &S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
+        }
+    }
     let delay = interest.delay;
+    // The news interval: the delay, or longer while overloaded.
+    let interval = pace.map_or(delay, |pace| pace.interval().max(delay));
     for &(to, left) in &changes.leaves {
         if let Ok((player, _)) = players.get(left) {
-            outbox.send_within(to, &S_BroadcastLeaveGame { player_id: player.id }, delay);
+            outbox.send_within(to, &S_BroadcastLeaveGame { player_id: player.id }, interval);
         }
     }
     for &(to, came) in &changes.enters {
         if let Ok((player, p)) = players.get(came) {
             let entered = S_BroadcastEnterGame { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
-            outbox.send_within(to, &entered, delay);
+            outbox.send_within(to, &entered, interval);
         }
     }
     if delay.is_zero() {
@@ -464,13 +386,18 @@ pub fn send_view_changes(
         }
         return;
     }
-    let every = (delay.as_secs_f64() / time.timestep().as_secs_f64()).ceil().max(1.0) as u32;
+    let ticks = |d: std::time::Duration| (d.as_secs_f64() / time.timestep().as_secs_f64()).ceil() as u32;
+    let every = ticks(interval).max(1);
+    // Ticks the news must have waited to go with an answer: 0 unless overloaded.
+    let at_answer = ticks(interval.saturating_sub(delay));
     let Interest { known, tick, .. } = &mut *interest;
-    let batch = &mut *batch;
     for &(mover, p) in &changes.movers {
         let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
-        gather_news(known, mover, view, *tick, batch);
-        outbox.send_batch([mover], batch);
+        let told = known.get(mover.index_u32() as usize).map_or(0, |k| k.told);
+        if tick.saturating_sub(told) >= at_answer {
+            gather_news(known, mover, view, *tick, batch);
+            outbox.send_batch([mover], batch);
+        }
         outbox.send(mover, &S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
     }
     for (observer, view) in &views {
@@ -507,41 +434,6 @@ fn dense<T: Default + Clone>(table: &mut Vec<T>, entity: Entity) -> &mut T {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_margin_is_a_share_of_the_radius_or_a_distance() {
-        assert_eq!(ViewMargin::default().of(80.0), 8.0);
-        assert_eq!("25%".parse::<ViewMargin>().unwrap().of(80.0), 20.0);
-        assert_eq!("3.5".parse::<ViewMargin>().unwrap().of(80.0), 3.5);
-        assert!("ten".parse::<ViewMargin>().is_err());
-        assert!("%".parse::<ViewMargin>().is_err());
-    }
-
-    #[test]
-    fn a_margin_reads_back_as_written() {
-        #[derive(Serialize, Deserialize, PartialEq, Debug)]
-        struct T {
-            m: ViewMargin,
-        }
-        for (text, m) in [("m = \"10%\"", ViewMargin::Percent(10.0)), ("m = 2.5", ViewMargin::Units(2.5))] {
-            assert_eq!(toml::from_str::<T>(text).unwrap(), T { m });
-            assert_eq!(toml::to_string(&T { m }).unwrap().trim(), text);
-        }
-        assert_eq!(toml::from_str::<T>("m = 3").unwrap(), T { m: ViewMargin::Units(3.0) });
-        let e = toml::from_str::<T>("m = \"ten\"").unwrap_err().to_string();
-        assert!(e.contains("a share of the radius like \"10%\""), "{e}");
-    }
-
-    #[test]
-    fn validation_refuses_negative_or_non_finite_distances() {
-        let world = |view_radius, view_margin| WorldConfig { view_radius, view_margin, ..WorldConfig::default() };
-        assert!(validate(&world(0.0, ViewMargin::default())).is_ok());
-        assert!(validate(&world(80.0, ViewMargin::Units(0.0))).is_ok());
-        assert!(validate(&world(-1.0, ViewMargin::default())).unwrap_err().contains("world.view_radius"));
-        assert!(validate(&world(f32::NAN, ViewMargin::default())).is_err());
-        assert!(validate(&world(80.0, ViewMargin::Units(-1.0))).unwrap_err().contains("world.view_margin"));
-        assert!(validate(&world(80.0, ViewMargin::Percent(f32::INFINITY))).is_err());
-    }
 
     #[test]
     fn random_spawn_points_cover_the_bounds_in_x_and_z_at_height_zero() {
