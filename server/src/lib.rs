@@ -86,8 +86,8 @@ pub use chat::{
     ChatAllowance, ChatDrop, ChatPlugin, ChatSettings, NOTICE_PERIOD, RoomChatBudget, SERVER_PLAYER_ID, server_notice,
 };
 pub use config::{
-    AdminConfig, AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig,
-    ServerConfig, WorldConfig,
+    ADMIN_TOKEN_ENV, AdminConfig, AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, MIN_TOKEN_LEN,
+    OutOfBounds, RoomConfig, ServerConfig, WorldConfig,
 };
 pub use drain::{DrainPlugin, StopRequested};
 pub use interest::{InterestPlugin, Spawn, View, ViewMargin};
