@@ -78,15 +78,30 @@ fn assert_all_answered(probes: &[(u16, Duration)], attack: &str) {
     assert!(failed.is_empty(), "{attack}: {} of {} probes failed: {failed:?}", failed.len(), probes.len());
 }
 
-/// Starts the server, waits until it is healthy, and starts the probe.
-fn probed(
-    config: ServerConfig,
-) -> (net_plugin::testing::AppThread, SocketAddr, SocketAddr, Arc<AtomicBool>, JoinHandle<Vec<(u16, Duration)>>) {
-    let (server, addr, admin) = start_admin(config, |_| {});
-    assert_eq!(http_get_until(admin, "/healthz", &[], |r| r.status == 200).status, 200);
-    let stop = Arc::new(AtomicBool::new(false));
-    let probes = prober(admin, stop.clone());
-    (server, addr, admin, stop, probes)
+/// A server being probed.
+struct Probed {
+    _server: net_plugin::testing::AppThread,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    stop: Arc<AtomicBool>,
+    probes: JoinHandle<Vec<(u16, Duration)>>,
+}
+
+impl Probed {
+    /// Starts the server, waits until it is healthy, and starts the probe.
+    fn start(config: ServerConfig) -> Self {
+        let (server, addr, admin) = start_admin(config, |_| {});
+        assert_eq!(http_get_until(admin, "/healthz", &[], |r| r.status == 200).status, 200);
+        let stop = Arc::new(AtomicBool::new(false));
+        let probes = prober(admin, stop.clone());
+        Self { _server: server, addr, admin, stop, probes }
+    }
+
+    /// Stops the probe and checks that it was answered every time.
+    fn assert_all_answered(self, attack: &str) {
+        self.stop.store(true, Ordering::Relaxed);
+        assert_all_answered(&self.probes.join().unwrap(), attack);
+    }
 }
 
 /// A player beside the attack: it joins, moves and is told its move.
@@ -98,7 +113,8 @@ fn a_player_is_served(addr: SocketAddr) {
 
 #[test]
 fn a_thousand_idle_connections_do_not_starve_the_probes() {
-    let (_server, addr, admin, stop, probes) = probed(with_token());
+    let probed = Probed::start(with_token());
+    let (addr, admin) = (probed.addr, probed.admin);
     // 1,000 connections that send nothing: half from one address, half from 500 addresses.
     let mut idle = Vec::new();
     for i in 0..1000 {
@@ -112,14 +128,14 @@ fn a_thousand_idle_connections_do_not_starve_the_probes() {
     let rooms = http(admin, "GET", "/api/rooms", &AUTH);
     assert_eq!(rooms.status, 200, "{rooms:?}");
     a_player_is_served(addr);
-    stop.store(true, Ordering::Relaxed);
-    assert_all_answered(&probes.join().unwrap(), "1,000 idle connections");
+    probed.assert_all_answered("1,000 idle connections");
     drop(idle);
 }
 
 #[test]
 fn a_header_slowloris_does_not_starve_the_probes() {
-    let (_server, _, admin, stop, probes) = probed(with_token());
+    let probed = Probed::start(with_token());
+    let admin = probed.admin;
     // 200 connections, from one address and from many, each sending its head a byte at a time.
     let mut slow: Vec<TcpStream> = (0..200).filter_map(|i| connect_from(attacker(i, i % 2 == 0), admin).ok()).collect();
     for stream in &mut slow {
@@ -135,14 +151,14 @@ fn a_header_slowloris_does_not_starve_the_probes() {
     }
     let rooms = http(admin, "GET", "/api/rooms", &AUTH);
     assert_eq!(rooms.status, 200, "{rooms:?}");
-    stop.store(true, Ordering::Relaxed);
-    assert_all_answered(&probes.join().unwrap(), "a header slowloris");
+    probed.assert_all_answered("a header slowloris");
 }
 
 #[test]
 fn many_console_feeds_do_not_starve_the_probes() {
     // On loopback without a token, anyone on the machine may open the console.
-    let (_server, _, admin, stop, probes) = probed(test_config());
+    let probed = Probed::start(test_config());
+    let admin = probed.admin;
     let mut feeds: Vec<TcpStream> = (0..300)
         .filter_map(|i| {
             let mut stream = connect_from(attacker(i, i % 3 == 0), admin).ok()?;
@@ -154,8 +170,7 @@ fn many_console_feeds_do_not_starve_the_probes() {
     std::thread::sleep(Duration::from_secs(3));
     // The API still answers beside them.
     assert_eq!(http(admin, "GET", "/api/rooms", &[]).status, 200);
-    stop.store(true, Ordering::Relaxed);
-    assert_all_answered(&probes.join().unwrap(), "300 console feeds");
+    probed.assert_all_answered("300 console feeds");
     feeds.clear();
 }
 
