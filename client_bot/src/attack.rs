@@ -317,12 +317,12 @@ impl AttackArgs {
                 if !admin.ip().is_loopback() {
                     return Err(format!("--admin {admin}: attacks run against this machine only (a loopback address)"));
                 }
-                let connections = match kind {
+                let connections = self.connections.unwrap_or(match kind {
                     Kind::AdminIdle => 1000,
                     Kind::AdminSlowloris => 200,
                     Kind::AdminFeed => 500,
                     _ => 32,
-                };
+                });
                 let path = self.path.clone().unwrap_or_else(|| "/api/rooms/1".into());
                 if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_whitespace()) {
                     return Err(format!("--path {path:?}: a path such as /api/rooms/1"));
@@ -331,8 +331,13 @@ impl AttackArgs {
                 Plan::Admin(AdminPlan {
                     attack: kind,
                     admin,
-                    connections: at_least_one("--connections", self.connections.unwrap_or(connections))?,
-                    sources: at_least_one("--sources", self.sources.unwrap_or(1))?,
+                    connections: at_least_one("--connections", connections)?,
+                    // admin-api's clients are so many scripts, each from its own address (from one,
+                    // the endpoint's per-address share would close half of them).
+                    sources: at_least_one(
+                        "--sources",
+                        self.sources.unwrap_or(if kind == Kind::AdminApi { connections } else { 1 }),
+                    )?,
                     token: self.token.clone().or_else(|| std::env::var("GAMESERVER_ADMIN_TOKEN").ok()),
                     probe_interval: positive(
                         "--probe-interval",
@@ -530,6 +535,7 @@ mod tests {
         }
         let Plan::Admin(p) = plan(&["--kind", "admin-api"]).unwrap() else { panic!() };
         assert_eq!((p.connections, p.players, p.movers, p.path.as_str()), (32, 1000, 50, "/api/rooms/1"));
+        assert_eq!(p.sources, 32, "one address per API client");
         assert_eq!((p.warmup, p.duration), (Duration::from_secs(10), Duration::from_secs(20)));
         let err = plan(&["--kind=admin-idle", "--admin=192.0.2.1:9100"]).unwrap_err();
         assert!(err.contains("loopback"), "{err}");

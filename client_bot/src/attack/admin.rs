@@ -14,7 +14,7 @@
 //!   histogram in `/metrics` (interpolated in its buckets), the movers' round trips measured.
 //!
 //! The attackers connect from `sources` loopback addresses of their own (127.0.9.1, 127.0.9.2…;
-//! 1 by default), the probe from 127.0.0.1. Targets: every probe answered 200 within 100 ms;
+//! 1 by default, one per client for admin-api), the probe from 127.0.0.1. Targets: every probe answered 200 within 100 ms;
 //! for `admin-api` also the tick p99 raised by at most 1 ms and the movers' round trip p99
 //! under 25 ms.
 
