@@ -309,3 +309,26 @@ fn a_thousand_requests_cost_the_game_a_bounded_number_of_snapshots() {
     let window = server::admin::DEMAND_WINDOW.as_secs_f64() / server::admin::SNAPSHOT_PERIOD.as_secs_f64();
     assert!(after - quiet <= window + 3.0, "{quiet} then {after}: none built while nobody reads");
 }
+
+/// Reads are paced: looping clients wait their turn (and are all answered) instead of making the
+/// endpoint copy answers as fast as they ask; probes are not paced.
+#[test]
+fn looping_readers_are_paced_and_probes_are_not() {
+    let (_server, _, admin) = start_admin(with_token(), |_| {});
+    http_get_until(admin, "/api/rooms", &AUTH, |r| r.status == 200);
+    let started = Instant::now();
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..50).filter(|_| http(admin, "GET", "/api/rooms", &AUTH).status == 200).count()
+            })
+        })
+        .collect();
+    let probes: Vec<u16> = (0..20).map(|_| http(admin, "GET", "/healthz", &[]).status).collect();
+    let answered: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    let took = started.elapsed();
+    assert_eq!(answered, 300, "every read waited its turn and was answered");
+    let least = (300.0 - server::admin::READS_BURST) / server::admin::READS_PER_SECOND;
+    assert!(took.as_secs_f64() >= least * 0.9, "300 reads in {took:?}: at most the paced rate");
+    assert!(probes.iter().all(|s| *s == 200), "{probes:?}");
+}

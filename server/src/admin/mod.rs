@@ -62,7 +62,10 @@ pub use api::{
     RoomList, RoomSummary,
 };
 pub use console::{FEED_PERIOD, MAX_FEEDS};
-pub use http::{HEAD_TIMEOUT, HEALTHY_FRAME_AGE, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_URI_BYTES};
+pub use http::{
+    HEAD_TIMEOUT, HEALTHY_FRAME_AGE, MAX_BODY_BYTES, MAX_HEAD_BYTES, MAX_URI_BYTES, READ_MAX_WAIT, READS_BURST,
+    READS_PER_SECOND,
+};
 pub use slots::{MAX_CONNECTIONS, MAX_PER_ADDRESS};
 pub use snapshot::{DEMAND_WINDOW, MAX_AGE, SNAPSHOT_PERIOD};
 
@@ -216,6 +219,7 @@ impl Plugin for AdminPlugin {
             failures: access::Failures::default(),
             feeds: Arc::new(Semaphore::new(MAX_FEEDS)),
             faults: http::Faults::default(),
+            pacer: http::Pacer::default(),
         });
         runtime.spawn(http::serve(listener, http::router(state.clone()), state));
         tracing::info!(
