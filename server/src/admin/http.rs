@@ -246,15 +246,14 @@ async fn guard(State(state): State<Arc<AdminState>>, request: Request, next: Nex
         return error(StatusCode::FORBIDDEN, "a POST from another site's page is refused");
     }
     let path = request.uri().path();
-    if request.method() == Method::GET && (path == "/metrics" || path.starts_with("/api/rooms")) {
-        if let Err(later) = state.pacer.turn().await {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too many requests; try again later");
-            let seconds = later.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
+    let paced = request.method() == Method::GET && (path == "/metrics" || path.starts_with("/api/rooms"));
+    if paced && let Err(later) = state.pacer.turn().await {
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too many requests; try again later");
+        let seconds = later.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
+        return response;
     }
     next.run(request).await
 }
