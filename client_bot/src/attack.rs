@@ -11,10 +11,15 @@
 //! | `slow-reader` | one member reads at 2 Mbit/s while 10 clients chat as fast as the server's packet rate limit lets them, 60 s | the slow reader stays connected |
 //! | `non-readers` | 50 movers move while 1,000 connections that never read sit in the room; the host's TCP memory is sampled until 15 s after the last is cut | the server's sockets under 300 MB at the peak (the attacker's own receive buffers are on its machine on the internet; on loopback they count in the host's figure, reported too), the host back to its baseline within 15 s |
 //! | `garbage` | 200 connections send random bytes for 60 s, reconnecting when closed | the server's log stays short (< 100 lines; counted by the operator) |
+//! | `admin-idle` | 1,000 connections to the admin endpoint (`--admin`) that send nothing, reopened when closed, 30 s; `/healthz` probed every 250 ms | every probe answered 200 within 100 ms (issue 16) |
+//! | `admin-slowloris` | 200 connections sending a request head a byte every 100 ms, reopened when closed | the same |
+//! | `admin-feed` | 500 connections asking for the console's feed, reopened when closed | the same |
+//! | `admin-api` | a room of 1,000 (50 moving), 10 s alone, then 32 clients looping `GET /api/rooms/1` for 20 s | the same, the tick p99 raised by at most 1 ms, the movers' round trip p99 under 25 ms |
 //!
 //! The exit code is 0 when the kind's target was met, 1 when it was not (or the run failed), 2
 //! for a bad flag.
 
+mod admin;
 mod bucket;
 mod chat_burst;
 mod client;
@@ -32,6 +37,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+pub use admin::{AdminPlan, AdminReport};
 pub use bucket::TokenBucket;
 pub use chat_burst::{ChatBurstPlan, ChatBurstReport};
 pub use garbage::{GarbagePlan, GarbageReport};
@@ -52,6 +58,21 @@ pub enum Kind {
     NonReaders,
     /// Connections sending random bytes, reconnecting when closed.
     Garbage,
+    /// Admin connections that send nothing; `/healthz` probed.
+    AdminIdle,
+    /// Admin connections sending their request head a byte at a time; `/healthz` probed.
+    AdminSlowloris,
+    /// Admin connections reading the console's feed; `/healthz` probed.
+    AdminFeed,
+    /// Clients looping an admin API request beside a room of players; `/healthz` probed.
+    AdminApi,
+}
+
+impl Kind {
+    /// One of the admin endpoint's.
+    pub fn is_admin(self) -> bool {
+        matches!(self, Kind::AdminIdle | Kind::AdminSlowloris | Kind::AdminFeed | Kind::AdminApi)
+    }
 }
 
 /// Flags of `client_bot attack`. A flag left out takes its kind's default (in brackets); a flag
@@ -133,6 +154,25 @@ pub struct AttackArgs {
     /// The server's process id, to sample its resident memory during the run (every kind).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// admin-*: the admin endpoint's address; loopback only (default 127.0.0.1:9100).
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// admin-*: the admin token, if the endpoint asks for one (default: the environment variable
+    /// GAMESERVER_ADMIN_TOKEN, if set).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// admin-*: loopback addresses the attacker connects from, 127.0.9.1 on (default 1).
+    #[arg(long)]
+    pub sources: Option<u32>,
+    /// admin-*: between two /healthz probes (default 250ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub probe_interval: Option<Duration>,
+    /// admin-api: players in the room (default 1000).
+    #[arg(long)]
+    pub players: Option<u32>,
+    /// admin-api: the request the clients loop (default /api/rooms/1).
+    #[arg(long)]
+    pub path: Option<String>,
 }
 
 /// `2M`, `2000k`, `2000000`: bits per second (decimal prefixes, as link speeds are given).
@@ -164,31 +204,44 @@ pub enum Plan {
     NonReaders(NonReadersPlan),
     /// `garbage`.
     Garbage(GarbagePlan),
+    /// `admin-*`.
+    Admin(AdminPlan),
 }
 
 impl AttackArgs {
     /// The flags given that `kind` does not use, by name.
     fn foreign_flags(&self) -> Vec<&'static str> {
         use Kind::*;
-        let flags: [(&str, bool, &[Kind]); 18] = [
-            ("--move-interval", self.move_interval.is_some(), &[ChatBurst, NonReaders]),
+        const ADMIN: &[Kind] = &[AdminIdle, AdminSlowloris, AdminFeed, AdminApi];
+        let flags: [(&str, bool, &[Kind]); 24] = [
+            ("--move-interval", self.move_interval.is_some(), &[ChatBurst, NonReaders, AdminApi]),
             ("--members", self.members.is_some(), &[ChatBurst]),
             ("--bursters", self.bursters.is_some(), &[ChatBurst]),
             ("--lines", self.lines.is_some(), &[ChatBurst]),
-            ("--warmup", self.warmup.is_some(), &[ChatBurst]),
+            ("--warmup", self.warmup.is_some(), &[ChatBurst, AdminApi]),
             ("--line-chars", self.line_chars.is_some(), &[ChatBurst, SlowReader]),
             ("--line-char", self.line_char.is_some(), &[ChatBurst, SlowReader]),
             ("--chatters", self.chatters.is_some(), &[SlowReader]),
             ("--chat-rate", self.chat_rate.is_some(), &[SlowReader]),
             ("--read-rate", self.read_rate.is_some(), &[SlowReader]),
             ("--non-readers", self.non_readers.is_some(), &[NonReaders]),
-            ("--movers", self.movers.is_some(), &[NonReaders]),
+            ("--movers", self.movers.is_some(), &[NonReaders, AdminApi]),
             ("--settle", self.settle.is_some(), &[NonReaders]),
             ("--rcvbuf", self.rcvbuf.is_some(), &[NonReaders]),
-            ("--connections", self.connections.is_some(), &[Garbage]),
+            ("--connections", self.connections.is_some(), &[Garbage, AdminIdle, AdminSlowloris, AdminFeed, AdminApi]),
             ("--chunk", self.chunk.is_some(), &[Garbage]),
             ("--ping-interval", self.ping_interval.is_some(), &[NonReaders]),
-            ("--duration", self.duration.is_some(), &[ChatBurst, SlowReader, NonReaders, Garbage]),
+            (
+                "--duration",
+                self.duration.is_some(),
+                &[ChatBurst, SlowReader, NonReaders, Garbage, AdminIdle, AdminSlowloris, AdminFeed, AdminApi],
+            ),
+            ("--admin", self.admin.is_some(), ADMIN),
+            ("--token", self.token.is_some(), ADMIN),
+            ("--sources", self.sources.is_some(), ADMIN),
+            ("--probe-interval", self.probe_interval.is_some(), ADMIN),
+            ("--players", self.players.is_some(), &[AdminApi]),
+            ("--path", self.path.is_some(), &[AdminApi]),
         ];
         flags.iter().filter(|(_, given, kinds)| *given && !kinds.contains(&self.kind)).map(|(f, _, _)| *f).collect()
     }
@@ -259,6 +312,48 @@ impl AttackArgs {
                 duration: positive("--duration", self.duration.unwrap_or(Duration::from_secs(60)))?,
                 seed: self.seed,
             }),
+            kind => {
+                let admin = self.admin.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9100)));
+                if !admin.ip().is_loopback() {
+                    return Err(format!("--admin {admin}: attacks run against this machine only (a loopback address)"));
+                }
+                let connections = self.connections.unwrap_or(match kind {
+                    Kind::AdminIdle => 1000,
+                    Kind::AdminSlowloris => 200,
+                    Kind::AdminFeed => 500,
+                    _ => 32,
+                });
+                let path = self.path.clone().unwrap_or_else(|| "/api/rooms/1".into());
+                if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_whitespace()) {
+                    return Err(format!("--path {path:?}: a path such as /api/rooms/1"));
+                }
+                let players = self.players.unwrap_or(1000);
+                Plan::Admin(AdminPlan {
+                    attack: kind,
+                    admin,
+                    connections: at_least_one("--connections", connections)?,
+                    // admin-api's clients are so many scripts, each from its own address (from one,
+                    // the endpoint's per-address share would close half of them).
+                    sources: at_least_one(
+                        "--sources",
+                        self.sources.unwrap_or(if kind == Kind::AdminApi { connections } else { 1 }),
+                    )?,
+                    token: self.token.clone().or_else(|| std::env::var("GAMESERVER_ADMIN_TOKEN").ok()),
+                    probe_interval: positive(
+                        "--probe-interval",
+                        self.probe_interval.unwrap_or(Duration::from_millis(250)),
+                    )?,
+                    duration: positive(
+                        "--duration",
+                        self.duration.unwrap_or(Duration::from_secs(if kind == Kind::AdminApi { 20 } else { 30 })),
+                    )?,
+                    path,
+                    players,
+                    movers: self.movers.unwrap_or(50).min(players),
+                    move_interval,
+                    warmup: positive("--warmup", self.warmup.unwrap_or(Duration::from_secs(10)))?,
+                })
+            }
         })
     }
 }
@@ -284,6 +379,8 @@ pub enum AttackReport {
     NonReaders(NonReadersReport),
     /// `garbage`.
     Garbage(GarbageReport),
+    /// `admin-*` (its `params.attack` says which).
+    Admin(AdminReport),
 }
 
 impl AttackReport {
@@ -294,6 +391,7 @@ impl AttackReport {
             AttackReport::SlowReader(r) => &r.target,
             AttackReport::NonReaders(r) => &r.target,
             AttackReport::Garbage(r) => &r.target,
+            AttackReport::Admin(r) => &r.target,
         }
     }
 
@@ -303,6 +401,7 @@ impl AttackReport {
             AttackReport::SlowReader(r) => &mut r.server_rss,
             AttackReport::NonReaders(r) => &mut r.server_rss,
             AttackReport::Garbage(r) => &mut r.server_rss,
+            AttackReport::Admin(r) => &mut r.server_rss,
         }
     }
 
@@ -390,6 +489,7 @@ pub fn run(args: &AttackArgs) -> Result<AttackReport, String> {
         Plan::SlowReader(p) => AttackReport::SlowReader(slow_reader::run(args.addr, &p)?),
         Plan::NonReaders(p) => AttackReport::NonReaders(non_readers::run(args.addr, &p, args.server_pid)?),
         Plan::Garbage(p) => AttackReport::Garbage(garbage::run(args.addr, &p)?),
+        Plan::Admin(p) => AttackReport::Admin(admin::run(args.addr, &p)?),
     };
     *report.server_rss_mut() = watch.map(RssWatch::finish);
     if let Some(path) = &args.json {
@@ -428,6 +528,19 @@ mod tests {
         assert_eq!(p.ping_interval, None, "silent by default");
         let Plan::Garbage(p) = plan(&["--kind", "garbage"]).unwrap() else { panic!() };
         assert_eq!((p.connections, p.duration), (200, Duration::from_secs(60)));
+        for (kind, connections) in [("admin-idle", 1000), ("admin-slowloris", 200), ("admin-feed", 500)] {
+            let Plan::Admin(p) = plan(&["--kind", kind]).unwrap() else { panic!() };
+            assert_eq!((p.connections, p.duration, p.sources), (connections, Duration::from_secs(30), 1), "{kind}");
+            assert_eq!((p.admin.port(), p.probe_interval), (9100, Duration::from_millis(250)));
+        }
+        let Plan::Admin(p) = plan(&["--kind", "admin-api"]).unwrap() else { panic!() };
+        assert_eq!((p.connections, p.players, p.movers, p.path.as_str()), (32, 1000, 50, "/api/rooms/1"));
+        assert_eq!(p.sources, 32, "one address per API client");
+        assert_eq!((p.warmup, p.duration), (Duration::from_secs(10), Duration::from_secs(20)));
+        let err = plan(&["--kind=admin-idle", "--admin=192.0.2.1:9100"]).unwrap_err();
+        assert!(err.contains("loopback"), "{err}");
+        assert!(plan(&["--kind=admin-idle", "--players=3"]).unwrap_err().contains("--players"));
+        assert!(plan(&["--kind=garbage", "--sources=3"]).unwrap_err().contains("--sources"));
     }
 
     #[test]

@@ -281,3 +281,65 @@ fn attack_flags_are_documented_and_bad_ones_are_one_line_and_exit_code_2() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+/// The game and its admin endpoint, in-process, with `token`.
+fn start_server_with_admin(token: Option<&str>) -> (AppThread, SocketAddr, SocketAddr) {
+    let mut config =
+        ServerConfig { bind: "127.0.0.1:0".into(), stats_interval: Duration::ZERO, ..ServerConfig::default() };
+    config.admin.bind = Some("127.0.0.1:0".into());
+    config.admin.token = token.map(str::to_owned);
+    let net = ServerPlugin::bind(&config.bind, config.net.clone()).unwrap();
+    let addr = net.local_addr();
+    let admin = server::AdminPlugin::bind(&config.admin, config.net.max_connections).unwrap().unwrap();
+    let admin_addr = admin.local_addr();
+    let app = AppThread::spawn(move || {
+        let mut app = server::app(&config, net, None);
+        app.add_plugins(admin);
+        app
+    });
+    (app, addr, admin_addr)
+}
+
+#[test]
+fn admin_attacks_probe_the_health_check_beside_the_attacker() {
+    let token = "a-token-for-the-attack-test";
+    let (_server, addr, admin) = start_server_with_admin(Some(token));
+    let admin_flag = format!("--admin={admin}");
+    let token_flag = format!("--token={token}");
+    for kind in ["admin-idle", "admin-slowloris", "admin-feed"] {
+        let kind_flag = format!("--kind={kind}");
+        let a =
+            args(addr, &[&kind_flag, &admin_flag, &token_flag, "--connections=80", "--sources=3", "--duration=1500ms"]);
+        let report = attack::run(&a).unwrap();
+        let AttackReport::Admin(r) = &report else { panic!("another kind's report") };
+        // Every probe is answered (how fast is for the release build to say).
+        assert!(r.probes.sent >= 3 && r.probes.ok == r.probes.sent, "{kind}: {r:#?}");
+        assert!(r.attacker_connections >= 80, "{kind}: {r:#?}");
+        // 80 from 3 addresses is over the per-address share (16): the server closed some.
+        assert!(r.attacker_closed_by_server > 0, "{kind}: {r:#?}");
+        let json = json_with(&report, &["probes", "params", "target"]);
+        assert_eq!(json["kind"], "admin");
+        assert_eq!(json["params"]["attack"], kind);
+        assert!(json["params"].get("token").is_none(), "the token is not written out");
+    }
+    let a = args(
+        addr,
+        &[
+            "--kind=admin-api",
+            &admin_flag,
+            &token_flag,
+            "--connections=2",
+            "--players=6",
+            "--movers=2",
+            "--warmup=1s",
+            "--duration=1s",
+        ],
+    );
+    let AttackReport::Admin(r) = attack::run(&a).unwrap() else { panic!("another kind's report") };
+    let (before, during) = (r.before.as_ref().unwrap(), r.during.as_ref().unwrap());
+    assert!(during.api_requests > 0 && during.api_failures == 0, "{r:#?}");
+    assert!(before.mover_rtt_ms.count > 0 && during.mover_rtt_ms.count > 0, "{r:#?}");
+    assert!(before.tick_p99_ms > 0.0 && during.tick_p99_ms > 0.0, "{r:#?}");
+    assert!(during.snapshots >= 1.0 && during.snapshots <= 20.0, "at most ~10 a second: {r:#?}");
+    assert!(r.probes.sent >= 3 && r.probes.ok == r.probes.sent, "{r:#?}");
+}

@@ -59,6 +59,13 @@ pub struct ServerConfig {
     pub agones: AgonesConfig,
 }
 
+/// The environment variable the admin token may come from (see [`AdminConfig::token`]).
+pub const ADMIN_TOKEN_ENV: &str = "GAMESERVER_ADMIN_TOKEN";
+
+/// The shortest admin token accepted: 16 characters, which a throttled guesser (see
+/// `crate::admin`) cannot try its way through.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// The admin HTTP endpoint (`crate::admin`): `/metrics`, `/healthz`, `/readyz`, the room API
 /// and the web console. Off unless `bind` is set. Its `Debug` hides the token, so logging the
 /// settings does not leak it.
@@ -71,11 +78,24 @@ pub struct AdminConfig {
     pub bind: Option<String>,
     /// The secret every request but `/healthz` and `/readyz` must present, as
     /// `Authorization: Bearer TOKEN` (or, from a browser, as the password of Basic
-    /// credentials). Required when `bind` is not a loopback address: an admin endpoint open to
-    /// a network can kick players. `None` (`"off"`, the default) asks for nothing, which only a
-    /// loopback address allows.
+    /// credentials): printable ASCII without spaces, at least [`MIN_TOKEN_LEN`] characters.
+    /// Required when `bind` is not a loopback address: an admin endpoint open to a network can
+    /// kick players. `None` (`"off"`, the default) asks for nothing, which only a loopback
+    /// address allows. Where it comes from, the first found: `--admin-token` or
+    /// `--admin-token-file`, the environment variable [`ADMIN_TOKEN_ENV`], then this or
+    /// `token_file` in the settings file.
     #[serde(with = "net_plugin::off")]
     pub token: Option<String>,
+    /// A file holding the token (a mounted secret), read at start-up; surrounding white space
+    /// (a final newline) is ignored. Not with `token`. `None` (`"off"`, the default): none.
+    #[serde(with = "net_plugin::off")]
+    pub token_file: Option<PathBuf>,
+    /// Further `Host` values requests may name, each `name` (any port) or `name:port`: the DNS
+    /// names operators reach the endpoint by. Requests naming anything else are refused (421),
+    /// except `/healthz` and `/readyz`; the bind address itself (and `localhost:PORT` for a
+    /// loopback bind, any IP address with the port for a wildcard bind) is always allowed.
+    /// Default: none.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl fmt::Debug for AdminConfig {
@@ -83,13 +103,15 @@ impl fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("bind", &self.bind)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("token_file", &self.token_file)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish()
     }
 }
 
 impl AdminConfig {
-    /// The address to serve on, if any, checked: an IP address and port, and a token unless it
-    /// is a loopback address.
+    /// The address to serve on, if any, checked: an IP address and port, a valid token (read
+    /// from `token_file` if that is where it is), and a token unless it is a loopback address.
     pub fn address(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
         let Some(bind) = &self.bind else { return Ok(None) };
         let addr: std::net::SocketAddr = bind.parse().map_err(|_| {
@@ -97,19 +119,63 @@ impl AdminConfig {
                 "admin.bind must be an IP address and port such as 127.0.0.1:9100, not {bind:?}"
             ))
         })?;
-        if let Some(token) = &self.token
-            && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            return Err(ConfigError::Invalid(
-                "admin.token must be printable ASCII without spaces, at least one character (or \"off\")".into(),
-            ));
-        }
-        if self.token.is_none() && !addr.ip().is_loopback() {
+        let token = self.token()?;
+        if token.is_none() && !addr.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
                 "admin.token is required when admin.bind ({addr}) is not a loopback address: anyone who reaches it could kick players"
             )));
         }
+        for host in &self.allowed_hosts {
+            if host.is_empty() || !host.bytes().all(|b| b.is_ascii_graphic()) || host.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "admin.allowed_hosts entries are host names, with or without :port, not {host:?}"
+                )));
+            }
+        }
         Ok(Some(addr))
+    }
+
+    /// The token: `token`, or the contents of `token_file`; checked (printable ASCII without
+    /// spaces, at least [`MIN_TOKEN_LEN`] characters).
+    pub fn token(&self) -> Result<Option<String>, ConfigError> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid("admin.token and admin.token_file: set one, not both".into()));
+            }
+            (Some(token), None) => token.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Invalid(format!("admin.token_file: cannot read {}: {e}", path.display())))?
+                .trim()
+                .to_string(),
+            (None, None) => return Ok(None),
+        };
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid("admin.token must be printable ASCII without spaces (or \"off\")".into()));
+        }
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "admin.token must be at least {MIN_TOKEN_LEN} characters, not {}: a short one can be guessed \
+                 (make one with `openssl rand -hex 16`)",
+                token.len()
+            )));
+        }
+        Ok(Some(token))
+    }
+
+    /// Takes the token from `value` (the environment variable [`ADMIN_TOKEN_ENV`], or a
+    /// command-line flag), over what the settings file said. An empty value is no value.
+    pub fn set_token(&mut self, value: Option<String>) {
+        if let Some(token) = value.filter(|t| !t.is_empty()) {
+            self.token = Some(token);
+            self.token_file = None;
+        }
+    }
+
+    /// Takes the token from the file at `path` (a command-line flag), over what the settings
+    /// file and the environment said.
+    pub fn set_token_file(&mut self, path: PathBuf) {
+        self.token = None;
+        self.token_file = Some(path);
     }
 }
 

@@ -90,8 +90,8 @@ pub use chat::{
     server_notice,
 };
 pub use config::{
-    AdminConfig, AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, OutOfBounds, RoomConfig,
-    ServerConfig, Spawn, ViewMargin, WorldConfig,
+    ADMIN_TOKEN_ENV, AdminConfig, AgonesConfig, ChatConfig, ConfigError, DEFAULT_CONFIG_PATH, LineRate, MIN_TOKEN_LEN,
+    OutOfBounds, RoomConfig, ServerConfig, Spawn, ViewMargin, WorldConfig,
 };
 pub use drain::{DrainPlugin, StopRequested};
 pub use interest::{InterestPlugin, View};

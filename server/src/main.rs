@@ -81,17 +81,23 @@ struct Cli {
     /// 127.0.0.1:9100 ("off": not at all).
     #[arg(long, value_name = "ADDR")]
     admin: Option<String>,
-    /// The token admin requests must carry (required unless --admin is a loopback address).
-    /// Other users of this machine can read a command line: prefer [admin] token in the
-    /// settings file.
-    #[arg(long, value_name = "TOKEN")]
+    /// The token admin requests must carry (required unless --admin is a loopback address; at
+    /// least 16 characters). Other users of this machine can read a command line: prefer
+    /// --admin-token-file, the environment variable GAMESERVER_ADMIN_TOKEN, or [admin] token_file.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "admin_token_file")]
     admin_token: Option<String>,
+    /// A file holding the admin token (a mounted secret), over GAMESERVER_ADMIN_TOKEN and the
+    /// settings file.
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
 }
 
 impl Cli {
     /// The settings file, then these flags.
     fn settings(&self) -> Result<(ServerConfig, Option<PathBuf>), server::ConfigError> {
         let (mut config, file) = ServerConfig::load(self.config.as_deref())?;
+        // The admin token: a flag, else the environment, else the file.
+        config.admin.set_token(std::env::var(server::ADMIN_TOKEN_ENV).ok());
         if let Some(bind) = &self.bind {
             config.bind.clone_from(bind);
         }
@@ -139,8 +145,9 @@ impl Cli {
         if let Some(addr) = &self.admin {
             config.admin.bind = (addr != net_plugin::off::OFF).then(|| addr.clone());
         }
-        if let Some(token) = &self.admin_token {
-            config.admin.token = Some(token.clone());
+        config.admin.set_token(self.admin_token.clone());
+        if let Some(path) = &self.admin_token_file {
+            config.admin.set_token_file(path.clone());
         }
         config.validate()?;
         Ok((config, file))

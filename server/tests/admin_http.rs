@@ -16,9 +16,9 @@ use net_plugin::testing::{Recorded, record};
 use net_plugin::{DisconnectReason, Disconnected};
 use server::admin::metrics::sample;
 use server::{Lifecycle, Phase, ServerConfig, StopRequested};
-use support::{HttpResponse, Msg, WAIT, http, http_get_until, http_raw, join, start_admin, test_config};
+use support::{HttpResponse, Msg, WAIT, http, http_from, http_get_until, http_raw, join, start_admin, test_config};
 
-const TOKEN: &str = "t0ken-for-tests";
+const TOKEN: &str = "t0ken-for-the-tests";
 
 fn with_token() -> ServerConfig {
     let mut config = test_config();
@@ -59,6 +59,8 @@ fn health_checks_need_no_token_and_everything_else_does() {
     // nothing, not even whether the path exists.
     let wrong = [("Authorization", "Bearer not-the-token")];
     let mut bodies = Vec::new();
+    // Each from an address of its own: wrong tokens from one address are throttled (another test).
+    let mut from = (2..).map(|i| std::net::IpAddr::from([127, 0, 1, i]));
     for (method, path) in [
         ("GET", "/metrics"),
         ("GET", "/api/rooms"),
@@ -71,7 +73,7 @@ fn health_checks_need_no_token_and_everything_else_does() {
         ("DELETE", "/healthz/x"),
     ] {
         for headers in [&[][..], &wrong[..]] {
-            let r = http(admin, method, path, headers);
+            let r = http_from(from.next().unwrap(), admin, method, path, headers);
             assert_eq!(r.status, 401, "{method} {path} {headers:?}: {r:?}");
             assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Basic")), "{r:?}");
             bodies.push(r.body);

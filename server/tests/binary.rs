@@ -25,6 +25,7 @@ fn help_lists_every_flag() {
         "--agones",
         "--admin",
         "--admin-token",
+        "--admin-token-file",
         "--help",
     ] {
         assert!(help.contains(flag), "--help mentions {flag}");
@@ -352,7 +353,7 @@ fn the_admin_endpoint_reports_the_numbers_the_statistics_file_gets() {
         "--admin",
         "127.0.0.1:0",
         "--admin-token",
-        "tok",
+        "tok-tok-tok-tok-tok",
         "--drain-timeout",
         "off",
         "--stats-json",
@@ -360,7 +361,7 @@ fn the_admin_endpoint_reports_the_numbers_the_statistics_file_gets() {
     ]);
     let admin = server.admin_addr();
     assert!(server.wait_for_line("admin endpoint on").contains("token required"));
-    let auth = [("Authorization", "Bearer tok")];
+    let auth = [("Authorization", "Bearer tok-tok-tok-tok-tok")];
     let mut clients: Vec<_> = (0..2).map(|_| join(server.addr).0).collect();
     for c in &mut clients {
         c.send_move(1.0, 0.0, 1.0);
@@ -389,4 +390,47 @@ fn the_admin_endpoint_reports_the_numbers_the_statistics_file_gets() {
     assert_eq!(json["sessions_total"].as_f64(), Some(metric(&text, "gameserver_connections_total", "")));
     assert_eq!(json["players_max"].as_f64(), Some(metric(&text, "gameserver_players_max", "")));
     let _ = std::fs::remove_file(stats);
+}
+
+/// Where the admin token comes from, the first found: a flag (`--admin-token`,
+/// `--admin-token-file`), the environment (`GAMESERVER_ADMIN_TOKEN`), the settings file
+/// (`token`, `token_file`). A short one stops the start with one line, wherever it came from.
+#[test]
+fn the_admin_token_comes_from_a_flag_then_the_environment_then_the_settings_file() {
+    let (dir, settings) =
+        settings_file("admin-token", "[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"from-the-settings-file\"\n");
+    let secret = dir.join("token");
+    std::fs::write(&secret, "from-a-mounted-secret\n").unwrap();
+    let env = server::ADMIN_TOKEN_ENV;
+    let config = settings.to_str().unwrap();
+    // Which token the server started with asks for: exactly one of them is let in.
+    let accepted = |mut server: support::process::Running| {
+        let admin = server.admin_addr();
+        let tokens = ["from-the-settings-file", "from-the-environment", "from-a-mounted-secret"];
+        let ok: Vec<&str> = tokens
+            .into_iter()
+            .filter(|t| {
+                support::http(admin, "GET", "/api/rooms", &[("Authorization", &format!("Bearer {t}"))]).status == 200
+            })
+            .collect();
+        ok
+    };
+    assert_eq!(accepted(spawn(&["--config", config])), ["from-the-settings-file"]);
+    let with_env = || {
+        let mut command = server_command();
+        command.env(env, "from-the-environment");
+        command
+    };
+    assert_eq!(accepted(spawn_command(with_env(), &["--config", config])), ["from-the-environment"]);
+    let flag = ["--config", config, "--admin-token-file", secret.to_str().unwrap()];
+    assert_eq!(accepted(spawn_command(with_env(), &flag)), ["from-a-mounted-secret"]);
+
+    let out = server_command().env(env, "short").args(["--bind", "127.0.0.1:0", "--config", config]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("admin.token must be at least 16 characters, not 5"), "{stderr}");
+    let (code, stderr) = run(&["--admin", "127.0.0.1:0", "--admin-token", "x"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -70,6 +70,28 @@ fn check_game_server_spec(spec: &Value, name: &str) {
     let container = at(spec, "template.spec.containers.0");
     let args: Vec<&str> = at(container, "args").as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(args.contains(&"--agones"), "{name}: the server talks to the sidecar: {args:?}");
+
+    // The admin endpoint: liveness asks its /healthz, on the port --admin names (which no token
+    // or Host rule keeps a probe from), and the token comes from a mounted Secret, not the
+    // command line, which other users of the node can read.
+    let flag = |flag: &str| args.iter().position(|a| *a == flag).and_then(|i| args.get(i + 1)).copied();
+    let admin: std::net::SocketAddr = flag("--admin").and_then(|a| a.parse().ok()).expect("--admin ADDR");
+    assert!(admin.ip().is_unspecified(), "{name}: the kubelet probes the pod's address: {admin}");
+    assert!(flag("--admin-token").is_none(), "{name}: no token on the command line");
+    let token_file = flag("--admin-token-file").expect("--admin-token-file");
+    let mount = text(container, "volumeMounts.0.mountPath");
+    assert!(token_file.starts_with(mount), "{name}: {token_file} is in the mounted secret {mount}");
+    assert_eq!(text(spec, "template.spec.volumes.0.secret.secretName"), "game-server-admin", "{name}");
+    assert_eq!(text(container, "livenessProbe.httpGet.path"), "/healthz", "{name}");
+    let probe_port = text(container, "livenessProbe.httpGet.port");
+    assert_eq!(text(container, "ports.0.name"), probe_port, "{name}");
+    assert_eq!(int(container, "ports.0.containerPort"), i64::from(admin.port()), "{name}: the probe's port");
+    assert!(
+        Duration::from_secs(int(container, "livenessProbe.periodSeconds") as u64)
+            * int(container, "livenessProbe.failureThreshold") as u32
+            > server::admin::HEALTHY_FRAME_AGE * 5,
+        "{name}: a restart takes several failed probes, not one slow frame"
+    );
 }
 
 #[test]

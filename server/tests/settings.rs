@@ -586,31 +586,64 @@ fn overload_news_max_from_the_file_reaches_the_running_server_and_off_turns_it_o
 fn the_admin_endpoint_is_off_unless_bound_and_a_network_address_needs_a_token() {
     let (_, text) = shipped_file();
     assert!(text.contains("[admin]\n") && text.contains("bind = \"off\"") && text.contains("token = \"off\""));
-    assert_eq!(load("").unwrap().admin, AdminConfig { bind: None, token: None });
+    assert!(text.contains("token_file = \"off\"") && text.contains("allowed_hosts = []"));
+    assert_eq!(load("").unwrap().admin, AdminConfig::default());
+    assert_eq!(
+        AdminConfig::default(),
+        AdminConfig { bind: None, token: None, token_file: None, allowed_hosts: Vec::new() }
+    );
     let admin = |text: &str| load(&format!("[admin]\n{text}")).map(|c| c.admin);
     let message = |text: &str| admin(text).unwrap_err().to_string();
     assert_eq!(admin("bind = \"127.0.0.1:9100\"\n").unwrap().bind.as_deref(), Some("127.0.0.1:9100"));
     assert!(admin("bind = \"[::1]:9100\"\n").is_ok(), "IPv6 loopback");
     let m = message("bind = \"0.0.0.0:9100\"\n");
     assert!(m.contains("admin.token is required when admin.bind (0.0.0.0:9100) is not a loopback address"), "{m}");
-    let open = admin("bind = \"0.0.0.0:9100\"\ntoken = \"s3cret\"\n").unwrap();
-    assert_eq!(open.token.as_deref(), Some("s3cret"));
+    let open = admin("bind = \"0.0.0.0:9100\"\ntoken = \"s3cret-s3cret-s3cret\"\n").unwrap();
+    assert_eq!(open.token.as_deref(), Some("s3cret-s3cret-s3cret"));
     assert!(!format!("{open:?}").contains("s3cret"), "printing the settings does not show the token");
+    // A short token is refused at start-up, with a message that says why and what to do.
+    let m = message("bind = \"127.0.0.1:9100\"\ntoken = \"x\"\n");
+    assert!(m.contains("admin.token must be at least 16 characters, not 1"), "{m}");
+    let m = message("bind = \"127.0.0.1:9100\"\ntoken = \"0123456789abcde\"\n");
+    assert!(m.contains("at least 16 characters, not 15"), "{m}");
+    assert!(admin("bind = \"127.0.0.1:9100\"\ntoken = \"0123456789abcdef\"\n").is_ok(), "16 is enough");
     let m = message("bind = \"localhost:9100\"\n");
     assert!(m.contains("admin.bind must be an IP address and port"), "{m}");
     let m = message("bind = \"127.0.0.1:9100\"\ntoken = \"two words\"\n");
     assert!(m.contains("admin.token must be printable ASCII without spaces"), "{m}");
     let m = message("token = \"\"\nbind = \"127.0.0.1:9100\"\n");
     assert!(m.contains("admin.token must be"), "{m}");
+    let m = message("bind = \"127.0.0.1:9100\"\nallowed_hosts = [\"http://x/\"]\n");
+    assert!(m.contains("admin.allowed_hosts entries are host names"), "{m}");
+    assert_eq!(
+        admin("allowed_hosts = [\"admin.example.com\", \"ops:8443\"]\n").unwrap().allowed_hosts,
+        ["admin.example.com", "ops:8443"]
+    );
+
+    // The token from a file (a mounted secret); its final newline is not part of it.
+    let secret = std::env::temp_dir().join(format!("admin-token-{}", std::process::id()));
+    std::fs::write(&secret, "from-a-mounted-secret\n").unwrap();
+    let with_file = format!("bind = \"0.0.0.0:9100\"\ntoken_file = {:?}\n", secret.to_str().unwrap());
+    let from_file = admin(&with_file).unwrap();
+    assert_eq!(from_file.token().unwrap().as_deref(), Some("from-a-mounted-secret"));
+    let m = message(&format!("{with_file}token = \"0123456789abcdef\"\n"));
+    assert!(m.contains("admin.token and admin.token_file: set one, not both"), "{m}");
+    std::fs::write(&secret, "short\n").unwrap();
+    assert!(message(&with_file).contains("at least 16 characters, not 5"));
+    std::fs::remove_file(&secret).unwrap();
+    let m = message(&with_file);
+    assert!(m.contains("admin.token_file: cannot read"), "{m}");
+    // "off" is none.
+    assert_eq!(admin("token_file = \"off\"\n").unwrap().token_file, None);
     let m = message("bind = 9100\n");
     assert!(m.contains("line 2"), "{m}");
 
     // From the file to the running endpoint: it serves where the file says and asks for its token.
     let config = load(
-        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"from-the-file\"\n",
+        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\n[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"from-the-file-1234\"\n",
     )
     .unwrap();
     let (_server, _, admin) = support::start_admin(config, |_| {});
     assert_eq!(http(admin, "GET", "/api/rooms", &[]).status, 401);
-    assert_eq!(http(admin, "GET", "/api/rooms", &[("Authorization", "Bearer from-the-file")]).status, 200);
+    assert_eq!(http(admin, "GET", "/api/rooms", &[("Authorization", "Bearer from-the-file-1234")]).status, 200);
 }

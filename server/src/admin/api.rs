@@ -1,18 +1,20 @@
-//! How the admin endpoint reads the game: a bounded channel of questions ([`Ask`]) from the HTTP
-//! side, answered by one ECS system at the end of the next frame ([`answer`]).
+//! How the admin endpoint acts on the game: a bounded queue of kicks from the HTTP side, taken
+//! by one ECS system once per frame ([`answer`]), and the plain data the API answers with.
 //!
-//! The HTTP handlers never touch the world and the game never waits for HTTP: a handler puts a
-//! question on the channel with a one-shot reply slot and awaits the reply; the system, in
-//! `Last` before the network's flush, answers every question waiting, from the world as the
-//! frame left it. The channel holds [`ASK_QUEUE`] questions; when it is full, or the loop does
-//! not answer within [`ANSWER_TIMEOUT`] (stopped, or stuck), the handler answers 503 at once
-//! rather than queue more. A kick closes the player's connection through the network's normal
-//! close path ([`Outbox::close`]) with [`DisconnectReason::KickedByOperator`], so game code sees
-//! its `Disconnected` like any other.
+//! What the API and the console *read* does not come through here: the game publishes it at a
+//! bounded rate (module [`snapshot`](super::snapshot)), so no number of reads costs the game
+//! more than one snapshot per period. A kick must act on the world, so it is a question: the
+//! handler puts it on the queue with a one-shot reply slot and awaits the reply; the system, in
+//! `Last` before the network's flush, takes at most [`KICKS_PER_FRAME`] of them. The queue holds
+//! [`ASK_QUEUE`] kicks; when it is full, or the loop does not answer within [`ANSWER_TIMEOUT`]
+//! (stopped, or stuck), the handler answers 503 at once rather than queue more. A kick closes
+//! the player's connection through the network's normal close path ([`Outbox::close`]) with
+//! [`DisconnectReason::KickedByOperator`], so game code sees its `Disconnected` like any other.
 //!
 //! The answers are plain data; the HTTP side serialises them, off the game's thread.
 
-use std::time::{Duration, SystemTime};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
@@ -23,16 +25,20 @@ use tokio::sync::oneshot;
 
 use crate::interest::{Interest, View};
 use crate::room::{InRoom, Player, Position, Room, RoomCapacity};
-use crate::stats::{StatsSnapshot, StatsSource, TICK_BUCKETS_SECONDS};
+use crate::stats::StatsSnapshot;
 
-/// Questions that may wait for the game loop at once; beyond, a request is answered 503 (busy)
-/// at once. A few scrapes and consoles ask a handful a second; a flood of requests cannot grow
-/// a queue the game drains.
+/// Kicks that may wait for the game loop at once; beyond, a kick is answered 503 (busy) at once.
+/// An operator kicks a player now and then; a flood of kicks cannot grow a queue the game
+/// drains.
 pub const ASK_QUEUE: usize = 64;
 
-/// How long a request waits for the game loop's answer before it is answered 503. A frame
-/// takes milliseconds; two seconds without one means the loop is stopped or stuck (and
-/// `/healthz` says so).
+/// Kicks the game takes per frame, at most (each looks its player up among all players): the
+/// rest wait for the next frames, so a full queue costs a frame a bounded amount.
+pub const KICKS_PER_FRAME: usize = 8;
+
+/// How long a request waits for the game loop (a kick's answer, or a fresh snapshot) before it
+/// is answered 503. A frame takes milliseconds; two seconds without one means the loop is
+/// stopped or stuck (and `/healthz` says so).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The most players of one room the console's feed carries in one update (the map and the
@@ -43,19 +49,9 @@ pub const CONSOLE_MAX_PLAYERS: usize = 2_000;
 /// Where the game puts its answer to one question.
 pub(crate) type Reply<T> = oneshot::Sender<T>;
 
-/// A question from the HTTP side.
-pub(crate) enum Ask {
-    /// Everything `/metrics` shows.
-    Metrics(Reply<MetricsData>),
-    /// The rooms and their player counts.
-    Rooms(Reply<RoomList>),
-    /// One room's players (`None`: no such room).
-    Room(u32, Reply<Option<RoomDetail>>),
-    /// Close a player's connection (`None`: no such player).
-    Kick(i32, Reply<Option<Kicked>>),
-    /// One update of the console's live feed, with this room's players if one is chosen.
-    Console(Option<u32>, Reply<ConsoleUpdate>),
-}
+/// A question from the HTTP side that only the game can answer: close a player's connection
+/// (`None`: no such player).
+pub(crate) struct Ask(pub i32, pub Reply<Option<Kicked>>);
 
 /// The game's end of the channel.
 #[derive(Resource)]
@@ -65,12 +61,12 @@ pub(crate) struct Asks(pub Receiver<Ask>);
 #[derive(Clone)]
 pub(crate) struct Asker(pub Sender<Ask>);
 
-/// Why a question got no answer: each is a 503 with its own message.
+/// Why a request got no answer from the game: each is a 503 with its own message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AskError {
-    /// [`ASK_QUEUE`] questions already wait.
+    /// [`ASK_QUEUE`] kicks already wait.
     Busy,
-    /// No answer within [`ANSWER_TIMEOUT`].
+    /// No answer (or no fresh snapshot) within [`ANSWER_TIMEOUT`].
     NoAnswer,
     /// The game loop is gone (the server is stopping).
     Gone,
@@ -93,10 +89,10 @@ pub(crate) fn channel() -> (Asker, Asks) {
 }
 
 impl Asker {
-    /// Puts a question (made with its reply slot) to the game loop and waits for the answer.
-    pub async fn ask<T>(&self, question: impl FnOnce(Reply<T>) -> Ask) -> Result<T, AskError> {
+    /// Asks the game loop to kick player `id` and waits for the answer.
+    pub async fn kick(&self, id: i32) -> Result<Option<Kicked>, AskError> {
         let (reply, answer) = oneshot::channel();
-        self.0.try_send(question(reply)).map_err(|e| match e {
+        self.0.try_send(Ask(id, reply)).map_err(|e| match e {
             TrySendError::Full(_) => AskError::Busy,
             TrySendError::Disconnected(_) => AskError::Gone,
         })?;
@@ -117,6 +113,10 @@ pub(crate) struct MetricsData {
     pub outbound_backlog_bytes: u64,
     /// Connections at once beyond which newcomers are refused.
     pub max_connections: Option<usize>,
+    /// What the admin snapshots cost the game so far: how many were built, and their time.
+    pub admin_snapshots: u64,
+    /// Seconds the game spent building them.
+    pub admin_snapshot_seconds: f64,
 }
 
 /// `GET /api/rooms`.
@@ -131,7 +131,7 @@ pub struct RoomList {
 }
 
 /// One room in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct RoomSummary {
     /// The room's id.
     pub id: u32,
@@ -206,12 +206,69 @@ pub struct ConsoleUpdate {
     pub bytes_in: u64,
     /// Bytes written, since start.
     pub bytes_out: u64,
-    /// The tick histogram's bucket bounds, in seconds ([`TICK_BUCKETS_SECONDS`]).
+    /// The tick histogram's bucket bounds, in seconds
+    /// ([`TICK_BUCKETS_SECONDS`](crate::stats::TICK_BUCKETS_SECONDS)).
     pub tick_bounds: &'static [f64],
     /// Frames that ran a tick per bucket, since start (one more entry than `tick_bounds`).
     pub tick_buckets: Vec<u64>,
     /// The chosen room, if it exists.
     pub room: Option<RoomDetail>,
+}
+
+/// One player as the game copies it into a snapshot: plain numbers, no text (the HTTP side
+/// writes the addresses and times out, off the game's thread).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlayerRow {
+    pub id: i32,
+    pub at: [f32; 3],
+    pub peer: Option<SocketAddr>,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub backlog_bytes: usize,
+    pub connected_at: Option<Instant>,
+    pub in_view: Option<usize>,
+}
+
+impl PlayerRow {
+    /// The player as the API shows it; `clock` is the wall time and the monotonic time of one
+    /// moment, to turn `connected_at` into a date.
+    pub fn info(&self, clock: (SystemTime, Instant)) -> PlayerInfo {
+        PlayerInfo {
+            id: self.id,
+            x: self.at[0],
+            y: self.at[1],
+            z: self.at[2],
+            peer: self.peer.map(|p| p.to_string()),
+            packets_in: self.packets_in,
+            packets_out: self.packets_out,
+            backlog_bytes: self.backlog_bytes,
+            connected_since: self.connected_at.map(|at| {
+                let wall = clock.0 - clock.1.saturating_duration_since(at);
+                humantime::format_rfc3339_millis(wall).to_string()
+            }),
+            in_view: self.in_view,
+        }
+    }
+}
+
+/// One room's players, as copied into a snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomRows {
+    pub id: u32,
+    pub view_radius: Option<f32>,
+    pub rows: Vec<PlayerRow>,
+}
+
+impl RoomRows {
+    /// The room as the API shows it, with at most `limit` of its players.
+    pub fn detail(&self, clock: (SystemTime, Instant), limit: usize) -> RoomDetail {
+        RoomDetail {
+            id: self.id,
+            view_radius: self.view_radius,
+            player_count: self.rows.len(),
+            players: self.rows.iter().take(limit).map(|r| r.info(clock)).collect(),
+        }
+    }
 }
 
 /// What the answers read of a player.
@@ -234,7 +291,7 @@ pub(crate) struct GameView<'w, 's> {
 pub(crate) struct MaxConnections(pub usize);
 
 impl GameView<'_, '_> {
-    fn room_list(&self) -> Vec<RoomSummary> {
+    pub fn room_list(&self) -> Vec<RoomSummary> {
         let mut rooms: Vec<RoomSummary> = self
             .rooms
             .iter()
@@ -245,46 +302,33 @@ impl GameView<'_, '_> {
         rooms
     }
 
-    fn rooms(&self) -> RoomList {
-        let rooms = self.room_list();
-        RoomList {
-            players: rooms.iter().map(|r| r.players).sum(),
-            capacity: self.capacity.as_ref().and_then(|c| c.0),
-            rooms,
-        }
+    pub fn capacity(&self) -> Option<usize> {
+        self.capacity.as_ref().and_then(|c| c.0)
     }
 
-    /// Room `id` with at most `limit` of its players.
-    fn room(&self, id: u32, limit: usize) -> Option<RoomDetail> {
+    pub fn max_connections(&self) -> Option<usize> {
+        self.max_connections.as_ref().map(|m| m.0)
+    }
+
+    /// Room `id`'s players, copied (`None`: no such open room).
+    pub fn room(&self, id: u32) -> Option<RoomRows> {
         let room = self.rooms.iter().find(|r| r.id == id && !r.members().is_empty())?;
-        let now = (SystemTime::now(), std::time::Instant::now());
-        let players = room
+        let rows = room
             .members()
             .iter()
             .filter_map(|member| self.players.get(*member).ok())
-            .take(limit)
-            .map(|(_, player, at, _, connection, view)| PlayerInfo {
+            .map(|(_, player, at, _, connection, view)| PlayerRow {
                 id: player.id,
-                x: at.x,
-                y: at.y,
-                z: at.z,
-                peer: connection.map(|c| c.peer().to_string()),
+                at: [at.x, at.y, at.z],
+                peer: connection.map(Connection::peer),
                 packets_in: connection.map_or(0, Connection::packets_in),
                 packets_out: connection.map_or(0, Connection::packets_out),
                 backlog_bytes: connection.map_or(0, Connection::backlog_bytes),
-                connected_since: connection.map(|c| {
-                    let wall = now.0 - now.1.saturating_duration_since(c.connected_at());
-                    humantime::format_rfc3339_millis(wall).to_string()
-                }),
+                connected_at: connection.map(Connection::connected_at),
                 in_view: view.map(View::len),
             })
             .collect();
-        Some(RoomDetail {
-            id,
-            view_radius: self.interest.as_ref().map(|i| i.rule.radius),
-            player_count: room.members().len(),
-            players,
-        })
+        Some(RoomRows { id, view_radius: self.interest.as_ref().map(|i| i.rule.radius), rows })
     }
 
     /// The entity of player `id` (one with a connection: only those can be kicked), and what the
@@ -296,67 +340,28 @@ impl GameView<'_, '_> {
         Some((entity, Kicked { id, room, peer: connection.map(|c| c.peer().to_string()) }))
     }
 
-    fn backlog_bytes(&self) -> u64 {
+    pub fn backlog_bytes(&self) -> u64 {
         self.connections.iter().map(|c| c.backlog_bytes() as u64).sum()
     }
 }
 
-/// Whether a question waits: the answering system runs only then, so an idle admin endpoint
-/// costs the frame one channel check.
+/// Whether a kick waits: the kicking system runs only then, so an idle admin endpoint costs the
+/// frame one channel check.
 pub(crate) fn asks_waiting(asks: Res<Asks>) -> bool {
     !asks.0.is_empty()
 }
 
-/// Answers every question waiting (in `Last`, before the network's flush, so a kick's close goes
-/// out this frame). A reply whose asker gave up is dropped.
-pub(crate) fn answer(asks: Res<Asks>, mut world: ParamSet<(StatsSource, GameView, Outbox)>) {
-    let waiting = asks.0.len();
-    for ask in asks.0.try_iter().take(waiting) {
-        match ask {
-            Ask::Metrics(reply) => {
-                let stats = world.p0().snapshot();
-                let game = world.p1();
-                let max_connections = game.max_connections.as_ref().map(|m| m.0);
-                let _ =
-                    reply.send(MetricsData { stats, outbound_backlog_bytes: game.backlog_bytes(), max_connections });
-            }
-            Ask::Rooms(reply) => {
-                let _ = reply.send(world.p1().rooms());
-            }
-            Ask::Room(id, reply) => {
-                let _ = reply.send(world.p1().room(id, usize::MAX));
-            }
-            Ask::Kick(id, reply) => {
-                let found = world.p1().find_player(id);
-                if let Some((entity, kicked)) = found {
-                    world.p2().close(entity, DisconnectReason::KickedByOperator);
-                    tracing::info!(
-                        player = id,
-                        peer = kicked.peer.as_deref().unwrap_or("-"),
-                        "player kicked by an operator"
-                    );
-                    let _ = reply.send(Some(kicked));
-                } else {
-                    let _ = reply.send(None);
-                }
-            }
-            Ask::Console(room, reply) => {
-                let stats = world.p0().snapshot();
-                let game = world.p1();
-                let net = &stats.net;
-                let _ = reply.send(ConsoleUpdate {
-                    uptime_s: stats.uptime.as_secs_f64(),
-                    players: stats.players,
-                    rooms: game.room_list(),
-                    packets_in: net.packets_in,
-                    packets_out: net.packets_out,
-                    bytes_in: net.bytes_in,
-                    bytes_out: net.bytes_out,
-                    tick_bounds: &TICK_BUCKETS_SECONDS,
-                    tick_buckets: stats.tick.buckets,
-                    room: room.and_then(|id| game.room(id, CONSOLE_MAX_PLAYERS)),
-                });
-            }
+/// Takes up to [`KICKS_PER_FRAME`] kicks (in `Last`, before the network's flush, so a kick's
+/// close goes out this frame). A reply whose asker gave up is dropped.
+pub(crate) fn answer(asks: Res<Asks>, mut world: ParamSet<(GameView, Outbox)>) {
+    for Ask(id, reply) in asks.0.try_iter().take(KICKS_PER_FRAME) {
+        let found = world.p0().find_player(id);
+        if let Some((entity, kicked)) = found {
+            world.p1().close(entity, DisconnectReason::KickedByOperator);
+            tracing::info!(player = id, peer = kicked.peer.as_deref().unwrap_or("-"), "player kicked by an operator");
+            let _ = reply.send(Some(kicked));
+        } else {
+            let _ = reply.send(None);
         }
     }
 }

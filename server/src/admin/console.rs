@@ -6,23 +6,25 @@
 //! when interest management is on), lists them in a table with a kick button each, and charts
 //! the last minutes: players, packets in and out per second, tick p50 and p99.
 //!
-//! The feed sends one update every [`FEED_PERIOD`] (5 a second), whatever the player count: a
-//! console costs the game one question per update, answered from the world as the frame left
-//! it, with at most [`CONSOLE_MAX_PLAYERS`](super::api::CONSOLE_MAX_PLAYERS) players. At most
-//! [`MAX_FEEDS`] consoles watch at once; another is told 503.
+//! The feed sends one update every [`FEED_PERIOD`] (5 a second), whatever the player count,
+//! written from the game's latest snapshot (module [`snapshot`](super::snapshot)) with at most
+//! [`CONSOLE_MAX_PLAYERS`](super::api::CONSOLE_MAX_PLAYERS) players: consoles cost the game
+//! nothing beyond the snapshots, however many watch. At most [`MAX_FEEDS`] consoles watch at
+//! once; another is told 503 (and its connection closed). A feed's connection counts as
+//! serving a request while it streams, so newcomers evict other connections before it.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use tokio::time::MissedTickBehavior;
 
-use super::api::Ask;
-use super::http::{AdminState, error};
+use super::http::{AdminState, Conn, error};
 
 /// Between two updates of a console's feed.
 pub const FEED_PERIOD: Duration = Duration::from_millis(200);
@@ -33,8 +35,8 @@ const PAGE: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/app.js");
 
 /// Only this endpoint's own script runs on the page, and it talks only to this endpoint.
-const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'; \
+     frame-ancestors 'none'";
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
@@ -69,28 +71,36 @@ fn chosen_room(query: Option<&str>) -> Result<Option<u32>, ()> {
 /// `GET /api/console/feed?room=ID`: an `update` event (JSON, see
 /// [`ConsoleUpdate`](super::api::ConsoleUpdate)) every [`FEED_PERIOD`]; an `unavailable` event
 /// (text) when the game loop gives no answer. It ends when the browser goes away.
-pub(crate) async fn feed(State(state): State<Arc<AdminState>>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn feed(
+    State(state): State<Arc<AdminState>>,
+    conn: Option<Extension<Conn>>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Ok(room) = chosen_room(query.as_deref()) else {
         return error(StatusCode::BAD_REQUEST, "room is a room id: /api/console/feed?room=1");
     };
     let Ok(watching) = state.feeds.clone().try_acquire_owned() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, format!("{MAX_FEEDS} consoles are open already"));
+        let mut response = error(StatusCode::SERVICE_UNAVAILABLE, format!("{MAX_FEEDS} consoles are open already"));
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     };
+    // The connection serves this request while the stream lasts.
+    let serving = conn.map(|Extension(conn)| conn.slot.serving());
     let mut every = tokio::time::interval(FEED_PERIOD);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let asker = state.asker.clone();
-    // The permit goes with the stream: dropped when the browser disconnects.
+    let board = state.board.clone();
+    // The permit and the serving mark go with the stream: dropped when the browser disconnects.
     let updates =
-        futures_util::stream::unfold((asker, every, watching), move |(asker, mut every, watching)| async move {
+        futures_util::stream::unfold((board, every, (watching, serving)), move |(board, mut every, held)| async move {
             every.tick().await;
-            let event = match asker.ask(|reply| Ask::Console(room, reply)).await {
-                Ok(update) => Event::default()
-                    .event("update")
-                    .json_data(&update)
-                    .unwrap_or_else(|e| Event::default().event("unavailable").data(e.to_string())),
+            let event = match board.read(room).await {
+                Ok(snapshot) => {
+                    let json = snapshot.console_json(room);
+                    Event::default().event("update").data(String::from_utf8_lossy(&json))
+                }
                 Err(why) => Event::default().event("unavailable").data(why.message()),
             };
-            Some((Ok::<_, Infallible>(event), (asker, every, watching)))
+            Some((Ok::<_, Infallible>(event), (board, every, held)))
         });
     Sse::new(updates).keep_alive(KeepAlive::default()).into_response()
 }

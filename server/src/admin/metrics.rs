@@ -1,8 +1,9 @@
 //! `GET /metrics`: the statistics snapshot in the OpenMetrics text format that Prometheus
 //! scrapes, every name prefixed `gameserver_`.
 //!
-//! The numbers are not kept here: a scrape asks the game loop for a `StatsSnapshot` of the
-//! counters the statistics line and `--stats-json` also read (see the `stats` module), and this
+//! The numbers are not kept here: a scrape reads the game's latest published snapshot (module
+//! `snapshot`), whose `StatsSnapshot` holds the counters the statistics line and `--stats-json`
+//! also read (see the `stats` module), and this
 //! module only writes it out, with `prometheus-client`'s encoder, through a collector that holds
 //! that one snapshot. No metric is registered ahead of time, so nothing is counted twice and
 //! every app (the tests run several in one process) has its own numbers.
@@ -48,7 +49,10 @@ struct Snapshot(MetricsData, Phase);
 
 impl Collector for Snapshot {
     fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
-        let Snapshot(MetricsData { stats: s, outbound_backlog_bytes, max_connections }, phase) = self;
+        let Snapshot(
+            MetricsData { stats: s, outbound_backlog_bytes, max_connections, admin_snapshots, admin_snapshot_seconds },
+            phase,
+        ) = self;
         let net = &s.net;
         let out = &mut out;
 
@@ -172,6 +176,20 @@ impl Collector for Snapshot {
             s.chat.dropped_by_label(),
         )?;
 
+        counter(
+            out,
+            "admin_snapshots",
+            "Snapshots the game built for the admin endpoint (at most 10 a second, while it is read).",
+            *admin_snapshots,
+        )?;
+        let spent = ConstCounter::new(*admin_snapshot_seconds);
+        spent.encode(out.encode_descriptor(
+            "admin_snapshot_seconds",
+            "Seconds the game spent building those snapshots.",
+            None,
+            spent.metric_type(),
+        )?)?;
+
         let uptime = ConstGauge::new(s.uptime.as_secs_f64());
         uptime.encode(out.encode_descriptor(
             "uptime_seconds",
@@ -263,6 +281,8 @@ mod tests {
             },
             outbound_backlog_bytes: 4096,
             max_connections: Some(10_000),
+            admin_snapshots: 12,
+            admin_snapshot_seconds: 0.003,
         }
     }
 
@@ -293,6 +313,8 @@ mod tests {
         assert_eq!(at("gameserver_players", ""), 2.0);
         assert_eq!(at("gameserver_chat_lines_dropped_total", "reason=\"player_rate\""), 1.0);
         assert_eq!(at("gameserver_uptime_seconds", ""), 90.0);
+        assert_eq!(at("gameserver_admin_snapshots_total", ""), 12.0);
+        assert_eq!(at("gameserver_admin_snapshot_seconds_total", ""), 0.003);
         assert_eq!(at("gameserver_phase", "phase=\"draining\""), 1.0);
         for other in ["starting", "accepting", "shutting_down"] {
             assert_eq!(at("gameserver_phase", &format!("phase=\"{other}\"")), 0.0, "{other}");

@@ -394,6 +394,36 @@ pub fn http_get_until(
     }
 }
 
+/// A TCP connection to `addr` (a loopback address) from the loopback address `from` (any of
+/// 127.0.0.0/8 reaches 127.0.0.1 on Linux): a client at an address of its own.
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// [`http`] from the loopback address `from`.
+pub fn http_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = connect_from(from, addr).expect("connect to the admin endpoint");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let _ = stream.write_all(request.as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    parse_response(&String::from_utf8_lossy(&answer))
+}
+
 /// Sends raw bytes and returns everything the server answers until it closes.
 pub fn http_raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to the admin endpoint");
