@@ -6,6 +6,9 @@
 //! children inherit it), samples the server's CPU time (user + system, from `/proc/PID/stat`)
 //! and resident memory while the scenario runs, and prints one result row per run; `--json`
 //! writes them all.
+//!
+//! With `--floor`, S5 is run by [`floor_bench`](crate::floor_bench) instead: the server and then
+//! the syscall floor under the light load, and their ratio.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};

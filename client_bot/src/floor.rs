@@ -6,34 +6,35 @@
 //! move is the distance to this floor, and `client_bot bench --scenario s5 --floor` reports S5 as
 //! a ratio to it, measured in the same run under the same load (see `docs/benchmarks.md`).
 //!
-//! It is the reference `floor_server.c` of `../shared/bench/` in safe Rust, with the same
-//! syscalls per event, so that it measures what that program measures:
+//! It is the reference `floor_server.c` of `../shared/bench/` in safe Rust (`rustix`'s system
+//! call wrappers), making the same system calls for the same events, so that it measures what
+//! that program measures:
 //!
-//! - one thread, one epoll set (through `mio`), up to 1,024 events per wait, no timeout;
-//! - the listener accepts until it would block, each new connection non-blocking with
-//!   `TCP_NODELAY`;
-//! - a readable connection is read once into a 64 KiB buffer, and for every whole 16 bytes
-//!   read (carrying the remainder over to the next read) the answer is written once, its
+//! - one thread, one level-triggered epoll set, up to 1,024 events per `epoll_wait`, no
+//!   timeout;
+//! - the listener (backlog 4,096) accepts with `accept4` until it would block, each new
+//!   connection non-blocking with `TCP_NODELAY`;
+//! - a readable connection is read once (`read`, 64 KiB), and for every whole 16 bytes read
+//!   (the remainder carried over to the next read) the answer is written once (`write`), its
 //!   result ignored: an answer the socket cannot take is dropped, as the reference drops it.
+//!   A read of 0 or an error other than "would block" closes the connection.
 //!
-//! One difference is forced by `mio`, whose registrations are edge-triggered where the
-//! reference's are level-triggered: a read that fills the whole buffer is followed by another
-//! (level triggering would have reported the connection again), and a shorter read ends the
-//! event as the reference's single read does (TCP hands over everything queued, and data that
-//! arrives later raises a new edge). With 16 bytes every 250 ms a read never fills 64 KiB, so
-//! the syscalls are the reference's: one `epoll_wait` per batch of events, one read per
-//! readable connection, one write per move. (`std` reads and writes sockets with `recv` and
-//! `send`, the reference with `read` and `write`: the same path in the kernel once past the
-//! system call's entry.)
+//! Level triggering and `read`/`write` rather than `mio` (edge-triggered) and `std`'s
+//! `recv`/`send` matter: under the same load, a `mio` version of this loop measured 23% below
+//! the reference (`docs/benchmarks.md`), and a floor must be the reference's floor.
 //!
 //! It listens on 127.0.0.1 only: it exists to be measured on this machine.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use clap::Args;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use rustix::buffer::spare_capacity;
+use rustix::event::{EventfdFlags, epoll, eventfd};
+use rustix::io::Errno;
+use rustix::net::{SocketFlags, accept_with, sockopt};
 
 /// Bytes per move: a `C_Move` on the wire (header 4, three floats 12).
 pub const MOVE_BYTES: usize = 16;
@@ -47,10 +48,10 @@ const EVENTS_PER_WAIT: usize = 1024;
 /// The reference's listen backlog: a connect storm of 1,000 at once is queued, not refused.
 const BACKLOG: i32 = 4096;
 
-const LISTENER: Token = Token(0);
-const STOP: Token = Token(1);
-/// Connection `i` is `Token(FIRST_CONNECTION + i)`.
-const FIRST_CONNECTION: usize = 2;
+const LISTENER: u64 = 0;
+const STOP: u64 = 1;
+/// Connection `i` is registered with the data `FIRST_CONNECTION + i`.
+const FIRST_CONNECTION: u64 = 2;
 
 /// Flags of `client_bot floor`.
 #[derive(Debug, Clone, Args)]
@@ -65,30 +66,32 @@ pub struct FloorArgs {
 
 /// One accepted connection: its socket and the bytes of a move not yet whole.
 struct Connection {
-    stream: TcpStream,
+    fd: OwnedFd,
     leftover: usize,
 }
 
 /// The floor server, bound and ready to [`run`](Floor::run).
 pub struct Floor {
-    poll: Poll,
-    listener: TcpListener,
+    epoll: OwnedFd,
+    listener: OwnedFd,
+    addr: SocketAddr,
     answer: Vec<u8>,
-    /// Indexed by token − [`FIRST_CONNECTION`]; a closed connection's slot is reused.
+    /// Indexed by the registration's data − [`FIRST_CONNECTION`]; a closed connection's slot
+    /// is reused.
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
-    waker: std::sync::Arc<Waker>,
+    stop: Arc<OwnedFd>,
 }
 
 /// Stops a running [`Floor`] from another thread.
 #[derive(Clone)]
-pub struct Stop(std::sync::Arc<Waker>);
+pub struct Stop(Arc<OwnedFd>);
 
 impl Stop {
     /// Makes [`Floor::run`] return; its connections are closed as it drops.
     pub fn stop(&self) {
-        // A failed wake leaves the server running, which only a test could notice.
-        let _ = self.0.wake();
+        // A failed write leaves the server running, which only a test could notice.
+        let _ = rustix::io::write(&*self.0, &1u64.to_ne_bytes());
     }
 }
 
@@ -101,38 +104,49 @@ impl Floor {
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(BACKLOG)?;
-        let mut listener = TcpListener::from_std(socket.into());
-        let poll = Poll::new()?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = std::sync::Arc::new(Waker::new(poll.registry(), STOP)?);
-        Ok(Floor { poll, listener, answer: vec![0; answer_bytes], connections: Vec::new(), free: Vec::new(), waker })
+        let addr = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))?;
+        let listener = OwnedFd::from(socket);
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        epoll::add(&epoll, &listener, epoll::EventData::new_u64(LISTENER), epoll::EventFlags::IN)?;
+        let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(&epoll, &stop, epoll::EventData::new_u64(STOP), epoll::EventFlags::IN)?;
+        Ok(Floor {
+            epoll,
+            listener,
+            addr,
+            answer: vec![0; answer_bytes],
+            connections: Vec::new(),
+            free: Vec::new(),
+            stop: Arc::new(stop),
+        })
     }
 
     /// Where it listens.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// A handle that stops [`run`](Floor::run).
     pub fn stopper(&self) -> Stop {
-        Stop(self.waker.clone())
+        Stop(self.stop.clone())
     }
 
     /// Serves until stopped; only a failing `epoll_wait` ends it otherwise.
     pub fn run(mut self) -> io::Result<()> {
-        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
+        let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
-            match self.poll.poll(&mut events, None) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            events.clear();
+            match epoll::wait(&self.epoll, spare_capacity(&mut events), None) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
             }
             for event in &events {
-                match event.token() {
+                match event.data.u64() {
                     LISTENER => self.accept_all()?,
                     STOP => return Ok(()),
-                    Token(t) => self.serve(t - FIRST_CONNECTION, &mut buf),
+                    data => self.serve((data - FIRST_CONNECTION) as usize, &mut buf),
                 }
             }
         }
@@ -142,51 +156,44 @@ impl Floor {
     /// leaves the rest queued for the next event, as the reference's loop does.
     fn accept_all(&mut self) -> io::Result<()> {
         loop {
-            let (mut stream, _) = match self.listener.accept() {
-                Ok(accepted) => accepted,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            let fd = match accept_with(&self.listener, SocketFlags::NONBLOCK) {
+                Ok(fd) => fd,
+                Err(Errno::INTR) => continue,
                 Err(_) => return Ok(()),
             };
             // Nagle would hold the answers back: the real server sets it too.
-            let _ = stream.set_nodelay(true);
+            let _ = sockopt::set_tcp_nodelay(&fd, true);
             let slot = self.free.pop().unwrap_or_else(|| {
                 self.connections.push(None);
                 self.connections.len() - 1
             });
-            self.poll.registry().register(&mut stream, Token(FIRST_CONNECTION + slot), Interest::READABLE)?;
-            self.connections[slot] = Some(Connection { stream, leftover: 0 });
+            let data = epoll::EventData::new_u64(FIRST_CONNECTION + slot as u64);
+            epoll::add(&self.epoll, &fd, data, epoll::EventFlags::IN)?;
+            self.connections[slot] = Some(Connection { fd, leftover: 0 });
         }
     }
 
-    /// Reads what connection `slot` sent and answers each whole move once.
+    /// Reads once what connection `slot` sent and answers each whole move once.
     fn serve(&mut self, slot: usize, buf: &mut [u8]) {
         let Some(Some(conn)) = self.connections.get_mut(slot) else { return };
-        let closed = loop {
-            let n = match conn.stream.read(buf) {
-                Ok(0) => break true,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break true,
-            };
-            let total = conn.leftover + n;
-            conn.leftover = total % MOVE_BYTES;
-            for _ in 0..total / MOVE_BYTES {
-                // Ignored, as the reference ignores it: the floor counts syscalls, not answers.
-                let _ = conn.stream.write(&self.answer);
-            }
-            if n < buf.len() {
-                break false;
-            }
+        let n = match rustix::io::read(&conn.fd, &mut *buf) {
+            Ok(0) => return self.close(slot),
+            Ok(n) => n,
+            // Level-triggered: whatever is left is reported again.
+            Err(Errno::AGAIN | Errno::INTR) => return,
+            Err(_) => return self.close(slot),
         };
-        if closed {
-            self.close(slot);
+        let total = conn.leftover + n;
+        conn.leftover = total % MOVE_BYTES;
+        for _ in 0..total / MOVE_BYTES {
+            // Ignored, as the reference ignores it: the floor counts syscalls, not answers.
+            let _ = rustix::io::write(&conn.fd, &self.answer);
         }
     }
 
+    /// Closes a connection (closing its descriptor takes it out of the epoll set).
     fn close(&mut self, slot: usize) {
-        if let Some(mut conn) = self.connections[slot].take() {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+        if self.connections[slot].take().is_some() {
             self.free.push(slot);
         }
     }
@@ -196,6 +203,6 @@ impl Floor {
 /// there, whatever the log level), serves until killed.
 pub fn run(args: &FloorArgs) -> io::Result<()> {
     let floor = Floor::bind(args.port, args.answer_bytes as usize)?;
-    eprintln!("listening on {}", floor.local_addr()?);
+    eprintln!("listening on {}", floor.local_addr());
     floor.run()
 }

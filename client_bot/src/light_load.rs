@@ -108,7 +108,8 @@ pub struct Window {
     pub seconds: f64,
     /// Moves written whole.
     pub moves_sent: u64,
-    /// Moves the rhythm asked for: connections × the move times inside the window.
+    /// Moves the rhythm asked for: connections opened × the move times the schedule puts
+    /// inside the window (whether or not the load kept to it).
     pub moves_due: u64,
     /// Bytes read.
     pub bytes_read: u64,
@@ -228,7 +229,6 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
     let window_end = window_start + args.window;
     let end = window_end + args.linger;
     let mut next_move = first_move;
-    let mut moves_due = 0;
     let (mut opened, mut closed) = (None, None);
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
@@ -244,9 +244,6 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
             break;
         }
         if now >= next_move && next_move < window_end {
-            if next_move >= window_start {
-                moves_due += u64::from(connected);
-            }
             move_all(&mut walkers, &mut rng, args, &mut report);
             next_move += args.interval;
         }
@@ -279,7 +276,7 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
     report.window = Window {
         seconds,
         moves_sent: moves,
-        moves_due,
+        moves_due: u64::from(connected) * rounds_due(args.warm_up, args.window, args.interval),
         bytes_read: bytes,
         bytes_per_move: bytes as f64 / moves.max(1) as f64,
         load_cpu_pct: 100.0 * (closed.cpu - opened.cpu) / seconds,
@@ -292,6 +289,14 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
         std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(report)
+}
+
+/// How many move times, one every `interval` from the first move, fall in the window from
+/// `warm_up` to `warm_up + window` after it (its start included, its end not).
+pub fn rounds_due(warm_up: Duration, window: Duration, interval: Duration) -> u64 {
+    let first = warm_up.as_nanos().div_ceil(interval.as_nanos().max(1));
+    let end = (warm_up + window).as_nanos().div_ceil(interval.as_nanos().max(1));
+    u64::try_from(end - first).unwrap_or(u64::MAX)
 }
 
 /// Opens connection `i` (blocking, as the reference), then hands it to `poll` non-blocking.
@@ -382,6 +387,15 @@ mod tests {
         assert_eq!(report(20.0, 4000, 99, 0).not_valid_because(), ["99 of 100 connections opened"]);
         assert_eq!(report(20.0, 4000, 100, 2).not_valid_because(), ["2 connections closed early"]);
         assert_eq!(report(95.0, 10, 50, 1).not_valid_because().len(), 4, "every reason is given");
+    }
+
+    #[test]
+    fn the_moves_due_follow_the_schedule_not_what_was_sent() {
+        let ms = Duration::from_millis;
+        assert_eq!(rounds_due(ms(15_000), ms(40_000), ms(250)), 160);
+        assert_eq!(rounds_due(Duration::ZERO, ms(1000), ms(250)), 4, "at 0, 250, 500 and 750 ms");
+        assert_eq!(rounds_due(ms(100), ms(1000), ms(250)), 4, "at 250, 500, 750 and 1,000 ms");
+        assert_eq!(rounds_due(ms(100), ms(100), ms(250)), 0);
     }
 
     #[test]

@@ -31,7 +31,7 @@ struct FloorThread {
 impl FloorThread {
     fn start(answer: usize) -> FloorThread {
         let floor = Floor::bind(0, answer).unwrap();
-        let addr = floor.local_addr().unwrap();
+        let addr = floor.local_addr();
         let stop = floor.stopper();
         FloorThread { addr, stop, thread: Some(std::thread::spawn(move || floor.run())) }
     }
