@@ -6,6 +6,9 @@
 //! children inherit it), samples the server's CPU time (user + system, from `/proc/PID/stat`)
 //! and resident memory while the scenario runs, and prints one result row per run; `--json`
 //! writes them all.
+//!
+//! With `--floor`, S5 is run by [`floor_bench`](crate::floor_bench) instead: the server and then
+//! the syscall floor under the light load, and their ratio.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -19,6 +22,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::Report;
+pub use crate::procfs::{cpu_seconds, rss_kib};
 
 /// The scenarios of `docs/benchmarks.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -138,6 +142,17 @@ pub struct BenchArgs {
     /// Do not pin the server and the bots to different cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// S5 against the syscall floor (see [`floor_bench`](crate::floor_bench)): the server, then
+    /// the floor with the server's bytes per move, each under the light load instead of the
+    /// bots; reports both CPU figures and their ratio. S5 only.
+    #[arg(long)]
+    pub floor: bool,
+    /// With `--floor`: how long the load moves before CPU is counted.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, requires = "floor")]
+    pub warm_up: Duration,
+    /// With `--floor`: how long CPU, moves and bytes are counted.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration, requires = "floor")]
+    pub window: Duration,
 }
 
 /// Flags the runner must set itself, with the reason: it reads the children's results and
@@ -182,6 +197,20 @@ impl BenchArgs {
                 if let Some((flag, why)) = reserved.iter().find(|(flag, _)| *flag == name) {
                     return Err(format!("{option} cannot set {flag}: {why}"));
                 }
+            }
+        }
+        if self.floor {
+            if self.scenario != Scenario::S5 {
+                return Err("--floor measures S5 only: the floor answers moves, one per read".into());
+            }
+            if !self.bot_args.is_empty() {
+                return Err("--bot-arg does not apply to --floor: the light load, not the bots, drives it".into());
+            }
+            if self.duration.is_some() {
+                return Err("--floor runs for --warm-up, then --window; --duration does not apply".into());
+            }
+            if self.window.is_zero() {
+                return Err("--window must be more than zero".into());
             }
         }
         Ok(())
@@ -254,7 +283,7 @@ fn cores() -> usize {
 }
 
 /// A command, pinned to `core` when asked.
-fn command(program: &Path, core: Option<usize>) -> Command {
+pub(crate) fn command(program: &Path, core: Option<usize>) -> Command {
     match core {
         Some(core) => {
             let mut c = Command::new("taskset");
@@ -263,21 +292,6 @@ fn command(program: &Path, core: Option<usize>) -> Command {
         }
         None => Command::new(program),
     }
-}
-
-/// CPU seconds (user + system) of a process, from `/proc/PID/stat` (in 1/100 s).
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (which may hold spaces), fields start at the state, field 3.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
-    Some((ticks(14)? + ticks(15)?) / 100.0)
-}
-
-/// Resident memory of a process, KiB, from `/proc/PID/status`.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// How often resident memory is sampled while the bots run: every 10 s, or a twentieth of a
@@ -315,7 +329,7 @@ pub fn rss_slope_mib_per_h(samples: &[(f64, u64)], from: f64, to: f64) -> Option
 }
 
 /// Kills a child on drop, so a failed run leaves no server behind.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -324,10 +338,8 @@ impl Drop for Guard {
     }
 }
 
-/// Runs the scenario `args.runs` times; returns the results.
-pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
-    args.validate()?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+/// The server binary: `--server`, or `server` next to this binary.
+pub(crate) fn server_path(args: &BenchArgs, exe: &Path) -> Result<PathBuf, String> {
     let server = args.server.clone().unwrap_or_else(|| exe.with_file_name("server"));
     if !server.exists() {
         return Err(format!(
@@ -335,10 +347,24 @@ pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
             server.display()
         ));
     }
+    Ok(server)
+}
+
+/// Whether the server and its load go to cores 0 and 1: unless `--no-pin`, with `taskset` and
+/// two cores.
+pub(crate) fn can_pin(args: &BenchArgs) -> bool {
+    !args.no_pin && taskset_available() && cores() >= 2
+}
+
+/// Runs the scenario `args.runs` times; returns the results.
+pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
+    args.validate()?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let server = server_path(args, &exe)?;
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
-    let pinned = !args.no_pin && taskset_available() && cores() >= 2;
+    let pinned = can_pin(args);
     let plan = args.plan();
     let mut results = Vec::new();
     for run in 1..=args.runs {
@@ -386,7 +412,13 @@ pub fn row(r: &RunResult) -> String {
 /// no periodic statistics line, its summary to `stats_json`, the scenario's room capacity and
 /// room for every bot, no drain (the runner's SIGTERM stops it at once, whatever is still
 /// connected); then the `--server-arg`s.
-fn server_command(args: &BenchArgs, plan: &Plan, server: &Path, stats_json: &Path, core: Option<usize>) -> Command {
+pub(crate) fn server_command(
+    args: &BenchArgs,
+    plan: &Plan,
+    server: &Path,
+    stats_json: &Path,
+    core: Option<usize>,
+) -> Command {
     let mut own = vec![
         ("--bind", Some("127.0.0.1:0".into())),
         ("--stats-interval", Some("0s".into())),
@@ -580,7 +612,7 @@ fn line_channel(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Str
 }
 
 /// Waits for the server's `listening on ADDR` line.
-fn listening_addr(stderr: impl std::io::Read + Send + 'static) -> Result<SocketAddr, String> {
+pub(crate) fn listening_addr(stderr: impl std::io::Read + Send + 'static) -> Result<SocketAddr, String> {
     let lines = line_channel(stderr);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

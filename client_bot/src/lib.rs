@@ -16,8 +16,9 @@
 //! ```
 //!
 //! `client_bot bench` (see [`bench`](mod@bench)) runs the scenarios whose figures are in
-//! `docs/benchmarks.md`; `client_bot attack` (see [`attack`](mod@attack)) measures the server
-//! under abuse.
+//! `docs/benchmarks.md`, and with `--floor` S5 against the syscall floor (see
+//! [`floor_bench`], [`floor`] and [`light_load`]); `client_bot attack` (see
+//! [`attack`](mod@attack)) measures the server under abuse.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +27,11 @@ pub mod bench;
 mod bot;
 mod churn;
 mod config;
+pub mod floor;
+pub mod floor_bench;
+pub mod light_load;
 mod metrics;
+mod procfs;
 mod report;
 mod view;
 
