@@ -106,6 +106,14 @@ pub struct NonReadersReport {
     pub movers_ended: BTreeMap<String, u64>,
     /// Movers' move → own echo during the attack, ms: a healthy client's round trip.
     pub movers_rtt_ms: RttMs,
+    /// The same from the moment the last non-reader connected on: the cost of the non-readers
+    /// themselves and of cutting them, without the storm of joins (each join is announced to
+    /// the whole room, the course's behaviour) that comes before.
+    pub movers_rtt_after_connect_ms: RttMs,
+    /// Seconds (from the first sample) when the slowest echo came: which phase it fell in.
+    pub movers_rtt_max_at_s: Option<f64>,
+    /// Seconds (from the first sample) when the last non-reader had connected.
+    pub all_connected_s: f64,
     /// Seconds (from the first sample) when the non-readers started connecting.
     pub attack_started_s: f64,
     /// Seconds when the first and the last non-reader was seen cut.
@@ -244,6 +252,7 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
         }
     }
     let connected = non_readers.len() as u32;
+    let all_connected = Instant::now();
     tracing::info!("{connected} non-readers connected; waiting for the server to cut them");
 
     let mut cut: BTreeMap<String, u64> = BTreeMap::new();
@@ -359,6 +368,15 @@ pub fn run(addr: SocketAddr, plan: &NonReadersPlan, server_pid: Option<u32>) -> 
         movers_connected_at_end: movers.iter().filter(|m| m.connected && m.ended.is_none()).count() as u32,
         movers_ended: count_ends(movers.iter().map(|m| &m.ended)),
         movers_rtt_ms: rtt_summary(movers.iter().flat_map(|m| m.echoes.iter().map(|(_, ms)| *ms))),
+        movers_rtt_after_connect_ms: rtt_summary(
+            movers.iter().flat_map(|m| m.echoes.iter().filter(|(at, _)| *at >= all_connected).map(|(_, ms)| *ms)),
+        ),
+        movers_rtt_max_at_s: movers
+            .iter()
+            .flat_map(|m| m.echoes.iter())
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(at, _)| at.saturating_duration_since(t0).as_secs_f64()),
+        all_connected_s: all_connected.duration_since(t0).as_secs_f64(),
         attack_started_s: attack_started.duration_since(t0).as_secs_f64(),
         first_cut_s: first_cut,
         last_cut_s: last_cut,
