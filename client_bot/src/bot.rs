@@ -454,12 +454,12 @@ fn advance_phase(
                 return;
             }
             metrics.finish_progress();
-            let entered = || bots.iter().filter(|b| b.view.entered());
+            let entered = || bots.iter().filter(|b| b.view.entered()).map(|b| (&b.view, b.position()));
             let mismatches = final_state_mismatches(entered());
             let config = &run.config;
             let r = config.view_radius;
             let wrong_views = if r > 0.0 { view_mismatches(entered(), r, config.view_margin.of(r)) } else { 0 };
-            let report = Report::new(&run, &metrics, net.packets_in, mismatches, wrong_views);
+            let report = Report::new(&run.config, run.started, &metrics, net.packets_in, mismatches, wrong_views);
             commands.insert_resource(FinalReport(report.clone()));
             *phase = Phase::Done;
             exit.write(if report.clean() { AppExit::Success } else { AppExit::from_code(1) });

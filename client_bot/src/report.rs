@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bot::{Bot, Run};
+use crate::BotConfig;
 use crate::metrics::Metrics;
-use crate::view::Pos;
+use crate::view::{Pos, View};
 
 /// Round trips of own moves, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -84,8 +85,10 @@ pub struct Report {
 }
 
 impl Report {
+    /// The report of a run of `config` begun at `started`.
     pub(crate) fn new(
-        run: &Run,
+        config: &BotConfig,
+        started: Instant,
         metrics: &Metrics,
         packets_received: u64,
         final_state_mismatches: u64,
@@ -93,11 +96,11 @@ impl Report {
     ) -> Self {
         let ms = |q: f64| metrics.rtt.value_at_quantile(q) as f64 / 1000.0;
         Self {
-            bots: run.config.bots,
+            bots: config.bots,
             connected: metrics.connected,
             entered: metrics.entered,
             connect_failures: metrics.connect_failures,
-            all_entered_s: metrics.all_entered_at.map(|t| t.duration_since(run.started).as_secs_f64()),
+            all_entered_s: metrics.all_entered_at.map(|t| t.duration_since(started).as_secs_f64()),
             moves_sent: metrics.moves_sent,
             echo_lost: metrics.echo_lost,
             chat_sent: metrics.chat_sent,
@@ -119,8 +122,8 @@ impl Report {
                 count: metrics.rtt.len(),
             },
             disconnects: metrics.disconnects.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            duration_s: run.started.elapsed().as_secs_f64(),
-            seed: run.config.seed,
+            duration_s: started.elapsed().as_secs_f64(),
+            seed: config.seed,
         }
     }
 
@@ -192,17 +195,17 @@ impl fmt::Display for Report {
 
 /// Counts the pairs of bots whose final views disagree: a bot's view of another must be the
 /// other's last sent position (the spawn point if it never moved), and knowing is mutual.
-/// Players that are not bots of this run are ignored.
-pub fn final_state_mismatches<'a>(bots: impl Iterator<Item = &'a Bot>) -> u64 {
-    let bots: Vec<&Bot> = bots.collect();
-    let by_id: HashMap<i32, &Bot> = bots.iter().filter_map(|b| Some((b.view.self_id()?, *b))).collect();
+/// Players that are not bots of this run are ignored. Each bot is given as its view and where it
+/// last went (`Bot::position`).
+pub fn final_state_mismatches<'a>(bots: impl Iterator<Item = (&'a View, Pos)>) -> u64 {
+    let bots: Vec<(&View, Pos)> = bots.collect();
+    let by_id: HashMap<i32, (&View, Pos)> = bots.iter().filter_map(|b| Some((b.0.self_id()?, *b))).collect();
     let mut mismatches = 0;
-    for bot in &bots {
-        let Some(me) = bot.view.self_id() else { continue };
-        for (id, seen) in bot.view.others() {
-            let Some(other) = by_id.get(id) else { continue };
-            let expected: Pos = other.position();
-            if *seen != expected || !other.view.others().contains_key(&me) {
+    for (view, _) in &bots {
+        let Some(me) = view.self_id() else { continue };
+        for (id, seen) in view.others() {
+            let Some((other_view, expected)) = by_id.get(id) else { continue };
+            if seen != expected || !other_view.others().contains_key(&me) {
                 mismatches += 1;
             }
         }
@@ -213,22 +216,22 @@ pub fn final_state_mismatches<'a>(bots: impl Iterator<Item = &'a Bot>) -> u64 {
 /// Counts the ordered pairs of bots (a, b) where a's final view breaks the view rule, measured
 /// between where each last went (x and z): b within `radius` and not in a's view, or beyond
 /// `radius + margin` and in it. Between the two either is right. Players that are not bots of
-/// this run are ignored.
-pub fn view_mismatches<'a>(bots: impl Iterator<Item = &'a Bot>, radius: f32, margin: f32) -> u64 {
-    let bots: Vec<(i32, Pos, &Bot)> = bots.filter_map(|b| Some((b.view.self_id()?, b.position(), b))).collect();
+/// this run are ignored. Bots are given as for [`final_state_mismatches`].
+pub fn view_mismatches<'a>(bots: impl Iterator<Item = (&'a View, Pos)>, radius: f32, margin: f32) -> u64 {
+    let bots: Vec<(i32, Pos, &View)> = bots.filter_map(|(view, pos)| Some((view.self_id()?, pos, view))).collect();
     let at: HashMap<i32, Pos> = bots.iter().map(|(id, pos, _)| (*id, *pos)).collect();
     let d2 = |a: &Pos, b: &Pos| (a[0] - b[0]).powi(2) + (a[2] - b[2]).powi(2);
     let (near, far) = (radius * radius, (radius + margin) * (radius + margin));
     let mut mismatches = 0;
-    for (me, here, bot) in &bots {
+    for (me, here, view) in &bots {
         // Everyone within the radius must be in view (distances first: 10,000 bots are 10⁸ pairs).
         mismatches += bots
             .iter()
-            .filter(|(id, there, _)| id != me && d2(here, there) <= near && !bot.view.others().contains_key(id))
+            .filter(|(id, there, _)| id != me && d2(here, there) <= near && !view.others().contains_key(id))
             .count() as u64;
         // Nobody in view may be beyond radius + margin.
         mismatches +=
-            bot.view.others().keys().filter(|id| at.get(id).is_some_and(|there| d2(here, there) > far)).count() as u64;
+            view.others().keys().filter(|id| at.get(id).is_some_and(|there| d2(here, there) > far)).count() as u64;
     }
     mismatches
 }
@@ -236,6 +239,12 @@ pub fn view_mismatches<'a>(bots: impl Iterator<Item = &'a Bot>, radius: f32, mar
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bot::Bot;
+
+    /// The bots as the counts take them.
+    fn views(bots: &[Bot]) -> impl Iterator<Item = (&View, Pos)> {
+        bots.iter().map(|b| (&b.view, b.position()))
+    }
 
     /// A bot with player id `me` that saw `others` (id, position) and last sent `sent`.
     fn bot(me: i32, others: &[(i32, Pos)], sent: Option<Pos>) -> Bot {
@@ -253,7 +262,7 @@ mod tests {
             bot(1, &[(2, [5.0, 0.0, 5.0])], Some([1.0, 0.0, 1.0])),
             bot(2, &[(1, [1.0, 0.0, 1.0])], Some([5.0, 0.0, 5.0])),
         ];
-        assert_eq!(final_state_mismatches(bots.iter()), 0);
+        assert_eq!(final_state_mismatches(views(&bots)), 0);
     }
 
     #[test]
@@ -262,16 +271,16 @@ mod tests {
             bot(1, &[(2, [4.0, 0.0, 4.0])], Some([1.0, 0.0, 1.0])),
             bot(2, &[(1, [1.0, 0.0, 1.0])], Some([5.0, 0.0, 5.0])),
         ];
-        assert_eq!(final_state_mismatches(bots.iter()), 1);
+        assert_eq!(final_state_mismatches(views(&bots)), 1);
     }
 
     #[test]
     fn knowing_must_be_mutual_and_a_bot_that_never_moved_is_at_the_spawn_point() {
         let bots = [bot(1, &[(2, [0.0; 3])], None), bot(2, &[], None)];
-        assert_eq!(final_state_mismatches(bots.iter()), 1);
+        assert_eq!(final_state_mismatches(views(&bots)), 1);
         // Players who are not bots of this run are ignored.
         let bots = [bot(1, &[(99, [7.0; 3])], None)];
-        assert_eq!(final_state_mismatches(bots.iter()), 0);
+        assert_eq!(final_state_mismatches(views(&bots)), 0);
     }
 
     #[test]
@@ -285,7 +294,7 @@ mod tests {
         };
         fix(&mut b1, 1, [3.0, 0.0, 3.0], (2, [7.0, 0.0, 7.0]));
         fix(&mut b2, 2, [7.0, 0.0, 7.0], (1, [3.0, 0.0, 3.0]));
-        assert_eq!(final_state_mismatches([&b1, &b2].into_iter()), 0);
+        assert_eq!(final_state_mismatches([&b1, &b2].into_iter().map(|b| (&b.view, b.position()))), 0);
     }
 
     #[test]
@@ -295,7 +304,7 @@ mod tests {
             let others = |id: i32, at: Pos| if seen { vec![(id, at)] } else { vec![] };
             let bots =
                 [bot(1, &others(2, [0.0, 0.0, d]), Some([0.0; 3])), bot(2, &others(1, [0.0; 3]), Some([0.0, 0.0, d]))];
-            view_mismatches(bots.iter(), 10.0, 2.0)
+            view_mismatches(views(&bots), 10.0, 2.0)
         };
         assert_eq!(check(10.0, true), 0, "on R, in view");
         assert_eq!(check(10.0, false), 2, "on R and not in view: wrong for both");
@@ -306,6 +315,6 @@ mod tests {
         assert_eq!(check(12.5, false), 0);
         // Height does not count: 3 in x, 4 in z and 100 up is 5 away.
         let bots = [bot(1, &[], Some([0.0; 3])), bot(2, &[], Some([3.0, 100.0, 4.0]))];
-        assert_eq!(view_mismatches(bots.iter(), 5.0, 0.0), 2);
+        assert_eq!(view_mismatches(views(&bots), 5.0, 0.0), 2);
     }
 }
