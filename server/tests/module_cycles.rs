@@ -1,4 +1,4 @@
-//! No import circles among the modules of `server`, `shared`, `client_bot` and `agones_fake`: a module that uses another may
+//! No import circles among the modules of `server`, `shared` and `client_bot`: a module that uses another may
 //! not be used by it, directly or around a circle. A circle makes each module's meaning depend
 //! on the others' (issue 18 untangled `config` ↔ `interest` ↔ `room` and `chat` ↔ `stats`; the
 //! bots' report no longer knows the bots, only their views).
@@ -120,11 +120,6 @@ fn the_shared_crate_s_modules_use_each_other_without_circles() {
 #[test]
 fn the_bots_modules_use_each_other_without_circles() {
     assert_no_circle("client_bot");
-}
-
-#[test]
-fn the_fake_agones_sidecar_s_modules_use_each_other_without_circles() {
-    assert_no_circle("agones_fake");
 }
 
 #[test]
