@@ -8,70 +8,28 @@
 //! it. A screenshot of the console is saved as `console.png` in the test's output folder
 //! (`target/tmp/admin-console-browser/`); `docs/console.png` is one of those.
 
+#[path = "../../shared/tests/browser/mod.rs"]
+mod browser;
 mod support;
 
 use std::net::TcpStream;
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::Client;
 use net_plugin::testing::{Recorded, record};
 use net_plugin::{DisconnectReason, Disconnected};
 use serde_json::{Value, json};
 use support::{CourseClient, join, start_admin, test_config};
 
-/// Generous: a browser starting on a loaded two-core machine takes seconds.
-const BROWSER_WAIT: Duration = Duration::from_secs(30);
+use browser::BROWSER_WAIT;
+
 const PLAYERS: usize = 8;
-
-/// The first of `names` found on the `PATH`.
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name))).find(|p| p.is_file())
-}
-
-/// chromedriver on a free loopback port, stopped when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    fn start(program: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(program)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let deadline = Instant::now() + BROWSER_WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver listens on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Driver {
-    /// Asks chromedriver to stop (SIGTERM: it ends the browsers it started), then makes sure.
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Test clients that walk in circles (a move every 100 ms each) until dropped.
 struct Walkers {
@@ -146,18 +104,7 @@ fn ids(value: &Value) -> Vec<i64> {
 
 #[test]
 fn the_console_shows_the_players_moving_and_kicks_one() {
-    let (Some(chromium), Some(chromedriver)) =
-        (find_program(&["chromium", "chromium-browser"]), find_program(&["chromedriver"]))
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the browser test: .ci/run installs Debian's chromium and chromium-driver"
-        );
-        eprintln!(
-            "SKIPPED the console's browser test: chromium or chromedriver not found (apt-get install chromium chromium-driver)"
-        );
-        return;
-    };
+    let Some(programs) = browser::programs("the console's browser test") else { return };
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin-console-browser");
     std::fs::create_dir_all(&out).unwrap();
 
@@ -169,23 +116,12 @@ fn the_console_shows_the_players_moving_and_kicks_one() {
     let mut expected: Vec<i64> = clients.iter().map(|c| i64::from(c.my_id())).collect();
     expected.sort_unstable();
     let walkers = Walkers::start(&clients);
-    let driver = Driver::start(&chromedriver);
+    let driver = browser::Driver::start(&programs.chromedriver);
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,950"],
-            },
-        });
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let browser = ClientBuilder::new(connector)
-            .capabilities(capabilities.as_object().unwrap().clone())
-            .connect(&driver.url)
-            .await
-            .expect("a browser session through chromedriver");
+        let browser =
+            driver.browser(&programs.chromium, &["--window-size=1400,950".to_string()]).await.expect("a browser");
         // The browser is closed whatever the checks find; then their failure, if any, is told.
         let checked = AssertUnwindSafe(look_and_kick(&browser, admin, &expected, &out)).catch_unwind().await;
         let _ = browser.close().await;

@@ -3,6 +3,8 @@
 //! and (where Node.js is installed) parses and passes the checks the browser test runs. The
 //! browser is the test that counts: `js_codec_browser.rs`.
 
+#[path = "browser/mod.rs"]
+mod browser;
 #[path = "../pdl/mod.rs"]
 mod pdl;
 #[path = "js/site.rs"]
@@ -51,7 +53,7 @@ fn a_mistake_in_the_definitions_is_the_rust_generators_error() {
 /// (Skipped without Node: the browser test is the one CI needs.)
 #[test]
 fn under_node_the_modules_parse_and_the_checks_pass() {
-    let Some(node) = site::find_program(&["node", "nodejs"]) else {
+    let Some(node) = browser::find_program(&["node", "nodejs"]) else {
         eprintln!("SKIPPED: node not found (the browser test covers the same checks)");
         return;
     };
@@ -79,7 +81,7 @@ fn under_node_the_modules_parse_and_the_checks_pass() {
 /// without tsc: CI needs no npm package.)
 #[test]
 fn under_tsc_the_declarations_type_a_web_project() {
-    let Some(tsc) = site::find_program(&["tsc"]) else {
+    let Some(tsc) = browser::find_program(&["tsc"]) else {
         eprintln!("SKIPPED: tsc not found (npm install typescript to check the declarations)");
         return;
     };

@@ -10,6 +10,8 @@
 //! passes, except under CI (`CI` set), where it fails: CI must run it. The page and the modules it
 //! loaded stay in `target/tmp/js-codec-browser/`.
 
+#[path = "browser/mod.rs"]
+mod browser;
 #[path = "../pdl/mod.rs"]
 mod pdl;
 #[path = "js/site.rs"]
@@ -17,55 +19,12 @@ mod site;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fantoccini::ClientBuilder;
 use serde_json::{Value, json};
 use shared::{ClientPacket, Direction, PacketSet, ServerPacket, decode, encode_to_vec};
-
-/// Generous: a browser starting on a loaded two-core machine takes seconds.
-const BROWSER_WAIT: Duration = Duration::from_secs(60);
-
-/// chromedriver on a free loopback port, stopped when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    fn start(program: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(program)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let deadline = Instant::now() + BROWSER_WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver listens on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { child, url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Driver {
-    /// Asks chromedriver to stop (SIGTERM: it ends the browsers it started), then makes sure.
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A web server on a loopback port that answers GETs for the site's files, until dropped.
 struct Site {
@@ -216,44 +175,17 @@ fn frames_to_judge() -> Vec<Value> {
 
 #[test]
 fn the_generated_codec_passes_its_checks_in_chromium() {
-    let (Some(chromium), Some(chromedriver)) =
-        (site::find_program(&["chromium", "chromium-browser"]), site::find_program(&["chromedriver"]))
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the browser test: .ci/run installs Debian's chromium and chromium-driver"
-        );
-        eprintln!(
-            "SKIPPED the JavaScript codec's browser test: chromium or chromedriver not found (apt-get install chromium chromium-driver)"
-        );
-        return;
-    };
+    let Some(programs) = browser::programs("the JavaScript codec's browser test") else { return };
     let dir = site::write("js-codec-browser");
     let profile = dir.join(format!("profile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     let site = Site::start(site::files());
     let frames = frames_to_judge();
-    let driver = Driver::start(&chromedriver);
+    let driver = browser::Driver::start(&programs.chromedriver);
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let results: Result<Value, String> = runtime.block_on(async {
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display()),
-                ],
-            },
-        });
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let browser = ClientBuilder::new(connector)
-            .capabilities(capabilities.as_object().unwrap().clone())
-            .connect(&driver.url)
-            .await
-            .map_err(|e| format!("a browser session through chromedriver: {e}"))?;
+        let browser = driver.browser(&programs.chromium, &[format!("--user-data-dir={}", profile.display())]).await?;
         // The browser is closed whatever the page says; the checks' results are looked at after.
         let results = async {
             browser.goto(&format!("http://{}/", site.addr)).await.map_err(|e| format!("the page loads: {e}"))?;

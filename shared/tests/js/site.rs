@@ -47,9 +47,3 @@ pub fn write(name: &str) -> PathBuf {
     }
     dir
 }
-
-/// The first of `names` found on the `PATH`.
-pub fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name))).find(|p| p.is_file())
-}
