@@ -358,6 +358,16 @@ pub(crate) fn can_pin(args: &BenchArgs) -> bool {
 
 /// Runs the scenario `args.runs` times; returns the results.
 pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
+    repeat(args, run_once, row)
+}
+
+/// Runs `once` `args.runs` times (the open-file limit raised, pinned where it can be), printing
+/// `row` of each result; writes them all to `--json`. The scenarios' and the floor's loop.
+pub(crate) fn repeat<R: Serialize>(
+    args: &BenchArgs,
+    once: impl Fn(&BenchArgs, &Plan, u32, &Path, &Path, bool) -> Result<R, String>,
+    row: impl Fn(&R) -> String,
+) -> Result<Vec<R>, String> {
     args.validate()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let server = server_path(args, &exe)?;
@@ -368,7 +378,7 @@ pub fn run(args: &BenchArgs) -> Result<Vec<RunResult>, String> {
     let plan = args.plan();
     let mut results = Vec::new();
     for run in 1..=args.runs {
-        let result = run_once(args, &plan, run, &server, &exe, pinned)?;
+        let result = once(args, &plan, run, &server, &exe, pinned)?;
         println!("{}", row(&result));
         results.push(result);
     }

@@ -152,25 +152,7 @@ pub fn floor_command(exe: &Path, answer_bytes: u32, core: Option<usize>) -> Comm
 
 /// Runs `args.runs` runs; prints a row each, writes `--json`.
 pub fn run(args: &BenchArgs) -> Result<Vec<FloorResult>, String> {
-    args.validate()?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let server = bench::server_path(args, &exe)?;
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::warn!(error = %e, "cannot raise the open-file limit");
-    }
-    let pinned = bench::can_pin(args);
-    let plan = args.plan();
-    let mut results = Vec::new();
-    for run in 1..=args.runs {
-        let result = run_once(args, &plan, run, &server, &exe, pinned)?;
-        println!("{}", row(&result));
-        results.push(result);
-    }
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-        std::fs::write(path, json + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(results)
+    bench::repeat(args, run_once, row)
 }
 
 fn run_once(

@@ -288,7 +288,7 @@ mod tests {
         let mut b1 = bot(1, &[(2, [7.0, 0.0, 7.0])], None);
         let mut b2 = bot(2, &[(1, [0.0; 3])], None);
         let fix = |b: &mut Bot, me: i32, at: Pos, other: (i32, Pos)| {
-            b.view = crate::View::default();
+            b.view = View::default();
             assert!(b.view.on_list([(false, other.0, other.1), (true, me, at)]).is_empty());
             assert!(b.view.on_enter(me, at).is_empty());
         };

@@ -85,21 +85,10 @@ fn field_signature(f: &Field) -> String {
     }
 }
 
-/// The reader/writer method of a scalar (`Reader.i32`, `Writer.i32`).
+/// The reader/writer method of a scalar (`Reader.i32`, `Writer.i32`): named as Rust names the
+/// type, so the runtime reads like the Rust codec.
 fn scalar_method(s: Scalar) -> &'static str {
-    match s {
-        Scalar::Bool => "bool",
-        Scalar::Byte => "u8",
-        Scalar::SByte => "i8",
-        Scalar::Short => "i16",
-        Scalar::UShort => "u16",
-        Scalar::Int => "i32",
-        Scalar::UInt => "u32",
-        Scalar::Long => "i64",
-        Scalar::ULong => "u64",
-        Scalar::Float => "f32",
-        Scalar::Double => "f64",
-    }
+    s.rust_type()
 }
 
 fn ts_scalar(s: Scalar) -> &'static str {
