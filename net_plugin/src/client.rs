@@ -122,7 +122,7 @@ async fn connect<In: PacketSet>(id: SessionId, addr: SocketAddr, cx: Arc<Session
     if let Err(e) = configure_socket(&stream, &cx.config) {
         return fail(&cx, id, addr, e.to_string()).await;
     }
-    session::run::<In>(stream, id, addr, cx, &spawner.shutdown).await;
+    session::run::<In>(stream, crate::Transport::Tcp, id, addr, cx, &spawner.shutdown).await;
 }
 
 async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {

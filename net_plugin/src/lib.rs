@@ -105,9 +105,10 @@ mod session;
 mod stats;
 pub mod testing;
 mod throttle;
+mod transport;
 
 pub use client::{ClientPlugin, Connector};
-pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads, off};
+pub use config::{Keepalive, NetConfig, RateLimit, WebSocketConfig, default_io_threads, off};
 pub use connection::{
     ClientReceived, ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId,
 };
@@ -116,6 +117,7 @@ pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
 #[doc(hidden)]
 pub use runtime::{Faults, NetFaults};
-pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin};
+pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin, WebSocketAddr};
 pub use shared::EncodeError;
 pub use stats::{NetStats, Refusal};
+pub use transport::Transport;
