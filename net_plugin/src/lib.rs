@@ -22,6 +22,11 @@
 //! A socket is read only by its session's task and written only by the writer task; the ECS
 //! never touches one.
 //!
+//! A server can also accept WebSocket clients (browsers, Unity WebGL) on a second port
+//! ([`WebSocketConfig::bind`]): the transport (`transport/ws.rs`) only adds and strips WebSocket
+//! frame headers around the same bytes, so those sessions run on the same core, writer, limits
+//! and ECS messages; [`Connection::transport`] tells them apart.
+//!
 //! # Quick start: a server
 //!
 //! ```no_run
