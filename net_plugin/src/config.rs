@@ -365,8 +365,8 @@ impl Default for NetConfig {
 }
 
 impl NetConfig {
-    /// The defaults for the client side: large packets accepted (player lists), no rate limit on
-    /// the server, a deep inbound queue for load-test processes, the kernel's send buffer.
+    /// The defaults for the client side: large packets and WebSocket messages accepted (player
+    /// lists), no rate limit on the server, a deep inbound queue for load-test processes, the kernel's send buffer.
     pub fn client_default() -> Self {
         Self {
             max_packet_size: shared::MAX_PACKET_LEN,
@@ -374,6 +374,9 @@ impl NetConfig {
             inbound_queue: 1 << 18,
             send_buffer: None,
             max_total_backlog: None,
+            // A server's message holds a frame's packets for one client, up to its backlog's
+            // ceiling; nothing is reassembled, so a large limit costs nothing.
+            websocket: WebSocketConfig { max_message: 16 << 20, max_frame: 16 << 20, ..WebSocketConfig::default() },
             ..Self::default()
         }
     }

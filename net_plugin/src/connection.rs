@@ -135,7 +135,7 @@ impl Connection {
     /// How this connection reaches its peer (TCP, or WebSocket from a browser). Everything else
     /// about a connection is the same whatever its transport.
     pub fn transport(&self) -> crate::Transport {
-        self.session.transport
+        self.session.transport()
     }
 
     pub(crate) fn session(&self) -> &Arc<Session> {

@@ -406,7 +406,8 @@ impl<In: PacketSet> AcceptState<In> {
                         return;
                     }
                 }
-                session::run::<In>(stream, transport, id, peer, cx, &shutdown).await;
+                let role = (transport == Transport::WebSocket).then_some(ws::Role::Server);
+                session::run::<In>(stream, role, id, peer, cx, &shutdown).await;
                 drop((permit, address_slot));
             });
         }

@@ -48,8 +48,8 @@ pub(crate) struct Session {
     pub id: SessionId,
     /// The peer's address, for logs.
     pub peer: SocketAddr,
-    /// How the bytes reach the peer: the writer puts a WebSocket session's frames in messages.
-    pub transport: Transport,
+    /// A WebSocket session's end (`None`: TCP): the writer puts its frames in messages.
+    pub ws: Option<ws::Role>,
     /// The socket: read by the session's task, written by the writer (see the module docs).
     pub stream: TcpStream,
     /// Bytes flushed and not yet written, and the writer's bookkeeping. Locked to append a
@@ -90,7 +90,7 @@ impl Session {
     pub fn new(
         id: SessionId,
         peer: SocketAddr,
-        transport: Transport,
+        ws: Option<ws::Role>,
         stream: TcpStream,
         total: Arc<TotalBacklog>,
     ) -> Self {
@@ -104,7 +104,7 @@ impl Session {
         Self {
             id,
             peer,
-            transport,
+            ws,
             stream,
             outgoing: Mutex::new(outgoing),
             task: AtomicWaker::new(),
@@ -114,6 +114,11 @@ impl Session {
             finished: Notify::new(),
             blocked_news: AtomicBool::new(false),
         }
+    }
+
+    /// How the bytes reach the peer.
+    pub fn transport(&self) -> Transport {
+        if self.ws.is_some() { Transport::WebSocket } else { Transport::Tcp }
     }
 
     /// The outbound state. A panic while holding the lock cannot leave it inconsistent (each
@@ -242,13 +247,13 @@ pub(crate) fn configure_socket(stream: &TcpStream, config: &NetConfig) -> std::i
 /// nothing else.
 pub(crate) async fn run<In: PacketSet>(
     stream: TcpStream,
-    transport: Transport,
+    ws: Option<ws::Role>,
     id: SessionId,
     peer: SocketAddr,
     cx: Arc<SessionContext<In>>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
-    let session = Arc::new(Session::new(id, peer, transport, stream, cx.writer.total().clone()));
+    let session = Arc::new(Session::new(id, peer, ws, stream, cx.writer.total().clone()));
     cx.registry.insert(&session);
     // A shutdown that began before the registration would not have closed it.
     if shutdown.is_cancelled() {
@@ -304,8 +309,7 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
     let mut rules = InboundRules::<In>::new(&cx.config, Instant::now());
     let limits = BacklogLimits::of(&cx.config);
     // The WebSocket layer between the socket and the rules, if this is a WebSocket session.
-    let mut ws =
-        (session.transport == Transport::WebSocket).then(|| WsInbound::new(&cx.config.websocket, Instant::now()));
+    let mut ws = session.ws.map(|role| WsInbound::new(&cx.config.websocket, role, Instant::now()));
     // Frames the WebSocket layer sends back (pongs, pings).
     let mut replies = Vec::new();
     // The next packet's place in the connection's stream, for `Received::seq`.
@@ -456,11 +460,13 @@ async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx:
         let finished = session.finished.notified();
         {
             let mut out = session.outgoing();
-            if session.transport == Transport::WebSocket && !out.abandoned {
+            if let Some(role) = session.ws
+                && !out.abandoned
+            {
                 // The peer learns why, after what it was sent. Past the ceiling it goes anyway:
                 // a control frame is at most 127 bytes.
                 let unlimited = BacklogLimits { cap: usize::MAX / 4, ..BacklogLimits::of(&cx.config) };
-                let _ = out.queue.push(ws::close_frame(reason), Instant::now(), &unlimited);
+                let _ = out.queue.push(ws::close_frame(reason, role), Instant::now(), &unlimited);
             }
             out.finishing = true;
         }

@@ -265,3 +265,61 @@ fn the_transport_is_off_unless_bound() {
     let on = ServerPlugin::bind("127.0.0.1:0", ws_config()).unwrap();
     assert!(on.websocket_addr().is_some_and(|a| a.port() != 0));
 }
+
+#[derive(bevy_ecs::resource::Resource)]
+struct Target(SocketAddr);
+
+fn connect_over_ws(
+    mut connector: net_plugin::Connector,
+    target: bevy_ecs::system::Res<Target>,
+    mut done: bevy_ecs::system::Local<bool>,
+) {
+    if !std::mem::replace(&mut *done, true) {
+        connector.connect_over(target.0, Transport::WebSocket);
+    }
+}
+
+fn chat_on_connect(mut connected: bevy_ecs::message::MessageReader<Connected>, mut outbox: net_plugin::ClientOutbox) {
+    for c in connected.read() {
+        // Two frames' worth in one flush, and a packet large enough for a 16-bit length.
+        outbox.send(c.entity, &C_Chat { chat: "from the client plugin".into() });
+        outbox.send(c.entity, &C_Chat { chat: "x".repeat(300) });
+    }
+}
+
+#[test]
+fn the_client_plugin_connects_over_websocket_as_a_browser_would() {
+    use net_plugin::testing::{Recorded, record};
+    let (server, _, ws_addr) = start(ws_config());
+    let client = AppThread::spawn(move || {
+        let mut app = bevy_app::App::new();
+        app.add_plugins(net_plugin::ClientPlugin::new(NetConfig::client_default()).unwrap())
+            .insert_resource(Target(ws_addr))
+            .add_systems(Update, (connect_over_ws, chat_on_connect));
+        record::<Connected>(&mut app);
+        record::<net_plugin::ClientReceived<S_Chat>>(&mut app);
+        app
+    });
+    let echoed = client
+        .wait_until(WAIT, |app| app.world().resource::<Recorded<net_plugin::ClientReceived<S_Chat>>>().0.len() >= 2);
+    assert!(echoed, "both chat lines came back");
+    let chats: Vec<String> = client.run(|app| {
+        app.world()
+            .resource::<Recorded<net_plugin::ClientReceived<S_Chat>>>()
+            .0
+            .iter()
+            .map(|r| r.packet.chat.clone())
+            .collect()
+    });
+    assert_eq!(chats, ["from the client plugin".to_string(), "x".repeat(300)]);
+    let transports = server.run(|app| {
+        let mut q = app.world_mut().query::<&Connection>();
+        q.iter(app.world()).map(Connection::transport).collect::<Vec<_>>()
+    });
+    assert_eq!(transports, [Transport::WebSocket]);
+    client.exit();
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    let gone = recorded::<Disconnected>(&server);
+    assert_eq!(gone[0].reason.kind(), DisconnectKind::ClosedByPeer, "the client said goodbye: {gone:?}");
+    server.exit();
+}

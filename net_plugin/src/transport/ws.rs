@@ -50,6 +50,28 @@ const PONG: u8 = 0xA;
 /// The largest control frame payload.
 const MAX_CONTROL: usize = 125;
 
+/// Which end of the connection this is: a server's frames are plain, a client's are masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The server: reads masked frames, writes plain ones.
+    Server,
+    /// A client (the bots): writes masked frames, reads plain ones.
+    Client,
+}
+
+/// A mask key for a client's frame. RFC 6455 asks for keys a page's script cannot predict, a
+/// defence of proxies against scripts in browsers; this client is a native program (the bots),
+/// so a fast generator does.
+fn mask_key() -> [u8; 4] {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let mut x = STATE.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 29;
+    (x as u32).to_le_bytes()
+}
+
 /// Why an upgrade was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HandshakeError {
@@ -67,6 +89,9 @@ pub(crate) enum HandshakeError {
         /// Why, for the log and the response's body.
         why: &'static str,
     },
+    /// The server did not upgrade (a client's handshake).
+    #[error("the server did not upgrade: {0}")]
+    NotUpgraded(String),
 }
 
 /// Reads the upgrade request from `stream` (within the handshake timeout) and answers it: `101`
@@ -171,6 +196,39 @@ fn answer(request: &[u8], config: &WebSocketConfig) -> Result<String, HandshakeE
     Ok(key.to_string())
 }
 
+/// Upgrades a connected socket as a client (the bots): sends the request, reads the `101` and
+/// checks its accept key.
+pub(crate) async fn connect(stream: &mut TcpStream, host: std::net::SocketAddr) -> Result<(), HandshakeError> {
+    let key: Vec<u8> = (0..4).flat_map(|_| mask_key()).collect();
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    // A byte at a time up to the end of the headers, so that no frame sent right after them is
+    // taken from the session: a handshake's few hundred reads, once per connection.
+    let mut response = Vec::with_capacity(256);
+    while !response.ends_with(b"\r\n\r\n") {
+        if response.len() > MAX_REQUEST {
+            return Err(HandshakeError::NotUpgraded("response headers too large".into()));
+        }
+        response.push(stream.read_u8().await?);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Response::new(&mut headers);
+    if !matches!(parsed.parse(&response), Ok(httparse::Status::Complete(_))) {
+        return Err(HandshakeError::NotUpgraded("not an HTTP response".into()));
+    }
+    if parsed.code != Some(101) {
+        return Err(HandshakeError::NotUpgraded(format!("status {:?} {:?}", parsed.code, parsed.reason)));
+    }
+    let accept = parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case("Sec-WebSocket-Accept")).map(|h| h.value);
+    if accept != Some(accept_key(&key).as_bytes()) {
+        return Err(HandshakeError::NotUpgraded("wrong Sec-WebSocket-Accept".into()));
+    }
+    Ok(())
+}
+
 /// `Sec-WebSocket-Accept` for a client's key.
 fn accept_key(key: &str) -> String {
     let mut sha = Sha1::new();
@@ -179,37 +237,61 @@ fn accept_key(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha.finalize())
 }
 
-/// The header of an unmasked server frame (FIN set) of `len` payload bytes.
-fn header(opcode: u8, len: usize) -> Bytes {
-    let mut h = Vec::with_capacity(10);
+/// The header of a frame (FIN set) of `len` payload bytes, with `mask` (a client's) if any.
+fn header(opcode: u8, len: usize, mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut h = Vec::with_capacity(14);
     h.push(0x80 | opcode);
+    let masked = if mask.is_some() { 0x80 } else { 0 };
     if len < 126 {
-        h.push(len as u8);
+        h.push(masked | len as u8);
     } else if let Ok(len) = u16::try_from(len) {
-        h.push(126);
+        h.push(masked | 126);
         h.extend_from_slice(&len.to_be_bytes());
     } else {
-        h.push(127);
+        h.push(masked | 127);
         h.extend_from_slice(&(len as u64).to_be_bytes());
     }
-    Bytes::from(h)
+    if let Some(mask) = mask {
+        h.extend_from_slice(&mask);
+    }
+    h
 }
 
-/// The header of a binary message of `len` bytes: one per client per flushed frame.
-pub(crate) fn data_header(len: usize) -> Bytes {
-    header(BINARY, len)
+fn apply_mask(bytes: &mut [u8], mask: [u8; 4]) {
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+}
+
+/// A flushed frame's bytes as one binary message: its header, and its payload. A server's
+/// payload goes as it is (no copy); a client's is masked, in a copy.
+pub(crate) fn message(payload: Bytes, role: Role) -> (Bytes, Bytes) {
+    match role {
+        Role::Server => (Bytes::from(header(BINARY, payload.len(), None)), payload),
+        Role::Client => {
+            let mask = mask_key();
+            let mut masked = payload.to_vec();
+            apply_mask(&mut masked, mask);
+            (Bytes::from(header(BINARY, masked.len(), Some(mask))), Bytes::from(masked))
+        }
+    }
 }
 
 /// A whole control frame (ping, pong, close) with `payload` (at most 125 bytes).
-fn control(opcode: u8, payload: &[u8]) -> Bytes {
+fn control(opcode: u8, payload: &[u8], role: Role) -> Bytes {
     let payload = &payload[..payload.len().min(MAX_CONTROL)];
-    let mut frame = header(opcode, payload.len()).to_vec();
+    let mask = (role == Role::Client).then(mask_key);
+    let mut frame = header(opcode, payload.len(), mask);
+    let start = frame.len();
     frame.extend_from_slice(payload);
+    if let Some(mask) = mask {
+        apply_mask(&mut frame[start..], mask);
+    }
     Bytes::from(frame)
 }
 
 /// The close frame telling the peer why its session ends.
-pub(crate) fn close_frame(reason: &DisconnectReason) -> Bytes {
+pub(crate) fn close_frame(reason: &DisconnectReason, role: Role) -> Bytes {
     let (code, text) = close_code(reason);
     let mut payload = code.to_be_bytes().to_vec();
     // At most 123 bytes of UTF-8, cut at a character's boundary.
@@ -218,7 +300,7 @@ pub(crate) fn close_frame(reason: &DisconnectReason) -> Bytes {
         end -= 1;
     }
     payload.extend_from_slice(&text.as_bytes()[..end]);
-    control(CLOSE, &payload)
+    control(CLOSE, &payload, role)
 }
 
 /// The close code (RFC 6455, 7.4.1) and reason for why a session ends.
@@ -256,6 +338,7 @@ struct Frame {
 /// session's rules, control replies out. No I/O: the session task reads and writes.
 #[derive(Debug)]
 pub(crate) struct WsInbound {
+    role: Role,
     max_frame: u64,
     max_message: u64,
     ping_interval: Option<Duration>,
@@ -281,8 +364,9 @@ pub(crate) struct WsInbound {
 
 impl WsInbound {
     /// The codec for a session upgraded at `now`.
-    pub fn new(config: &WebSocketConfig, now: Instant) -> Self {
+    pub fn new(config: &WebSocketConfig, role: Role, now: Instant) -> Self {
         Self {
+            role,
             max_frame: config.max_frame as u64,
             max_message: config.max_message as u64,
             ping_interval: config.ping_interval,
@@ -367,13 +451,16 @@ impl WsInbound {
                 127 => 8,
                 _ => 0,
             };
-            let needed = 2 + extra + 4;
+            let needed = 2 + extra + if b1 & 0x80 != 0 { 4 } else { 0 };
             if self.header_len == 2 {
                 if b0 & 0x70 != 0 {
                     return Err(violation(1002, "reserved bits set: no extension was agreed"));
                 }
-                if b1 & 0x80 == 0 {
+                if b1 & 0x80 == 0 && self.role == Role::Server {
                     return Err(violation(1002, "a client's frames must be masked"));
+                }
+                if b1 & 0x80 != 0 && self.role == Role::Client {
+                    return Err(violation(1002, "a server's frames must not be masked"));
                 }
             }
             if self.header_len < needed {
@@ -384,6 +471,7 @@ impl WsInbound {
                 2 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
                 _ => u64::from_be_bytes(self.header[2..10].try_into().unwrap_or_default()),
             };
+            // A server's frames are not masked: a mask of zeros changes nothing.
             let mask = self.header[2 + extra..needed].try_into().unwrap_or_default();
             self.header_len = 0;
             let frame = Frame { opcode: b0 & 0x0F, fin: b0 & 0x80 != 0, remaining: len, mask, done: 0 };
@@ -439,7 +527,7 @@ impl WsInbound {
                 };
                 if due {
                     self.last_pong_sent = Some(now);
-                    replies.push(control(PONG, &self.control[..self.control_len]));
+                    replies.push(control(PONG, &self.control[..self.control_len], self.role));
                 }
             }
             PONG => self.awaiting_pong = None,
@@ -474,7 +562,7 @@ impl WsInbound {
         if let (Some(at), Some(every)) = (self.next_ping, self.ping_interval)
             && now >= at
         {
-            replies.push(control(PING, b""));
+            replies.push(control(PING, b"", self.role));
             self.awaiting_pong.get_or_insert(now);
             self.next_ping = Some(now + every);
         }
@@ -523,7 +611,7 @@ mod tests {
         fn new() -> Self {
             let now = Instant::now();
             Self {
-                ws: WsInbound::new(&WebSocketConfig::default(), now),
+                ws: WsInbound::new(&WebSocketConfig::default(), Role::Server, now),
                 rules: InboundRules::new(&NetConfig::default(), now),
                 now,
             }
@@ -564,7 +652,7 @@ mod tests {
             let (packets, replies, result) = Peer::new().feed(&stream, split);
             assert_eq!(result, Ok(()), "split {split}");
             assert_eq!(packets.len(), 3, "split {split}");
-            assert_eq!(replies, vec![control(PONG, b"hi")]);
+            assert_eq!(replies, vec![control(PONG, b"hi", Role::Server)]);
         }
     }
 
@@ -616,7 +704,7 @@ mod tests {
         let mut replies = Vec::new();
         assert_eq!(peer.ws.deadline(), Some(start + every));
         peer.ws.check_timers(start + every, &mut replies).unwrap();
-        assert_eq!(replies, vec![control(PING, b"")]);
+        assert_eq!(replies, vec![control(PING, b"", Role::Server)]);
         // A pong clears the wait.
         peer.now = start + every + Duration::from_secs(1);
         assert_eq!(peer.feed(&masked(0x80 | PONG, b""), 100).2, Ok(()));
@@ -630,10 +718,11 @@ mod tests {
 
     #[test]
     fn server_frames_use_the_shortest_length() {
+        let data_header = |len| message(Bytes::from(vec![0; len]), Role::Server).0;
         assert_eq!(&data_header(5)[..], &[0x82, 5]);
         assert_eq!(&data_header(300)[..], &[0x82, 126, 1, 44]);
         assert_eq!(&data_header(70_000)[..], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
-        let close = close_frame(&violation(1003, "text"));
+        let close = close_frame(&violation(1003, "text"), Role::Server);
         assert_eq!(&close[..], &[0x88, 6, 0x03, 0xEB, b't', b'e', b'x', b't']);
     }
 
