@@ -19,7 +19,7 @@ use crate::runtime::{Faults, Spawner};
 use crate::session::{self, SessionContext, configure_socket};
 use crate::stats::Refusal;
 use crate::throttle::LogThrottle;
-use crate::transport::{Transport, ws};
+use crate::transport::{Transport, WebFile, ws};
 use crate::{NetConfig, SessionId};
 
 /// Why the server could not start listening.
@@ -118,6 +118,8 @@ pub struct ServerPlugin<In: PacketSet = ClientPacket, Out: PacketSet = ServerPac
     /// The WebSocket transport's bound socket, when it is on; taken by `build`.
     ws_listener: Mutex<Option<std::net::TcpListener>>,
     ws_addr: Option<SocketAddr>,
+    /// What the WebSocket port serves to a plain `GET`.
+    files: Vec<WebFile>,
     _sets: std::marker::PhantomData<fn() -> (In, Out)>,
 }
 
@@ -166,6 +168,7 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
             local_addr,
             ws_listener: Mutex::new(ws_listener),
             ws_addr,
+            files: Vec::new(),
             _sets: std::marker::PhantomData,
         })
     }
@@ -173,6 +176,14 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
     /// The address listened on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Serves `files` on the WebSocket port to plain `GET` requests (a play page and its
+    /// scripts): a browser opens `http://HOST:PORT/` and its script connects to the same port.
+    /// Nothing is served while the transport is off.
+    pub fn serve_files(mut self, files: &[WebFile]) -> Self {
+        self.files = files.to_vec();
+        self
     }
 
     /// The address listened on for WebSocket clients, when that transport is on.
@@ -253,6 +264,7 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ServerPlugin<In, Out> {
                 local_addr: addr,
                 shared: shared.clone(),
                 handshake_failures: Mutex::new(LogThrottle::new(Duration::from_secs(1))),
+                files: self.files.clone().into(),
                 cx: io.cx.clone(),
                 spawner: io.runtime.spawner(),
                 faults: io.runtime.faults().clone(),
@@ -315,6 +327,8 @@ struct AcceptState<In> {
     shared: Shared,
     /// Upgrades that failed (WebSocket): a debug line each, a warning now and then.
     handshake_failures: Mutex<LogThrottle>,
+    /// What the WebSocket port serves to a plain `GET`.
+    files: Arc<[WebFile]>,
     cx: Arc<SessionContext<In>>,
     spawner: Spawner,
     faults: Arc<Faults>,
@@ -395,8 +409,12 @@ impl<In: PacketSet> AcceptState<In> {
                     // The upgrade holds the connection's slot, within the handshake timeout.
                     let upgraded = tokio::select! {
                         () = shutdown.cancelled() => return,
-                        upgraded = ws::accept(&mut stream, &cx.config.websocket) => upgraded,
+                        upgraded = ws::accept(&mut stream, &cx.config.websocket, &this.files) => upgraded,
                     };
+                    if let Err(ws::HandshakeError::Served(path)) = upgraded {
+                        tracing::debug!(%peer, path, "served a file on the WebSocket port");
+                        return;
+                    }
                     if let Err(error) = upgraded {
                         tracing::debug!(%peer, %error, "WebSocket upgrade failed");
                         let held_back = this.handshake_failures.lock().unwrap_or_else(PoisonError::into_inner).hit();

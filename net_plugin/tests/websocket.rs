@@ -110,6 +110,11 @@ async fn websocket_and_tcp_clients_share_the_game() {
         t
     });
     assert_eq!(transports, [Transport::Tcp, Transport::WebSocket]);
+    let counted = |app: &mut bevy_app::App| {
+        let stats = app.world().resource::<NetStats>();
+        (stats.sessions, stats.sessions_websocket) == (2, 1)
+    };
+    assert!(server.wait_until(WAIT, counted), "the statistics count the WebSocket session");
 
     // The WebSocket client's move reaches both; so does the TCP client's.
     let mv = C_Move { pos_x: 1.5, pos_y: 0.0, pos_z: -2.0 };

@@ -62,6 +62,7 @@ pub mod interest;
 pub mod lifecycle;
 mod movement;
 mod ping;
+pub mod play;
 mod room;
 mod shutdown;
 mod stats;
@@ -146,6 +147,8 @@ impl PluginGroup for GamePlugins {
 /// endpoint, which binds a port of its own, is added by the caller ([`AdminPlugin::bind`]).
 pub fn app(config: &ServerConfig, net: ServerPlugin, stats_json: Option<PathBuf>) -> App {
     let mut app = App::new();
+    // With the WebSocket transport on, its port also serves the play page.
+    let net = net.serve_files(&play::FILES);
     app.add_plugins((TimePlugin, ScheduleRunnerPlugin::run_loop(config.frame_period()), net))
         .insert_resource(Time::<Fixed>::from_hz(f64::from(config.tick_hz)))
         .add_plugins(GamePlugins { config: config.clone() })

@@ -83,3 +83,19 @@ fn the_settings_file_and_the_flag_turn_the_transport_on() {
     web.send_chat("hi");
     web.recv_until(|m| matches!(m, Msg::Chat { text, .. } if text == "hi"));
 }
+
+#[test]
+fn the_websocket_port_serves_the_play_page_and_its_module() {
+    let (_server, _, ws_addr) = start_both(test_config());
+    let page = support::http(ws_addr, "GET", "/", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert!(page.body.contains("from './packets.js'"), "the page imports the module");
+    let module = support::http(ws_addr, "GET", "/packets.js", &[]);
+    assert_eq!(module.status, 200);
+    assert_eq!(module.body, shared::js::PACKETS_JS);
+    assert_eq!(support::http(ws_addr, "GET", "/nothing", &[]).status, 426, "anything else wants an upgrade");
+    // And the port still upgrades.
+    let mut web = CourseClient::connect_ws(ws_addr);
+    web.enter();
+}

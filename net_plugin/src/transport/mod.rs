@@ -15,6 +15,8 @@
 
 pub(crate) mod ws;
 
+pub use ws::WebFile;
+
 /// How a connection reaches its peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Transport {

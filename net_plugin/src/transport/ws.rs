@@ -50,6 +50,18 @@ const PONG: u8 = 0xA;
 /// The largest control frame payload.
 const MAX_CONTROL: usize = 125;
 
+/// A file the WebSocket port serves to a plain `GET` (no upgrade): the play page and its module,
+/// so a browser needs nothing but the game server's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebFile {
+    /// The request path, `/` or `/packets.js`.
+    pub path: &'static str,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its contents.
+    pub body: &'static str,
+}
+
 /// Which end of the connection this is: a server's frames are plain, a client's are masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -89,6 +101,9 @@ pub(crate) enum HandshakeError {
         /// Why, for the log and the response's body.
         why: &'static str,
     },
+    /// A plain `GET` was answered with one of the served files; the connection ends there.
+    #[error("served {0}")]
+    Served(&'static str),
     /// The server did not upgrade (a client's handshake).
     #[error("the server did not upgrade: {0}")]
     NotUpgraded(String),
@@ -97,10 +112,30 @@ pub(crate) enum HandshakeError {
 /// Reads the upgrade request from `stream` (within the handshake timeout) and answers it: `101`
 /// when it is a WebSocket upgrade we accept, an HTTP error otherwise (then the connection is
 /// to be dropped).
-pub(crate) async fn accept(stream: &mut TcpStream, config: &WebSocketConfig) -> Result<(), HandshakeError> {
+pub(crate) async fn accept(
+    stream: &mut TcpStream,
+    config: &WebSocketConfig,
+    files: &[WebFile],
+) -> Result<(), HandshakeError> {
     let request = tokio::time::timeout(config.handshake_timeout, read_request(stream))
         .await
         .map_err(|_| HandshakeError::Timeout(config.handshake_timeout))??;
+    if let Some(file) = requested_file(&request, files) {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+            file.content_type,
+            file.body.len()
+        );
+        let write = async {
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(file.body.as_bytes()).await?;
+            stream.shutdown().await
+        };
+        tokio::time::timeout(config.handshake_timeout, write)
+            .await
+            .map_err(|_| HandshakeError::Timeout(config.handshake_timeout))??;
+        return Err(HandshakeError::Served(file.path));
+    }
     match answer(&request, config) {
         Ok(key) => {
             let response = format!(
@@ -150,6 +185,19 @@ async fn read_request(stream: &mut TcpStream) -> Result<Vec<u8>, HandshakeError>
             });
         }
     }
+}
+
+/// The served file a plain `GET` (one without `Upgrade`) asks for, if any.
+fn requested_file(request: &[u8], files: &[WebFile]) -> Option<WebFile> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut parsed = httparse::Request::new(&mut headers);
+    parsed.parse(request).ok()?;
+    let upgrade = parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("Upgrade"));
+    if parsed.method != Some("GET") || upgrade {
+        return None;
+    }
+    let path = parsed.path?.split('?').next()?;
+    files.iter().find(|f| f.path == path).copied()
 }
 
 /// Checks an upgrade request; returns its `Sec-WebSocket-Key`.
