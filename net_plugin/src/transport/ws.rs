@@ -620,7 +620,7 @@ impl WsInbound {
 
 #[cfg(test)]
 mod tests {
-    use shared::{C_Chat, ClientPacket};
+    use shared::{C_Chat, ClientPacket, S_Chat, ServerPacket};
 
     use super::*;
     use crate::NetConfig;
@@ -772,6 +772,42 @@ mod tests {
         assert_eq!(&data_header(70_000)[..], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
         let close = close_frame(&violation(1003, "text"), Role::Server);
         assert_eq!(&close[..], &[0x88, 6, 0x03, 0xEB, b't', b'e', b'x', b't']);
+    }
+
+    #[test]
+    fn a_client_reads_plain_frames_and_masks_what_it_sends() {
+        let now = Instant::now();
+        let mut ws = WsInbound::new(&WebSocketConfig::default(), Role::Client, now);
+        let mut rules = InboundRules::<ServerPacket>::new(&NetConfig::client_default(), now);
+        let mut bytes = Vec::new();
+        shared::encode(&S_Chat { player_id: 7, chat: "hi".into() }, &mut bytes).unwrap();
+        let (header, payload) = message(Bytes::from(bytes.clone()), Role::Server);
+        let mut frame = [&header[..], &payload[..]].concat();
+        let (mut packets, mut replies) = (Vec::new(), Vec::new());
+        ws.receive(&mut frame, now, &mut rules, &mut packets, &mut replies).unwrap();
+        assert_eq!(packets.len(), 1);
+        // What a client sends is masked: a server's codec unmasks it back.
+        let (header, masked) = message(Bytes::from(chat("back")), Role::Client);
+        assert_ne!(&masked[..], &chat("back")[..]);
+        let mut peer = Peer::new();
+        let (echoed, _, result) = peer.feed(&[&header[..], &masked[..]].concat(), 3);
+        assert_eq!((echoed.len(), result), (1, Ok(())));
+        // A masked frame from a server is refused.
+        let mut masked_from_server = [&header[..], &masked[..]].concat();
+        let refused = ws.receive(&mut masked_from_server, now, &mut rules, &mut packets, &mut replies);
+        assert!(matches!(refused, Err(DisconnectReason::WebSocketProtocol { code: 1002, .. })));
+    }
+
+    #[test]
+    fn plain_gets_are_served_the_listed_files_only() {
+        let files = [WebFile { path: "/", content_type: "text/html", body: "page" }];
+        let get =
+            |line: &str, extra: &str| requested_file(format!("{line}\r\nHost: x\r\n{extra}\r\n").as_bytes(), &files);
+        assert_eq!(get("GET / HTTP/1.1", ""), Some(files[0]));
+        assert_eq!(get("GET /?room=2 HTTP/1.1", ""), Some(files[0]));
+        assert_eq!(get("GET /other HTTP/1.1", ""), None);
+        assert_eq!(get("POST / HTTP/1.1", ""), None);
+        assert_eq!(get("GET / HTTP/1.1", "Upgrade: websocket\r\n"), None, "an upgrade is not a page request");
     }
 
     #[test]
