@@ -181,7 +181,7 @@ fn launch(mut run: ResMut<Run>, phase: Res<Phase>, mut connector: Connector, mut
         rate => ((run.started.elapsed().as_secs_f64() * f64::from(rate)) as u32 + 1).min(total),
     };
     while run.launched < due {
-        let entity = connector.connect(run.config.addr);
+        let entity = connector.connect_over(run.config.addr, run.config.transport.net());
         commands.entity(entity).insert(Bot::new(run.launched, run.config.seed));
         run.launched += 1;
     }

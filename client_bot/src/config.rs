@@ -16,6 +16,26 @@ pub enum MovePattern {
     Spread,
 }
 
+/// How the bots reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BotTransport {
+    /// The course's TCP byte stream.
+    Tcp,
+    /// WebSocket (`ws://ADDR/`, the server's `--ws-bind` port): each frame's packets in one binary
+    /// message, as a browser player's page sends them.
+    Ws,
+}
+
+impl BotTransport {
+    /// The network plugin's name for it.
+    pub fn net(self) -> net_plugin::Transport {
+        match self {
+            BotTransport::Tcp => net_plugin::Transport::Tcp,
+            BotTransport::Ws => net_plugin::Transport::WebSocket,
+        }
+    }
+}
+
 /// The view margin, as the server's `--view-margin` takes it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Margin {
@@ -50,9 +70,13 @@ fn parse_margin(text: &str) -> Result<Margin, String> {
 /// How the bots behave. Defaults are the course's DummyClient.
 #[derive(Debug, Clone, Args)]
 pub struct BotConfig {
-    /// The server's address.
+    /// The server's address (with `--transport ws`, its WebSocket port).
     #[arg(long, default_value = "127.0.0.1:7777")]
     pub addr: SocketAddr,
+
+    /// How the bots connect: `tcp`, or `ws` (WebSocket, to the server's `--ws-bind` address).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: BotTransport,
 
     /// How many bots (connections) to open.
     #[arg(long, default_value_t = 10)]
@@ -153,6 +177,7 @@ impl Default for BotConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 7777)),
+            transport: BotTransport::Tcp,
             bots: 10,
             duration: Duration::from_secs(30),
             move_interval: Duration::from_millis(250),

@@ -41,7 +41,7 @@ use bevy_app::App;
 use net_plugin::{ClientPlugin, NetConfig};
 
 pub use bot::{Bot, BotPlugin, FinalReport, Phase, Run};
-pub use config::{BotConfig, Margin, MovePattern};
+pub use config::{BotConfig, BotTransport, Margin, MovePattern};
 pub use metrics::Metrics;
 pub use report::{Report, RttMs, final_state_mismatches, view_mismatches};
 pub use view::{Pos, View, Violation};

@@ -176,3 +176,23 @@ fn bots_told_a_radius_the_server_does_not_keep_report_the_views_wrong() {
     assert!(!report.clean());
     assert_eq!(report.violations, 0, "the protocol itself is kept");
 }
+
+#[test]
+fn a_clean_run_over_websocket_beside_tcp_bots() {
+    let mut config =
+        ServerConfig { bind: "127.0.0.1:0".into(), stats_interval: Duration::ZERO, ..ServerConfig::default() };
+    config.net.websocket.bind = Some("127.0.0.1:0".into());
+    let net = ServerPlugin::bind(&config.bind, config.net.clone()).unwrap();
+    let (tcp, ws) = (net.local_addr(), net.websocket_addr().unwrap());
+    let _server = AppThread::spawn(move || server::app(&config, net, None));
+    let web = std::thread::spawn(move || {
+        client_bot::run(BotConfig { transport: client_bot::BotTransport::Ws, ..quick(ws, 10) }).unwrap()
+    });
+    let native = client_bot::run(quick(tcp, 10)).unwrap();
+    let web = web.join().unwrap();
+    for report in [&web, &native] {
+        assert!(report.clean(), "{report}");
+        assert_eq!((report.bots, report.connected, report.entered), (10, 10, 10));
+        assert_eq!(report.rtt_ms.count, report.moves_sent, "every move echoed");
+    }
+}

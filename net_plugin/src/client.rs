@@ -18,6 +18,7 @@ use crate::inbound::IoEvent;
 use crate::plugin::IoStart;
 use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
+use crate::transport::{Transport, ws};
 use crate::{Connecting, NetConfig, SessionId};
 
 /// Opens outgoing connections. `In` is the packet set servers send (by default every `S_`
@@ -55,9 +56,9 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ClientPlugin<In, Out> {
         let spawner = io.runtime.spawner();
         let handle = io.runtime.handle().cloned();
         let cx = io.cx.clone();
-        let open: OpenFn = Box::new(move |id, addr| {
+        let open: OpenFn = Box::new(move |id, addr, transport| {
             if let Some(handle) = &handle {
-                let task = connect::<In>(id, addr, cx.clone(), spawner.clone());
+                let task = connect::<In>(id, addr, transport, cx.clone(), spawner.clone());
                 spawner.tasks.spawn_on(task, handle);
             }
         });
@@ -68,7 +69,7 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ClientPlugin<In, Out> {
 
 /// Starts a connect task for a session id and address; type-erases the packet set so
 /// [`Connector`] needs no type parameter.
-type OpenFn = Box<dyn Fn(SessionId, SocketAddr) + Send + Sync>;
+type OpenFn = Box<dyn Fn(SessionId, SocketAddr, Transport) + Send + Sync>;
 
 #[derive(Resource)]
 pub(crate) struct ConnectorState {
@@ -98,23 +99,36 @@ impl Connector<'_, '_> {
     /// until [`Connected`](crate::Connected) (then [`Connection`](crate::Connection)) or
     /// [`ConnectFailed`](crate::ConnectFailed).
     pub fn connect(&mut self, addr: SocketAddr) -> Entity {
+        self.connect_over(addr, Transport::Tcp)
+    }
+
+    /// Starts connecting to `addr` over `transport`: [`Transport::WebSocket`] upgrades
+    /// `ws://addr/` (the server's WebSocket port) and sends each frame's packets as one binary
+    /// message, as a browser would. Otherwise as [`connect`](Self::connect).
+    pub fn connect_over(&mut self, addr: SocketAddr, transport: Transport) -> Entity {
         let id = SessionId(self.state.next_id.fetch_add(1, Ordering::Relaxed));
         let entity = self.commands.spawn(Connecting { addr, since: Instant::now() }).id();
         self.index.insert(id, entity, None);
-        (self.state.open)(id, addr);
+        (self.state.open)(id, addr, transport);
         entity
     }
 }
 
 /// Connects, then runs the session like an accepted one.
-async fn connect<In: PacketSet>(id: SessionId, addr: SocketAddr, cx: Arc<SessionContext<In>>, spawner: Spawner) {
+async fn connect<In: PacketSet>(
+    id: SessionId,
+    addr: SocketAddr,
+    transport: Transport,
+    cx: Arc<SessionContext<In>>,
+    spawner: Spawner,
+) {
     let attempt = tokio::time::timeout(cx.config.connect_timeout, TcpStream::connect(addr));
     let result = tokio::select! {
         biased;
         () = spawner.shutdown.cancelled() => return,
         result = attempt => result,
     };
-    let stream = match result {
+    let mut stream = match result {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return fail(&cx, id, addr, e.to_string()).await,
         Err(_) => return fail(&cx, id, addr, format!("timed out after {:?}", cx.config.connect_timeout)).await,
@@ -122,7 +136,21 @@ async fn connect<In: PacketSet>(id: SessionId, addr: SocketAddr, cx: Arc<Session
     if let Err(e) = configure_socket(&stream, &cx.config) {
         return fail(&cx, id, addr, e.to_string()).await;
     }
-    session::run::<In>(stream, id, addr, cx, &spawner.shutdown).await;
+    let mut role = None;
+    if transport == Transport::WebSocket {
+        let upgrade = tokio::time::timeout(cx.config.connect_timeout, ws::connect(&mut stream, addr));
+        let upgraded = tokio::select! {
+            biased;
+            () = spawner.shutdown.cancelled() => return,
+            upgraded = upgrade => upgraded,
+        };
+        match upgraded {
+            Ok(Ok(())) => role = Some(ws::Role::Client),
+            Ok(Err(e)) => return fail(&cx, id, addr, e.to_string()).await,
+            Err(_) => return fail(&cx, id, addr, format!("no upgrade within {:?}", cx.config.connect_timeout)).await,
+        }
+    }
+    session::run::<In>(stream, role, id, addr, cx, &spawner.shutdown).await;
 }
 
 async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {

@@ -146,6 +146,61 @@ pub struct NetConfig {
     /// Disables Nagle's algorithm. The plugin already gathers a frame's packets into one write;
     /// Nagle would only add up to 40 ms of delay to it. Default: on.
     pub nodelay: bool,
+
+    /// The WebSocket transport (`[net.websocket]`), off unless it has a `bind` address.
+    pub websocket: WebSocketConfig,
+}
+
+/// The WebSocket transport's settings (server side): browsers and Unity WebGL builds connect
+/// here; every other limit of [`NetConfig`] applies to them as to TCP peers, and
+/// `max_connections` / `max_connections_per_ip` count both transports together.
+///
+/// Received messages are not reassembled: their payload goes straight into the course's framing
+/// (bounded by [`NetConfig::max_packet_size`]), so a connection holds a few hundred bytes of
+/// WebSocket state, whatever the limits below.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Where to listen for WebSocket clients (`"0.0.0.0:7780"`). Default: none, the transport
+    /// is off.
+    pub bind: Option<String>,
+    /// How long a new connection may take to send its whole upgrade request, so a slow one
+    /// cannot hold a connection slot. Default: 5 s.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// The largest message accepted, in bytes, all its fragments together; a larger one closes
+    /// the connection with close code 1009. Default: 64 KiB.
+    pub max_message: usize,
+    /// The largest single frame accepted, in bytes of payload (close code 1009 beyond).
+    /// Default: 64 KiB.
+    pub max_frame: usize,
+    /// How often the server pings a client; pings a client sends are answered at most once per
+    /// this interval (a ping flood is not echoed). `None` (`"off"`) sends none and answers
+    /// every ping. Default: 15 s.
+    #[serde(with = "off::duration")]
+    pub ping_interval: Option<Duration>,
+    /// How long a ping may go unanswered before the connection is closed
+    /// ([`DisconnectReason::IdleTimeout`](crate::DisconnectReason::IdleTimeout)). Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub ping_timeout: Duration,
+    /// The `Origin`s a browser may connect from (`"https://game.example"`), compared exactly;
+    /// any other gets `403 Forbidden`. Empty: any. A request without `Origin` (a native client,
+    /// not a page) is always allowed. Default: empty.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            bind: None,
+            handshake_timeout: Duration::from_secs(5),
+            max_message: 64 * 1024,
+            max_frame: 64 * 1024,
+            ping_interval: Some(Duration::from_secs(15)),
+            ping_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+        }
+    }
 }
 
 /// `"off"` for an optional setting: use with `#[serde(with = "net_plugin::off")]` on an
@@ -304,13 +359,14 @@ impl Default for NetConfig {
             shutdown_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(5),
             nodelay: true,
+            websocket: WebSocketConfig::default(),
         }
     }
 }
 
 impl NetConfig {
-    /// The defaults for the client side: large packets accepted (player lists), no rate limit on
-    /// the server, a deep inbound queue for load-test processes, the kernel's send buffer.
+    /// The defaults for the client side: large packets and WebSocket messages accepted (player
+    /// lists), no rate limit on the server, a deep inbound queue for load-test processes, the kernel's send buffer.
     pub fn client_default() -> Self {
         Self {
             max_packet_size: shared::MAX_PACKET_LEN,
@@ -318,6 +374,9 @@ impl NetConfig {
             inbound_queue: 1 << 18,
             send_buffer: None,
             max_total_backlog: None,
+            // A server's message holds a frame's packets for one client, up to its backlog's
+            // ceiling; nothing is reassembled, so a large limit costs nothing.
+            websocket: WebSocketConfig { max_message: 16 << 20, max_frame: 16 << 20, ..WebSocketConfig::default() },
             ..Self::default()
         }
     }
@@ -365,6 +424,13 @@ impl NetConfig {
         }
         if self.send_buffer.is_some_and(|b| b < 4096) {
             return Err("net.send_buffer must be at least 4096 bytes (or \"off\")".into());
+        }
+        let ws = &self.websocket;
+        if ws.handshake_timeout.is_zero() || ws.ping_timeout.is_zero() {
+            return Err("net.websocket.handshake_timeout and ping_timeout must be longer than 0s".into());
+        }
+        if ws.max_frame == 0 || ws.max_message == 0 {
+            return Err("net.websocket.max_frame and max_message must be at least 1 byte".into());
         }
         Ok(())
     }

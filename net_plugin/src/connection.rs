@@ -132,6 +132,12 @@ impl Connection {
         self.session.outgoing().queue.len()
     }
 
+    /// How this connection reaches its peer (TCP, or WebSocket from a browser). Everything else
+    /// about a connection is the same whatever its transport.
+    pub fn transport(&self) -> crate::Transport {
+        self.session.transport()
+    }
+
     pub(crate) fn session(&self) -> &Arc<Session> {
         &self.session
     }

@@ -120,8 +120,8 @@ impl<In: PacketSet> InboundRules<In> {
         Ok(())
     }
 
-    /// Bytes buffered that are not yet a whole packet.
-    #[cfg(test)]
+    /// Bytes buffered that are not yet a whole packet: a transport whose messages must hold whole
+    /// packets (WebSocket) checks it is 0 at each message's end.
     pub fn buffered(&self) -> usize {
         self.frames.buffered()
     }
@@ -275,6 +275,24 @@ impl OutboundQueue {
     /// When the peer last took bytes, or was up to date.
     pub fn last_progress(&self) -> Instant {
         self.last_progress
+    }
+
+    /// Appends a transport's header and a frame's bytes at `now`, both or neither, unless the
+    /// backlog would pass the ceiling: the header goes out as its own chunk of the vectored
+    /// write, so the frame is not copied.
+    pub fn push_framed(
+        &mut self,
+        header: Bytes,
+        bytes: Bytes,
+        now: Instant,
+        limits: &BacklogLimits,
+    ) -> Result<(), DisconnectReason> {
+        let queued = self.len + header.len() + bytes.len();
+        if queued > limits.ceiling() {
+            return Err(DisconnectReason::OutboundBacklog { queued, limit: limits.cap });
+        }
+        self.push(header, now, limits)?;
+        self.push(bytes, now, limits)
     }
 
     /// Appends a frame's bytes at `now`, unless the backlog would pass the ceiling.

@@ -254,9 +254,11 @@ fn handle_event<In: PacketSet>(
                     }
                 },
             };
+            let websocket = session.transport() == crate::Transport::WebSocket;
             index.insert(id, entity, Some(session));
             world.write_message(Connected { entity, peer });
             stats.sessions += 1;
+            stats.sessions_websocket += u64::from(websocket);
             stats.sessions_total += 1;
         }
         IoEvent::Disconnected { id, reason } => {
@@ -264,6 +266,9 @@ fn handle_event<In: PacketSet>(
                 world.write_message(Disconnected { entity: entry.entity, reason: *reason });
                 world.resource_mut::<PendingDespawn>().0.push(entry.entity);
                 stats.sessions = stats.sessions.saturating_sub(1);
+                if entry.session.is_some_and(|s| s.transport() == crate::Transport::WebSocket) {
+                    stats.sessions_websocket = stats.sessions_websocket.saturating_sub(1);
+                }
             }
         }
         IoEvent::ConnectFailed { id, error } => {

@@ -22,6 +22,11 @@
 //! A socket is read only by its session's task and written only by the writer task; the ECS
 //! never touches one.
 //!
+//! A server can also accept WebSocket clients (browsers, Unity WebGL) on a second port
+//! ([`WebSocketConfig::bind`]): the transport (`transport/ws.rs`) only adds and strips WebSocket
+//! frame headers around the same bytes, so those sessions run on the same core, writer, limits
+//! and ECS messages; [`Connection::transport`] tells them apart.
+//!
 //! # Quick start: a server
 //!
 //! ```no_run
@@ -105,9 +110,10 @@ mod session;
 mod stats;
 pub mod testing;
 mod throttle;
+mod transport;
 
 pub use client::{ClientPlugin, Connector};
-pub use config::{Keepalive, NetConfig, RateLimit, default_io_threads, off};
+pub use config::{Keepalive, NetConfig, RateLimit, WebSocketConfig, default_io_threads, off};
 pub use connection::{
     ClientReceived, ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId,
 };
@@ -116,6 +122,7 @@ pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
 #[doc(hidden)]
 pub use runtime::{Faults, NetFaults};
-pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin};
+pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin, WebSocketAddr};
 pub use shared::EncodeError;
 pub use stats::{NetStats, Refusal};
+pub use transport::{Transport, WebFile};

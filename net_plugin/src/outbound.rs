@@ -33,6 +33,7 @@ use crate::runtime::Faults;
 use crate::session::{Session, SessionRegistry};
 use crate::stats::IoCounters;
 use crate::throttle::LogThrottle;
+use crate::transport::ws;
 use crate::{Connection, DisconnectReason, NetStats};
 
 /// Which packet set this application sends: inserted by the server plugin (`ServerPacket`) or
@@ -438,7 +439,15 @@ pub(crate) fn hand_over(
     if out.abandoned {
         return Some(false);
     }
-    match out.queue.push(bytes, now, limits) {
+    let pushed = match session.ws {
+        None => out.queue.push(bytes, now, limits),
+        // Everything this peer got in this frame: one binary message.
+        Some(role) => {
+            let (header, payload) = ws::message(bytes, role);
+            out.queue.push_framed(header, payload, now, limits)
+        }
+    };
+    match pushed {
         Ok(()) => Some(!std::mem::replace(&mut out.listed, true)),
         Err(reason) => {
             drop(out);

@@ -56,6 +56,15 @@ pub enum DisconnectReason {
     /// The peer began a packet and did not finish it within the configured frame timeout (a
     /// slow trickle that would hold the connection forever).
     FrameTimeout(Duration),
+    /// A WebSocket peer broke the transport's rules: a text message, a message ending inside a
+    /// course frame, one too large, an unmasked or malformed frame. The peer is told with this
+    /// close code and reason.
+    WebSocketProtocol {
+        /// The close code sent (RFC 6455, 7.4.1): 1002, 1003, 1007 or 1009.
+        code: u16,
+        /// The close reason sent.
+        reason: &'static str,
+    },
     /// This side's game code found a packet's contents invalid (a NaN position, say).
     InvalidInput(Cow<'static, str>),
     /// This side's game code closed the connection.
@@ -84,6 +93,7 @@ pub enum DisconnectKind {
     OutboundBudget,
     IdleTimeout,
     FrameTimeout,
+    WebSocketProtocol,
     InvalidInput,
     ClosedByApp,
     KickedByOperator,
@@ -93,7 +103,7 @@ pub enum DisconnectKind {
 
 impl DisconnectKind {
     /// Every kind, in declaration order.
-    pub const ALL: [DisconnectKind; 16] = [
+    pub const ALL: [DisconnectKind; 17] = [
         DisconnectKind::ClosedByPeer,
         DisconnectKind::Io,
         DisconnectKind::MalformedFrame,
@@ -105,6 +115,7 @@ impl DisconnectKind {
         DisconnectKind::OutboundBudget,
         DisconnectKind::IdleTimeout,
         DisconnectKind::FrameTimeout,
+        DisconnectKind::WebSocketProtocol,
         DisconnectKind::InvalidInput,
         DisconnectKind::ClosedByApp,
         DisconnectKind::KickedByOperator,
@@ -126,6 +137,7 @@ impl DisconnectKind {
             DisconnectKind::OutboundBudget => "outbound_budget",
             DisconnectKind::IdleTimeout => "idle_timeout",
             DisconnectKind::FrameTimeout => "frame_timeout",
+            DisconnectKind::WebSocketProtocol => "websocket_protocol",
             DisconnectKind::InvalidInput => "invalid_input",
             DisconnectKind::ClosedByApp => "closed_by_app",
             DisconnectKind::KickedByOperator => "kicked_by_operator",
@@ -150,6 +162,7 @@ impl DisconnectReason {
             DisconnectReason::OutboundBudget { .. } => DisconnectKind::OutboundBudget,
             DisconnectReason::IdleTimeout(_) => DisconnectKind::IdleTimeout,
             DisconnectReason::FrameTimeout(_) => DisconnectKind::FrameTimeout,
+            DisconnectReason::WebSocketProtocol { .. } => DisconnectKind::WebSocketProtocol,
             DisconnectReason::InvalidInput(_) => DisconnectKind::InvalidInput,
             DisconnectReason::ClosedByApp(_) => DisconnectKind::ClosedByApp,
             DisconnectReason::KickedByOperator => DisconnectKind::KickedByOperator,
@@ -194,6 +207,7 @@ impl DisconnectReason {
                 | DisconnectReason::WriteStall(_)
                 | DisconnectReason::OutboundBudget { .. }
                 | DisconnectReason::FrameTimeout(_)
+                | DisconnectReason::WebSocketProtocol { .. }
                 | DisconnectReason::InvalidInput(_)
         )
     }
@@ -227,6 +241,7 @@ impl fmt::Display for DisconnectReason {
             ),
             DisconnectReason::IdleTimeout(t) => write!(f, "idle timeout: nothing received for {t:?}"),
             DisconnectReason::FrameTimeout(t) => write!(f, "frame timeout: a packet begun and not finished in {t:?}"),
+            DisconnectReason::WebSocketProtocol { code, reason } => write!(f, "websocket protocol ({code}): {reason}"),
             DisconnectReason::InvalidInput(why) => write!(f, "invalid input: {why}"),
             DisconnectReason::ClosedByApp(why) => write!(f, "closed: {why}"),
             DisconnectReason::KickedByOperator => f.write_str("kicked by an operator"),

@@ -19,6 +19,7 @@ use crate::runtime::{Faults, Spawner};
 use crate::session::{self, SessionContext, configure_socket};
 use crate::stats::Refusal;
 use crate::throttle::LogThrottle;
+use crate::transport::{Transport, WebFile, ws};
 use crate::{NetConfig, SessionId};
 
 /// Why the server could not start listening.
@@ -51,6 +52,11 @@ pub enum BindError {
 /// The address the server listens on (useful when bound to port 0).
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerAddr(pub SocketAddr);
+
+/// The address the WebSocket transport listens on, when it is on
+/// ([`WebSocketConfig::bind`](crate::WebSocketConfig::bind)).
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketAddr(pub SocketAddr);
 
 /// The listening socket as game code may steer it: [`stop_accepting`](Self::stop_accepting)
 /// closes it (a graceful drain: newcomers are refused by the kernel, so a load balancer or a
@@ -109,6 +115,11 @@ pub struct ServerPlugin<In: PacketSet = ClientPacket, Out: PacketSet = ServerPac
     /// The bound socket, taken by `build` (a plugin is built once).
     listener: Mutex<Option<std::net::TcpListener>>,
     local_addr: SocketAddr,
+    /// The WebSocket transport's bound socket, when it is on; taken by `build`.
+    ws_listener: Mutex<Option<std::net::TcpListener>>,
+    ws_addr: Option<SocketAddr>,
+    /// What the WebSocket port serves to a plain `GET`.
+    files: Vec<WebFile>,
     _sets: std::marker::PhantomData<fn() -> (In, Out)>,
 }
 
@@ -141,6 +152,53 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
         ipv6: Ipv6Host,
     ) -> Result<Self, BindError> {
         config.validate().map_err(BindError::Config)?;
+        let (std_listener, local_addr) = bind_one(addr, &config, ipv6)?;
+        tracing::info!("listening on {local_addr}");
+        let (ws_listener, ws_addr) = match &config.websocket.bind {
+            Some(ws) => {
+                let (listener, addr) = bind_one(ws.as_str(), &config, ipv6)?;
+                tracing::info!("listening for WebSocket clients on {addr}");
+                (Some(listener), Some(addr))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            config,
+            listener: Mutex::new(Some(std_listener)),
+            local_addr,
+            ws_listener: Mutex::new(ws_listener),
+            ws_addr,
+            files: Vec::new(),
+            _sets: std::marker::PhantomData,
+        })
+    }
+
+    /// The address listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves `files` on the WebSocket port to plain `GET` requests (a play page and its
+    /// scripts): a browser opens `http://HOST:PORT/` and its script connects to the same port.
+    /// Nothing is served while the transport is off.
+    pub fn serve_files(mut self, files: &[WebFile]) -> Self {
+        self.files = files.to_vec();
+        self
+    }
+
+    /// The address listened on for WebSocket clients, when that transport is on.
+    pub fn websocket_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+}
+
+/// Resolves and binds one listening address, falling back to IPv4 on a host without IPv6.
+fn bind_one(
+    addr: impl ToSocketAddrs + std::fmt::Display,
+    config: &NetConfig,
+    ipv6: Ipv6Host,
+) -> Result<(std::net::TcpListener, SocketAddr), BindError> {
+    {
         let resolved = addr
             .to_socket_addrs()
             .map_err(|source| BindError::Resolve { addr: addr.to_string(), source })?
@@ -158,13 +216,7 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
             listened => listened.map_err(|source| BindError::Bind { addr: resolved, source })?,
         };
         let local_addr = std_listener.local_addr().map_err(|source| BindError::Bind { addr: resolved, source })?;
-        tracing::info!("listening on {local_addr}");
-        Ok(Self { config, listener: Mutex::new(Some(std_listener)), local_addr, _sets: std::marker::PhantomData })
-    }
-
-    /// The address listened on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        Ok((std_listener, local_addr))
     }
 }
 
@@ -179,30 +231,53 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ServerPlugin<In, Out> {
             // The configuration was checked by `bind`; only the OS can refuse threads now.
             Err(e) => panic!("cannot start the server's network: {e}"),
         };
-        let listener = {
+        let register = |std_listener: std::net::TcpListener, addr: SocketAddr| {
             let _in_runtime = io.runtime.handle().map(|h| h.enter());
             match TcpListener::from_std(std_listener) {
                 Ok(listener) => Arc::new(listener),
-                Err(e) => panic!("cannot register the listener {}: {e}", self.local_addr),
+                Err(e) => panic!("cannot register the listener {addr}: {e}"),
             }
         };
         let control = ListenerControl { stop: CancellationToken::new() };
-        let accept = Arc::new(AcceptState {
-            listener: Mutex::new(Some(listener)),
-            stop: control.stop.clone(),
-            local_addr: self.local_addr,
+        // What both transports' accept loops share: one connection limit, one count per
+        // address, one sequence of session ids.
+        let shared = Shared {
             limit: Arc::new(Semaphore::new(self.config.max_connections)),
             per_ip: Arc::new(PerIp {
                 limit: self.config.max_connections_per_ip,
                 counts_loopback: self.config.per_ip_counts_loopback,
                 open: Mutex::default(),
             }),
-            next_id: AtomicU64::new(1),
-            cx: io.cx.clone(),
-            spawner: io.runtime.spawner(),
-            faults: io.runtime.faults().clone(),
-        });
-        io.runtime.supervise("accept loop", move |_restarted| accept.clone().run());
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        let ws_listener = self.ws_listener.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let listeners = [
+            (Transport::Tcp, Some(std_listener), Some(self.local_addr)),
+            (Transport::WebSocket, ws_listener, self.ws_addr),
+        ];
+        for (transport, std_listener, addr) in listeners {
+            let (Some(std_listener), Some(addr)) = (std_listener, addr) else { continue };
+            let accept = Arc::new(AcceptState {
+                transport,
+                listener: Mutex::new(Some(register(std_listener, addr))),
+                stop: control.stop.clone(),
+                local_addr: addr,
+                shared: shared.clone(),
+                handshake_failures: Mutex::new(LogThrottle::new(Duration::from_secs(1))),
+                files: self.files.clone().into(),
+                cx: io.cx.clone(),
+                spawner: io.runtime.spawner(),
+                faults: io.runtime.faults().clone(),
+            });
+            let name = match transport {
+                Transport::Tcp => "accept loop",
+                Transport::WebSocket => "websocket accept loop",
+            };
+            io.runtime.supervise(name, move |_restarted| accept.clone().run());
+        }
+        if let Some(addr) = self.ws_addr {
+            app.insert_resource(WebSocketAddr(addr));
+        }
         app.insert_resource(ServerAddr(self.local_addr)).insert_resource(control);
         io.install::<Out>(app);
     }
@@ -241,16 +316,19 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// What the accept loop keeps across a restart by its supervisor: the listener, the connection
 /// limit's permits held by open sessions, and the session ids handed out.
 struct AcceptState<In> {
+    /// What the connections accepted here speak.
+    transport: Transport,
     /// Taken (and so closed) when accepting stops.
     listener: Mutex<Option<Arc<TcpListener>>>,
     /// Cancelled by [`ListenerControl::stop_accepting`].
     stop: CancellationToken,
     local_addr: SocketAddr,
-    /// One permit per open connection, held by its session task for as long as it runs.
-    limit: Arc<Semaphore>,
-    /// Open connections per address.
-    per_ip: Arc<PerIp>,
-    next_id: AtomicU64,
+    /// The limits and ids shared with the other transport's accept loop.
+    shared: Shared,
+    /// Upgrades that failed (WebSocket): a debug line each, a warning now and then.
+    handshake_failures: Mutex<LogThrottle>,
+    /// What the WebSocket port serves to a plain `GET`.
+    files: Arc<[WebFile]>,
     cx: Arc<SessionContext<In>>,
     spawner: Spawner,
     faults: Arc<Faults>,
@@ -261,7 +339,9 @@ impl<In: PacketSet> AcceptState<In> {
     /// Each connection takes a permit of the connection limit for as long as its session runs;
     /// without one it is closed at once.
     async fn run(self: Arc<Self>) {
-        let Self { listener, stop, local_addr, limit, per_ip, next_id, cx, spawner, faults } = &*self;
+        let Self { transport, listener, stop, local_addr, shared, cx, spawner, faults, .. } = &*self;
+        let Shared { limit, per_ip, next_id } = shared;
+        let transport = *transport;
         let Some(listener) = listener.lock().unwrap_or_else(PoisonError::into_inner).clone() else { return };
         let mut refusals = LogThrottle::new(Duration::from_secs(1));
         let mut failures = LogThrottle::new(Duration::from_secs(1));
@@ -322,13 +402,44 @@ impl<In: PacketSet> AcceptState<In> {
                 continue;
             }
             let id = SessionId(next_id.fetch_add(1, Ordering::Relaxed));
-            let (cx, shutdown) = (cx.clone(), spawner.shutdown.clone());
+            let (cx, shutdown, this) = (cx.clone(), spawner.shutdown.clone(), self.clone());
             spawner.tasks.spawn(async move {
-                session::run::<In>(stream, id, peer, cx, &shutdown).await;
+                let mut stream = stream;
+                if transport == Transport::WebSocket {
+                    // The upgrade holds the connection's slot, within the handshake timeout.
+                    let upgraded = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        upgraded = ws::accept(&mut stream, &cx.config.websocket, &this.files) => upgraded,
+                    };
+                    if let Err(ws::HandshakeError::Served(path)) = upgraded {
+                        tracing::debug!(%peer, path, "served a file on the WebSocket port");
+                        return;
+                    }
+                    if let Err(error) = upgraded {
+                        tracing::debug!(%peer, %error, "WebSocket upgrade failed");
+                        let held_back = this.handshake_failures.lock().unwrap_or_else(PoisonError::into_inner).hit();
+                        if let Some(held_back) = held_back {
+                            tracing::warn!(%peer, %error, held_back, "WebSocket upgrade failed");
+                        }
+                        return;
+                    }
+                }
+                let role = (transport == Transport::WebSocket).then_some(ws::Role::Server);
+                session::run::<In>(stream, role, id, peer, cx, &shutdown).await;
                 drop((permit, address_slot));
             });
         }
     }
+}
+
+/// What every transport's accept loop shares.
+#[derive(Clone)]
+struct Shared {
+    /// One permit per open connection, held by its session task for as long as it runs.
+    limit: Arc<Semaphore>,
+    /// Open connections per address.
+    per_ip: Arc<PerIp>,
+    next_id: Arc<AtomicU64>,
 }
 
 /// Accepts, and closes at once, the connections the kernel has queued on `listener` (a

@@ -32,6 +32,8 @@ use crate::core::{BacklogLimits, InboundRules, OutboundQueue, TotalBacklog};
 use crate::inbound::{InboundQueue, IoEvent};
 use crate::outbound::Writer;
 use crate::stats::IoCounters;
+use crate::transport::Transport;
+use crate::transport::ws::{self, WsInbound};
 use crate::{DisconnectReason, NetConfig, SessionId};
 
 /// Bytes read at most per socket read, into a buffer on the stack. Client packets are tiny; a
@@ -46,6 +48,8 @@ pub(crate) struct Session {
     pub id: SessionId,
     /// The peer's address, for logs.
     pub peer: SocketAddr,
+    /// A WebSocket session's end (`None`: TCP): the writer puts its frames in messages.
+    pub ws: Option<ws::Role>,
     /// The socket: read by the session's task, written by the writer (see the module docs).
     pub stream: TcpStream,
     /// Bytes flushed and not yet written, and the writer's bookkeeping. Locked to append a
@@ -83,7 +87,13 @@ pub(crate) struct Outgoing {
 
 impl Session {
     /// A session whose outbound queue counts in `total`.
-    pub fn new(id: SessionId, peer: SocketAddr, stream: TcpStream, total: Arc<TotalBacklog>) -> Self {
+    pub fn new(
+        id: SessionId,
+        peer: SocketAddr,
+        ws: Option<ws::Role>,
+        stream: TcpStream,
+        total: Arc<TotalBacklog>,
+    ) -> Self {
         let outgoing = Outgoing {
             queue: OutboundQueue::new(total),
             listed: false,
@@ -94,6 +104,7 @@ impl Session {
         Self {
             id,
             peer,
+            ws,
             stream,
             outgoing: Mutex::new(outgoing),
             task: AtomicWaker::new(),
@@ -103,6 +114,11 @@ impl Session {
             finished: Notify::new(),
             blocked_news: AtomicBool::new(false),
         }
+    }
+
+    /// How the bytes reach the peer.
+    pub fn transport(&self) -> Transport {
+        if self.ws.is_some() { Transport::WebSocket } else { Transport::Tcp }
     }
 
     /// The outbound state. A panic while holding the lock cannot leave it inconsistent (each
@@ -231,12 +247,13 @@ pub(crate) fn configure_socket(stream: &TcpStream, config: &NetConfig) -> std::i
 /// nothing else.
 pub(crate) async fn run<In: PacketSet>(
     stream: TcpStream,
+    ws: Option<ws::Role>,
     id: SessionId,
     peer: SocketAddr,
     cx: Arc<SessionContext<In>>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
-    let session = Arc::new(Session::new(id, peer, stream, cx.writer.total().clone()));
+    let session = Arc::new(Session::new(id, peer, ws, stream, cx.writer.total().clone()));
     cx.registry.insert(&session);
     // A shutdown that began before the registration would not have closed it.
     if shutdown.is_cancelled() {
@@ -288,9 +305,13 @@ enum Wake {
 
 /// Reads, hands the packets to the ECS, and keeps the timers, until a rule ends the session
 /// (its reason) or it is closed from elsewhere (`None`).
-async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext<In>) -> Option<DisconnectReason> {
+async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionContext<In>) -> Option<DisconnectReason> {
     let mut rules = InboundRules::<In>::new(&cx.config, Instant::now());
     let limits = BacklogLimits::of(&cx.config);
+    // The WebSocket layer between the socket and the rules, if this is a WebSocket session.
+    let mut ws = session.ws.map(|role| WsInbound::new(&cx.config.websocket, role, Instant::now()));
+    // Frames the WebSocket layer sends back (pongs, pings).
+    let mut replies = Vec::new();
     // The next packet's place in the connection's stream, for `Received::seq`.
     let mut next_seq = 0u64;
     // Allocated only while a rule has a deadline: an idle session keeps no timer.
@@ -302,10 +323,8 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
             let out = session.outgoing();
             if out.blocked { out.queue.deadline(&limits) } else { None }
         };
-        let deadline = match (rules.deadline(), outbound) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline =
+            [rules.deadline(), outbound, ws.as_ref().and_then(WsInbound::deadline)].into_iter().flatten().min();
         if deadline != armed {
             armed = deadline;
             match (deadline, timer.as_mut()) {
@@ -347,12 +366,19 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
                 if let Err(reason) = session.outgoing().queue.check(now, &limits) {
                     return Some(reason);
                 }
+                if let Some(ws) = &mut ws {
+                    let keepalive = ws.check_timers(now, &mut replies);
+                    if let Err(reason) = keepalive.and_then(|()| send_replies(session, cx, &mut replies, &limits)) {
+                        return Some(reason);
+                    }
+                }
                 // Not yet (the deadline moved): re-arm.
                 armed = None;
             }
             Wake::Readable => {
                 let mut packets = Vec::new();
-                let (read, ruled) = read_once(&session.stream, &mut rules, &mut packets);
+                let (read, ruled) = read_once(&session.stream, &mut rules, ws.as_mut(), &mut packets, &mut replies);
+                let ruled = ruled.and_then(|()| send_replies(session, cx, &mut replies, &limits));
                 match read {
                     Ok(0) => return Some(DisconnectReason::ClosedByPeer),
                     Ok(n) => IoCounters::add(&cx.counters.bytes_in, n as u64),
@@ -380,7 +406,9 @@ async fn read_until_closed<In: PacketSet>(session: &Session, cx: &SessionContext
 fn read_once<In: PacketSet>(
     stream: &TcpStream,
     rules: &mut InboundRules<In>,
+    ws: Option<&mut WsInbound>,
     packets: &mut Vec<In>,
+    replies: &mut Vec<bytes::Bytes>,
 ) -> (std::io::Result<usize>, Result<(), DisconnectReason>) {
     let mut chunk = [0u8; READ_CHUNK];
     let mut n = 0;
@@ -391,12 +419,36 @@ fn read_once<In: PacketSet>(
         // spares a read that would only find nothing: tokio's own `poll_read` does the same.
         if n > 0 && n < chunk.len() { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
     });
-    let ruled = rules.receive(&chunk[..n], Instant::now(), packets);
+    let ruled = match ws {
+        Some(ws) => ws.receive(&mut chunk[..n], Instant::now(), rules, packets, replies),
+        None => rules.receive(&chunk[..n], Instant::now(), packets),
+    };
     let read = match read {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && n > 0 => Ok(n),
         other => other,
     };
     (read, ruled)
+}
+
+/// Queues the WebSocket layer's replies (pongs, pings) behind what is queued, and lists the
+/// session for the writer.
+fn send_replies<In>(
+    session: &Arc<Session>,
+    cx: &SessionContext<In>,
+    replies: &mut Vec<bytes::Bytes>,
+    limits: &BacklogLimits,
+) -> Result<(), DisconnectReason> {
+    if replies.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut out = session.outgoing();
+        for reply in replies.drain(..) {
+            out.queue.push(reply, Instant::now(), limits)?;
+        }
+    }
+    cx.writer.submit_one(session);
+    Ok(())
 }
 
 /// Ends the socket. When the reason allows, the writer first writes what is queued (within the
@@ -408,6 +460,14 @@ async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx:
         let finished = session.finished.notified();
         {
             let mut out = session.outgoing();
+            if let Some(role) = session.ws
+                && !out.abandoned
+            {
+                // The peer learns why, after what it was sent. Past the ceiling it goes anyway:
+                // a control frame is at most 127 bytes.
+                let unlimited = BacklogLimits { cap: usize::MAX / 4, ..BacklogLimits::of(&cx.config) };
+                let _ = out.queue.push(ws::close_frame(reason, role), Instant::now(), &unlimited);
+            }
             out.finishing = true;
         }
         cx.writer.submit_one(session);

@@ -113,6 +113,8 @@ pub struct NetStats {
     pub sessions: u64,
     /// Sessions opened since start.
     pub sessions_total: u64,
+    /// Of the sessions open now, those over WebSocket (the others are TCP).
+    pub sessions_websocket: u64,
     /// Connections closed on arrival, by reason, indexed by `Refusal as usize`
     /// ([`refused`](Self::refused) reads one, [`refused_total`](Self::refused_total) sums them).
     pub refused_by: [u64; Refusal::ALL.len()],

@@ -65,6 +65,7 @@ pub mod lifecycle;
 mod movement;
 pub mod overload;
 mod ping;
+pub mod play;
 mod room;
 mod shutdown;
 mod stats;
@@ -159,6 +160,8 @@ impl PluginGroup for GamePlugins {
 /// endpoint, which binds a port of its own, is added by the caller ([`AdminPlugin::bind`]).
 pub fn app(config: &ServerConfig, net: ServerPlugin, stats_json: Option<PathBuf>) -> App {
     let mut app = App::new();
+    // With the WebSocket transport on, its port also serves the play page.
+    let net = net.serve_files(&play::FILES);
     app.add_plugins((TimePlugin, ScheduleRunnerPlugin::run_loop(config.frame_period()), net))
         .insert_resource(Time::<Fixed>::from_hz(f64::from(config.tick_hz)))
         .add_plugins(GamePlugins { config: config.clone() })

@@ -31,6 +31,10 @@ struct Cli {
     /// Address to listen on, e.g. [::]:7777 (IPv6 and IPv4) or 0.0.0.0:7777 (IPv4 only).
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+    /// Also accept WebSocket clients (browsers, Unity WebGL) here, e.g. 0.0.0.0:7780 ("off":
+    /// not at all).
+    #[arg(long, value_name = "ADDR")]
+    ws_bind: Option<String>,
     /// Game ticks per second (moves are applied and broadcast once per tick).
     #[arg(long, value_name = "N")]
     tick_hz: Option<u32>,
@@ -100,6 +104,9 @@ impl Cli {
         config.admin.set_token(std::env::var(server::ADMIN_TOKEN_ENV).ok());
         if let Some(bind) = &self.bind {
             config.bind.clone_from(bind);
+        }
+        if let Some(addr) = &self.ws_bind {
+            config.net.websocket.bind = (addr != net_plugin::off::OFF).then(|| addr.clone());
         }
         if let Some(n) = self.tick_hz {
             config.tick_hz = n;

@@ -44,6 +44,8 @@ fn check_game_server_spec(spec: &Value, name: &str) {
 
     assert_eq!(int(spec, "ports.0.containerPort"), i64::from(port.port()), "{name}: the game port");
     assert_eq!(text(spec, "ports.0.protocol"), "TCP", "{name}: the course's protocol is TCP");
+    // The WebSocket port, which the container's arguments turn on.
+    assert_eq!(int(spec, "ports.1.containerPort"), 7780, "{name}: the WebSocket port");
 
     // Health: a ping every health_interval; Agones checks every periodSeconds, so the period must
     // hold at least two pings (one may be late), and the first check come after the first frame.
@@ -70,6 +72,7 @@ fn check_game_server_spec(spec: &Value, name: &str) {
     let container = at(spec, "template.spec.containers.0");
     let args: Vec<&str> = at(container, "args").as_sequence().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(args.contains(&"--agones"), "{name}: the server talks to the sidecar: {args:?}");
+    assert!(args.windows(2).any(|a| a == ["--ws-bind", "[::]:7780"]), "{name}: the WebSocket port is on: {args:?}");
 
     // The admin endpoint: liveness asks its /healthz, on the port --admin names (which no token
     // or Host rule keeps a probe from), and the token comes from a mounted Secret, not the
@@ -148,7 +151,7 @@ fn the_dockerfile_builds_locked_and_runs_slim_as_a_user_with_the_port_and_sigter
     assert!(with("FROM ")[1].contains("slim"), "{:?}", with("FROM "));
     assert!(lines.iter().any(|l| l.contains("cargo build --release --locked") && l.contains("--features agones")));
     let port: std::net::SocketAddr = ServerConfig::default().bind.parse().unwrap();
-    assert_eq!(with("EXPOSE "), [format!("EXPOSE {}/tcp", port.port()).as_str()]);
+    assert_eq!(with("EXPOSE "), [format!("EXPOSE {}/tcp", port.port()).as_str(), "EXPOSE 7780/tcp"]);
     assert_eq!(with("STOPSIGNAL "), ["STOPSIGNAL SIGTERM"]);
     let user = with("USER ");
     assert_eq!(user.len(), 1);

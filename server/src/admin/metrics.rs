@@ -69,6 +69,16 @@ impl Collector for Snapshot {
 
         counter(out, "connections", "Connections accepted since start.", net.sessions_total)?;
         gauge(out, "connections_open", "Connections open now.", net.sessions)?;
+        gauges(
+            out,
+            "connections_open_by_transport",
+            "Connections open now, by transport (TCP, or WebSocket from browsers).",
+            "transport",
+            [
+                (net_plugin::Transport::Tcp.as_str(), net.sessions.saturating_sub(net.sessions_websocket)),
+                (net_plugin::Transport::WebSocket.as_str(), net.sessions_websocket),
+            ],
+        )?;
         if let Some(limit) = max_connections {
             gauge(out, "connections_max", "Connections at once beyond which newcomers are refused.", *limit as u64)?;
         }
@@ -213,6 +223,21 @@ fn gauge(out: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt
     metric.encode(out.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+/// A gauge with one label, a series per value.
+fn gauges<'a>(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+) -> fmt::Result {
+    let mut family = out.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (value, count) in values {
+        ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX)).encode(family.encode_family(&[(label, value)])?)?;
+    }
+    Ok(())
+}
+
 /// A counter with one label, a series per value.
 fn counters<'a>(
     out: &mut DescriptorEncoder,
@@ -257,7 +282,8 @@ mod tests {
     use crate::stats::{ChatCounts, StatsSnapshot, TickSummary};
 
     fn data() -> MetricsData {
-        let mut net = NetStats { sessions: 2, sessions_total: 5, bytes_in: 300, ..NetStats::default() };
+        let mut net =
+            NetStats { sessions: 2, sessions_websocket: 1, sessions_total: 5, bytes_in: 300, ..NetStats::default() };
         net.refused_by[net_plugin::Refusal::ServerFull as usize] = 1;
         net.disconnects[DisconnectKind::KickedByOperator as usize] = 1;
         net.packets_in_by_id = vec![0; 20];
@@ -294,6 +320,8 @@ mod tests {
         };
         assert_eq!(at("gameserver_connections_total", ""), 5.0);
         assert_eq!(at("gameserver_connections_open", ""), 2.0);
+        assert_eq!(at("gameserver_connections_open_by_transport", "transport=\"tcp\""), 1.0);
+        assert_eq!(at("gameserver_connections_open_by_transport", "transport=\"websocket\""), 1.0);
         assert_eq!(at("gameserver_connections_refused_total", "reason=\"server_full\""), 1.0);
         assert_eq!(at("gameserver_connections_refused_total", "reason=\"per_address\""), 0.0, "every reason");
         assert_eq!(at("gameserver_disconnects_total", "reason=\"kicked_by_operator\""), 1.0);

@@ -155,6 +155,8 @@ enum ReadOutcome {
 /// The course's client, as bytes on a socket.
 pub struct CourseClient {
     pub stream: TcpStream,
+    /// Over the WebSocket transport: the same bytes, in binary messages on this socket.
+    ws: Option<tungstenite::WebSocket<TcpStream>>,
     buf: Vec<u8>,
     /// This client's player id, once its own enter was seen.
     pub id: Option<i32>,
@@ -168,11 +170,22 @@ impl CourseClient {
     /// A client on a socket connected (and set up) by the test.
     pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_nodelay(true).unwrap();
-        Self { stream, buf: Vec::new(), id: None }
+        Self { stream, ws: None, buf: Vec::new(), id: None }
+    }
+
+    /// A client of the WebSocket transport at `addr`, as a browser's page would be.
+    pub fn connect_ws(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        let (ws, _) = tungstenite::client(format!("ws://{addr}/"), stream.try_clone().unwrap()).expect("upgrade");
+        Self { stream, ws: Some(ws), buf: Vec::new(), id: None }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send");
+        match &mut self.ws {
+            Some(ws) => ws.send(tungstenite::Message::Binary(bytes.to_vec().into())).expect("send"),
+            None => self.stream.write_all(bytes).expect("send"),
+        }
     }
 
     pub fn send_move(&mut self, x: f32, y: f32, z: f32) {
@@ -193,6 +206,20 @@ impl CourseClient {
             return ReadOutcome::TimedOut;
         };
         self.stream.set_read_timeout(Some(left)).unwrap();
+        if let Some(ws) = &mut self.ws {
+            return match ws.read() {
+                Ok(tungstenite::Message::Binary(bytes)) => {
+                    self.buf.extend_from_slice(&bytes);
+                    ReadOutcome::Data
+                }
+                Ok(tungstenite::Message::Close(_)) => ReadOutcome::Closed,
+                Ok(_) => ReadOutcome::Data,
+                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    ReadOutcome::TimedOut
+                }
+                Err(_) => ReadOutcome::Closed,
+            };
+        }
         let mut chunk = [0u8; 65536];
         match self.stream.read(&mut chunk) {
             Ok(0) => ReadOutcome::Closed,

@@ -1,0 +1,330 @@
+//! The WebSocket transport over real loopback sockets, with a standard client
+//! (tokio-tungstenite): WebSocket and TCP peers share the server's game, its limits and its
+//! rules; each bad input closes its sender alone, with the right close code.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bevy_app::Update;
+use futures_util::{SinkExt, StreamExt};
+use net_plugin::testing::{AppThread, RawClient};
+use net_plugin::{
+    Connected, Connection, DisconnectKind, Disconnected, NetConfig, NetStats, Refusal, ServerPlugin, Transport,
+    WebSocketAddr, WebSocketConfig,
+};
+use shared::{C_Chat, C_Move, FrameDecoder, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
+use support::{WAIT, broadcast_moves, echo_chat, recorded, start_server_with, wait_recorded};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A config with the WebSocket transport on, on a free loopback port.
+fn ws_config() -> NetConfig {
+    NetConfig {
+        websocket: WebSocketConfig { bind: Some("127.0.0.1:0".into()), ..WebSocketConfig::default() },
+        ..NetConfig::default()
+    }
+}
+
+/// A server echoing chat and broadcasting moves, with `config`; its TCP and WebSocket addresses.
+fn start(config: NetConfig) -> (AppThread, SocketAddr, SocketAddr) {
+    let (server, tcp) = start_server_with(config, |app| {
+        app.add_systems(Update, (echo_chat, broadcast_moves));
+    });
+    let ws = server.run(|app| app.world().resource::<WebSocketAddr>().0);
+    (server, tcp, ws)
+}
+
+async fn connect(addr: SocketAddr) -> Ws {
+    let (ws, response) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.expect("upgrade");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The packets of the next binary message, which must hold whole frames.
+async fn recv_message(ws: &mut Ws) -> Option<Vec<ServerPacket>> {
+    loop {
+        let next = tokio::time::timeout(WAIT, ws.next()).await;
+        let Ok(Some(Ok(next))) = next else {
+            eprintln!("no message: {next:?}");
+            return None;
+        };
+        match next {
+            Message::Binary(bytes) => {
+                let mut frames = FrameDecoder::new(shared::MAX_PACKET_LEN);
+                frames.extend_from_slice(&bytes);
+                let mut packets = Vec::new();
+                while let Some(frame) = frames.next_frame().expect("valid frames") {
+                    packets.push(shared::decode::<ServerPacket>(frame).expect("valid packets"));
+                }
+                assert_eq!(frames.buffered(), 0, "a message holds whole frames");
+                return Some(packets);
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    }
+}
+
+/// Waits for a packet matching `wanted` among the next messages.
+async fn recv_until(ws: &mut Ws, wanted: impl Fn(&ServerPacket) -> bool) -> ServerPacket {
+    loop {
+        let packets = recv_message(ws).await.expect("a message before the timeout");
+        if let Some(p) = packets.into_iter().find(&wanted) {
+            return p;
+        }
+    }
+}
+
+/// The close frame the server sends, after skipping other messages.
+async fn recv_close(ws: &mut Ws) -> (CloseCode, String) {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("closed in time") {
+            Some(Ok(Message::Close(Some(frame)))) => return (frame.code, frame.reason.to_string()),
+            Some(Ok(Message::Close(None))) | None => panic!("closed without a close frame"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("the socket failed before a close frame: {e}"),
+        }
+    }
+}
+
+fn tcp_recv_until(client: &mut RawClient, wanted: impl Fn(&ServerPacket) -> bool) -> ServerPacket {
+    std::iter::from_fn(|| client.recv::<ServerPacket>(WAIT)).find(wanted).expect("the TCP client gets it")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_tcp_clients_share_the_game() {
+    let (server, tcp_addr, ws_addr) = start(ws_config());
+    let mut tcp = RawClient::connect(tcp_addr);
+    let mut ws = connect(ws_addr).await;
+    assert!(wait_recorded::<Connected>(&server, 2));
+    let transports = server.run(|app| {
+        let mut q = app.world_mut().query::<&Connection>();
+        let mut t: Vec<_> = q.iter(app.world()).map(Connection::transport).collect();
+        t.sort_by_key(|t| t.as_str());
+        t
+    });
+    assert_eq!(transports, [Transport::Tcp, Transport::WebSocket]);
+    let counted = |app: &mut bevy_app::App| {
+        let stats = app.world().resource::<NetStats>();
+        (stats.sessions, stats.sessions_websocket) == (2, 1)
+    };
+    assert!(server.wait_until(WAIT, counted), "the statistics count the WebSocket session");
+
+    // The WebSocket client's move reaches both; so does the TCP client's.
+    let mv = C_Move { pos_x: 1.5, pos_y: 0.0, pos_z: -2.0 };
+    ws.send(Message::Binary(encode_to_vec(&mv).unwrap().into())).await.unwrap();
+    let moved = |x: f32| move |p: &ServerPacket| matches!(p, ServerPacket::BroadcastMove(S_BroadcastMove { pos_x, .. }) if *pos_x == x);
+    recv_until(&mut ws, moved(1.5)).await;
+    tokio::task::block_in_place(|| tcp_recv_until(&mut tcp, moved(1.5)));
+    tcp.send(&C_Move { pos_x: 7.0, pos_y: 0.0, pos_z: 0.0 });
+    recv_until(&mut ws, moved(7.0)).await;
+    tokio::task::block_in_place(|| tcp_recv_until(&mut tcp, moved(7.0)));
+
+    // Two packets in one message.
+    let mut two = encode_to_vec(&C_Chat { chat: "one".into() }).unwrap();
+    two.extend(encode_to_vec(&C_Chat { chat: "two".into() }).unwrap());
+    ws.send(Message::Binary(two.into())).await.unwrap();
+    let mut chats = Vec::new();
+    while chats.len() < 2 {
+        for p in recv_message(&mut ws).await.expect("the echoes") {
+            if let ServerPacket::Chat(S_Chat { chat, .. }) = p {
+                chats.push(chat);
+            }
+        }
+    }
+    assert_eq!(chats, ["one", "two"]);
+
+    // The WebSocket client leaves with a close handshake: the server sees it leave cleanly.
+    ws.close(None).await.unwrap();
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    let gone = recorded::<Disconnected>(&server);
+    assert_eq!(gone[0].reason.kind(), DisconnectKind::ClosedByPeer);
+    server.exit();
+}
+
+/// A healthy WebSocket client and a healthy TCP client beside a bad one: only the bad one goes,
+/// with `code`.
+async fn bad_input(config: NetConfig, bad: Message, code: CloseCode) -> String {
+    let (server, tcp_addr, ws_addr) = start(config);
+    let mut tcp = RawClient::connect(tcp_addr);
+    let mut healthy = connect(ws_addr).await;
+    let mut offender = connect(ws_addr).await;
+    assert!(wait_recorded::<Connected>(&server, 3));
+    offender.send(bad).await.unwrap();
+    let (got, reason) = recv_close(&mut offender).await;
+    assert_eq!(got, code, "close code ({reason})");
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+
+    let chat = |p: &ServerPacket| matches!(p, ServerPacket::Chat(S_Chat { chat, .. }) if chat == "still here");
+    healthy.send(Message::Binary(encode_to_vec(&C_Chat { chat: "still here".into() }).unwrap().into())).await.unwrap();
+    recv_until(&mut healthy, chat).await;
+    tokio::task::block_in_place(|| {
+        tcp.send(&C_Chat { chat: "still here".into() });
+        tcp_recv_until(&mut tcp, chat);
+    });
+    let gone = recorded::<Disconnected>(&server);
+    assert_eq!(gone.len(), 1, "only the offender left: {gone:?}");
+    server.exit();
+    reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_message_closes_its_sender_only() {
+    let reason = bad_input(ws_config(), Message::Text("hello".into()), CloseCode::Unsupported).await;
+    assert!(reason.contains("text"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_ending_inside_a_frame_closes_its_sender_only() {
+    let whole = encode_to_vec(&C_Chat { chat: "cut short".into() }).unwrap();
+    let bad = Message::Binary(whole[..whole.len() - 2].to_vec().into());
+    bad_input(ws_config(), bad, CloseCode::Invalid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_closes_its_sender_only() {
+    let mut config = ws_config();
+    config.websocket.max_message = 1024;
+    config.websocket.max_frame = 1024;
+    let bad = Message::Binary(vec![0u8; 4096].into());
+    bad_input(config, bad, CloseCode::Size).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_course_frame_closes_with_invalid_data() {
+    // A size below the header's: the course framing's own rule, told as a close code.
+    bad_input(ws_config(), Message::Binary(vec![1, 0, 3, 0].into()), CloseCode::Invalid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_transports_count_against_one_connection_limit() {
+    let config = NetConfig { max_connections: 1, ..ws_config() };
+    let (server, tcp_addr, ws_addr) = start(config);
+    let tcp = RawClient::connect(tcp_addr);
+    assert!(wait_recorded::<Connected>(&server, 1));
+    // The server is full: the WebSocket client is closed before its upgrade.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{ws_addr}/")).await;
+    assert!(refused.is_err(), "no upgrade at the limit");
+    assert!(server.wait_until(WAIT, |app| app.world().resource::<NetStats>().refused(Refusal::ServerFull) >= 1));
+    drop(tcp.stream().shutdown(std::net::Shutdown::Both));
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    // Once the TCP client has gone, a WebSocket client takes its place.
+    let mut ws = connect(ws_addr).await;
+    assert!(wait_recorded::<Connected>(&server, 2));
+    ws.close(None).await.unwrap();
+    server.exit();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_upgrades_is_closed_at_the_handshake_timeout() {
+    let mut config = ws_config();
+    config.websocket.handshake_timeout = Duration::from_millis(200);
+    let (server, _, ws_addr) = start(config);
+    let mut silent = tokio::task::block_in_place(|| RawClient::connect(ws_addr));
+    assert!(tokio::task::block_in_place(|| silent.wait_closed(WAIT)), "closed without a request");
+    // A plain HTTP request is told to upgrade.
+    let mut http = tokio::task::block_in_place(|| RawClient::connect(ws_addr));
+    http.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut response = Vec::new();
+    tokio::task::block_in_place(|| {
+        use std::io::Read;
+        http.stream().set_read_timeout(Some(WAIT)).unwrap();
+        let _ = (&mut http.stream()).read_to_end(&mut response);
+    });
+    assert!(response.starts_with(b"HTTP/1.1 426"), "{}", String::from_utf8_lossy(&response));
+    assert!(recorded::<Connected>(&server).is_empty(), "neither became a connection");
+    server.exit();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_outside_the_allowed_list_are_refused() {
+    let mut config = ws_config();
+    config.websocket.allowed_origins = vec!["https://game.example".into()];
+    let (server, _, ws_addr) = start(config);
+    let request = |origin: &str| {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{ws_addr}/").into_client_request().unwrap();
+        request.headers_mut().insert("Origin", origin.parse().unwrap());
+        request
+    };
+    assert!(tokio_tungstenite::connect_async(request("https://evil.example")).await.is_err());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request("https://game.example")).await.expect("allowed");
+    // A native client sends no Origin: always allowed.
+    let mut native = connect(ws_addr).await;
+    assert!(wait_recorded::<Connected>(&server, 2));
+    ws.close(None).await.unwrap();
+    native.close(None).await.unwrap();
+    server.exit();
+}
+
+#[test]
+fn the_transport_is_off_unless_bound() {
+    let net = ServerPlugin::bind("127.0.0.1:0", NetConfig::default()).unwrap();
+    assert_eq!(net.websocket_addr(), None);
+    let on = ServerPlugin::bind("127.0.0.1:0", ws_config()).unwrap();
+    assert!(on.websocket_addr().is_some_and(|a| a.port() != 0));
+}
+
+#[derive(bevy_ecs::resource::Resource)]
+struct Target(SocketAddr);
+
+fn connect_over_ws(
+    mut connector: net_plugin::Connector,
+    target: bevy_ecs::system::Res<Target>,
+    mut done: bevy_ecs::system::Local<bool>,
+) {
+    if !std::mem::replace(&mut *done, true) {
+        connector.connect_over(target.0, Transport::WebSocket);
+    }
+}
+
+fn chat_on_connect(mut connected: bevy_ecs::message::MessageReader<Connected>, mut outbox: net_plugin::ClientOutbox) {
+    for c in connected.read() {
+        // Two frames' worth in one flush, and a packet large enough for a 16-bit length.
+        outbox.send(c.entity, &C_Chat { chat: "from the client plugin".into() });
+        outbox.send(c.entity, &C_Chat { chat: "x".repeat(300) });
+    }
+}
+
+#[test]
+fn the_client_plugin_connects_over_websocket_as_a_browser_would() {
+    use net_plugin::testing::{Recorded, record};
+    let (server, _, ws_addr) = start(ws_config());
+    let client = AppThread::spawn(move || {
+        let mut app = bevy_app::App::new();
+        app.add_plugins(net_plugin::ClientPlugin::new(NetConfig::client_default()).unwrap())
+            .insert_resource(Target(ws_addr))
+            .add_systems(Update, (connect_over_ws, chat_on_connect));
+        record::<Connected>(&mut app);
+        record::<net_plugin::ClientReceived<S_Chat>>(&mut app);
+        app
+    });
+    let echoed = client
+        .wait_until(WAIT, |app| app.world().resource::<Recorded<net_plugin::ClientReceived<S_Chat>>>().0.len() >= 2);
+    assert!(echoed, "both chat lines came back");
+    let chats: Vec<String> = client.run(|app| {
+        app.world()
+            .resource::<Recorded<net_plugin::ClientReceived<S_Chat>>>()
+            .0
+            .iter()
+            .map(|r| r.packet.chat.clone())
+            .collect()
+    });
+    assert_eq!(chats, ["from the client plugin".to_string(), "x".repeat(300)]);
+    let transports = server.run(|app| {
+        let mut q = app.world_mut().query::<&Connection>();
+        q.iter(app.world()).map(Connection::transport).collect::<Vec<_>>()
+    });
+    assert_eq!(transports, [Transport::WebSocket]);
+    client.exit();
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    let gone = recorded::<Disconnected>(&server);
+    assert_eq!(gone[0].reason.kind(), DisconnectKind::ClosedByPeer, "the client said goodbye: {gone:?}");
+    server.exit();
+}
