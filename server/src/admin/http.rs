@@ -55,7 +55,7 @@ pub const MAX_BODY_BYTES: u64 = 1024;
 pub const HEALTHY_FRAME_AGE: Duration = Duration::from_secs(1);
 /// At most one warning line summing up client faults per this.
 pub const FAULT_SUMMARY_PERIOD: Duration = Duration::from_secs(10);
-/// Answers of `/metrics` and `/api/...` per second, in all, on average ([`Pacer`]).
+/// Answers of `/metrics` and `/api/...` per second, in all, on average (see the pacer in this module).
 pub const READS_PER_SECOND: f64 = 200.0;
 /// As many at once, after a pause.
 pub const READS_BURST: f64 = 100.0;
