@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::Report;
 pub use crate::procfs::{cpu_seconds, rss_kib};
+use crate::{BotTransport, Report};
 
 /// The scenarios of `docs/benchmarks.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -142,6 +142,11 @@ pub struct BenchArgs {
     /// Do not pin the server and the bots to different cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// How the bots reach the server: `ws` turns the server's WebSocket transport on
+    /// (`--ws-bind 127.0.0.1:0`) and connects every bot over it, to compare a scenario over
+    /// WebSocket with the same over TCP. Side traffic (churn, garbage) stays on TCP.
+    #[arg(long, value_enum, default_value_t = BotTransport::Tcp)]
+    pub transport: BotTransport,
     /// S5 against the syscall floor (see [`floor_bench`](crate::floor_bench)): the server, then
     /// the floor with the server's bytes per move, each under the light load instead of the
     /// bots; reports both CPU figures and their ratio. S5 only.
@@ -212,6 +217,9 @@ impl BenchArgs {
             if self.window.is_zero() {
                 return Err("--window must be more than zero".into());
             }
+            if self.transport != BotTransport::Tcp {
+                return Err("--floor's light load and floor speak TCP only; --transport does not apply".into());
+            }
         }
         Ok(())
     }
@@ -241,6 +249,8 @@ pub struct RunResult {
     pub run: u32,
     /// Server and bots pinned to cores 0 and 1.
     pub pinned: bool,
+    /// How the bots reached the server.
+    pub transport: BotTransport,
     /// Server CPU while the bots moved (after all entered, until they stopped), % of one core.
     pub server_cpu_pct: f64,
     /// Server CPU over the whole run, seconds.
@@ -442,6 +452,9 @@ pub(crate) fn server_command(
         own.push(("--spawn", Some("random".into())));
         own.push(("--view-radius", Some(world.view_radius.to_string().into())));
     }
+    if args.transport == BotTransport::Ws {
+        own.push(("--ws-bind", Some("127.0.0.1:0".into())));
+    }
     let mut c = command(server, core);
     c.args(child_args(own, &args.server_args)).env("RUST_LOG", "warn,net_plugin::server=info");
     c
@@ -471,6 +484,9 @@ fn bots_command(
     ];
     if plan.idle {
         own.push(("--idle", None));
+    }
+    if args.transport == BotTransport::Ws {
+        own.push(("--transport", Some("ws".into())));
     }
     if plan.churn_rate > 0 {
         own.push(("--churn-rate", Some(plan.churn_rate.to_string().into())));
@@ -511,7 +527,7 @@ fn run_once(
     let stderr = child.stderr.take().ok_or("no server stderr")?;
     let mut server_child = Guard(child);
     let pid = server_child.0.id();
-    let addr = listening_addr(stderr)?;
+    let addr = listening_addr(stderr, args.transport)?;
 
     std::thread::sleep(Duration::from_millis(500));
     let rss_before = rss_kib(pid).unwrap_or(0);
@@ -593,6 +609,7 @@ fn run_once(
         plan: plan.clone(),
         run,
         pinned,
+        transport: args.transport,
         server_cpu_pct,
         server_cpu_s,
         packets_per_cpu_s: packets_out / server_cpu_s.max(0.01),
@@ -621,14 +638,22 @@ fn line_channel(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Str
     rx
 }
 
-/// Waits for the server's `listening on ADDR` line.
-pub(crate) fn listening_addr(stderr: impl std::io::Read + Send + 'static) -> Result<SocketAddr, String> {
+/// Waits for the server's line naming the address the bots of `transport` connect to: `listening
+/// on ADDR` (TCP) or `listening for WebSocket clients on ADDR`.
+pub(crate) fn listening_addr(
+    stderr: impl std::io::Read + Send + 'static,
+    transport: BotTransport,
+) -> Result<SocketAddr, String> {
     let lines = line_channel(stderr);
     let deadline = Instant::now() + Duration::from_secs(10);
+    let announce = match transport {
+        BotTransport::Tcp => "listening on ",
+        BotTransport::Ws => "listening for WebSocket clients on ",
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = lines.recv_timeout(left).map_err(|_| "the server did not report its address".to_string())?;
-        if let Some(addr) = line.split("listening on ").nth(1) {
+        if let Some(addr) = line.split(announce).nth(1) {
             let addr = addr.trim().parse().map_err(|e| format!("bad address in {line:?}: {e}"))?;
             // Keep draining its stderr so it never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
@@ -852,5 +877,34 @@ mod tests {
         assert_eq!(c.get_program(), "taskset");
         assert_eq!(c.get_args().collect::<Vec<_>>(), ["-c", "1", "/bin/server"]);
         assert_eq!(command(Path::new("/bin/server"), None).get_program(), "/bin/server");
+    }
+
+    #[test]
+    fn over_websocket_the_server_opens_its_port_and_the_bots_connect_to_it() {
+        let args = bench(&["--scenario", "s1", "--transport", "ws"]);
+        let plan = args.plan();
+        let server = server_command(&args, &plan, Path::new("/bin/server"), Path::new("/tmp/s.json"), None);
+        assert_eq!(values(&server, "--ws-bind"), ["127.0.0.1:0"]);
+        let bots =
+            parse_bots(&bots_command(&args, &plan, 1, Path::new("/bin/client_bot"), addr(), Path::new("/tmp/b"), None));
+        assert_eq!(bots.transport, BotTransport::Ws);
+        // Over TCP, neither.
+        let args = bench(&["--scenario", "s1"]);
+        let server = server_command(&args, &plan, Path::new("/bin/server"), Path::new("/tmp/s.json"), None);
+        assert!(values(&server, "--ws-bind").is_empty());
+        let bots =
+            parse_bots(&bots_command(&args, &plan, 1, Path::new("/bin/client_bot"), addr(), Path::new("/tmp/b"), None));
+        assert_eq!(bots.transport, BotTransport::Tcp);
+        // The floor's load speaks TCP only.
+        assert!(bench(&["--scenario", "s5", "--floor", "--transport", "ws"]).validate().is_err());
+    }
+
+    #[test]
+    fn the_bots_address_is_read_from_the_line_of_their_transport() {
+        let log = "INFO listening on 127.0.0.1:4001\nINFO listening for WebSocket clients on 127.0.0.1:4002\n";
+        let tcp = listening_addr(std::io::Cursor::new(log.as_bytes().to_vec()), BotTransport::Tcp).unwrap();
+        assert_eq!(tcp, "127.0.0.1:4001".parse().unwrap());
+        let ws = listening_addr(std::io::Cursor::new(log.as_bytes().to_vec()), BotTransport::Ws).unwrap();
+        assert_eq!(ws, "127.0.0.1:4002".parse().unwrap());
     }
 }

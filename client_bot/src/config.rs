@@ -17,7 +17,8 @@ pub enum MovePattern {
 }
 
 /// How the bots reach the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BotTransport {
     /// The course's TCP byte stream.
     Tcp,

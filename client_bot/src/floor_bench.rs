@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
+use crate::BotTransport;
 use crate::bench::{self, BenchArgs, Guard, Plan};
 use crate::light_load::LoadReport;
 
@@ -204,7 +205,7 @@ fn measure(
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let target = Guard(child);
     let pid = target.0.id();
-    let addr = bench::listening_addr(stderr)?;
+    let addr = bench::listening_addr(stderr, BotTransport::Tcp)?;
     let status = load(addr, pid).stdout(Stdio::null()).status().map_err(|e| format!("cannot start the load: {e}"))?;
     // Stopped at once: nothing of it is read after the window.
     drop(target);
