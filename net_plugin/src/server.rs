@@ -165,8 +165,10 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
         let (ws_listener, ws_addr) = match &config.websocket.bind {
             Some(ws) => {
                 let (listener, addr) = bind_one(ws.as_str(), &config, ipv6)?;
-                let scheme = if tls.is_some() { "wss" } else { "ws" };
-                tracing::info!("listening for WebSocket clients on {addr} ({scheme}://)");
+                tracing::info!("listening for WebSocket clients on {addr}");
+                if tls.is_some() {
+                    tracing::info!("the WebSocket port speaks TLS only: wss:// (the play page at https://)");
+                }
                 (Some(listener), Some(addr))
             }
             None => (None, None),
