@@ -5,7 +5,8 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Where they are
 //! missing the test says so and passes, except under CI (`CI` set), where it fails. A screenshot
 //! of the first page is saved as `play.png` in the test's output folder
-//! (`target/tmp/play-page-browser/`); `docs/play.png` is one of those.
+//! (`target/tmp/play-page-browser/`); `docs/play.png` is one of those. A second test opens the
+//! page over `https://` from a TLS port: its script connects with `wss://`.
 
 #[path = "../../shared/tests/browser/mod.rs"]
 mod browser;
@@ -13,7 +14,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fantoccini::Client;
@@ -76,11 +77,14 @@ async fn press(page: &Client, key: &str) {
     page.execute(&script, vec![]).await.expect("the key press");
 }
 
-/// The server app with the WebSocket transport (and so the page) on a free loopback port: its
-/// TCP and WebSocket addresses.
-fn start() -> (AppThread, SocketAddr, SocketAddr) {
+/// The server app with the WebSocket transport (and so the page) on a free loopback port, with
+/// TLS when `tls` names a certificate and its key: its TCP and WebSocket addresses.
+fn start(tls: Option<(PathBuf, PathBuf)>) -> (AppThread, SocketAddr, SocketAddr) {
     let mut config = test_config();
     config.net.websocket.bind = Some("127.0.0.1:0".into());
+    if let Some((cert, key)) = tls {
+        (config.net.websocket.tls_cert, config.net.websocket.tls_key) = (Some(cert), Some(key));
+    }
     let net = ServerPlugin::bind(&config.bind, config.net.clone()).expect("bind loopback");
     let (tcp, ws) = (net.local_addr(), net.websocket_addr().expect("the transport is on"));
     (AppThread::spawn(move || server::app(&config, net, None)), tcp, ws)
@@ -91,7 +95,7 @@ fn two_pages_and_a_bot_see_each_other_move() {
     let Some(programs) = browser::programs("the play page's browser test") else { return };
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("play-page-browser");
     std::fs::create_dir_all(&out).unwrap();
-    let (_server, tcp_addr, ws_addr) = start();
+    let (_server, tcp_addr, ws_addr) = start(None);
     let mut bot = CourseClient::connect(tcp_addr);
     bot.enter();
     bot.send_move(10.0, 0.0, 20.0);
@@ -169,4 +173,47 @@ async fn play(first: &Client, second: &Client, bot: &mut CourseClient, ws_addr: 
     let picture = first.screenshot().await.expect("a screenshot");
     assert!(picture.starts_with(b"\x89PNG"), "a PNG");
     std::fs::write(out.join("play.png"), &picture).unwrap();
+}
+
+#[test]
+fn the_page_plays_over_https_and_wss() {
+    let Some(programs) = browser::programs("the play page's browser test over TLS") else { return };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("play-page-browser-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("a certificate");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (_server, tcp_addr, ws_addr) = start(Some((cert, key)));
+    let mut bot = CourseClient::connect(tcp_addr);
+    bot.enter();
+    bot.send_move(-10.0, 0.0, 10.0);
+    let driver = browser::Driver::start(&programs.chromedriver);
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        // The certificate is self-signed: this browser is told to take it.
+        let args = ["--ignore-certificate-errors".to_string()];
+        let page = driver.browser(&programs.chromium, &args).await.expect("a browser");
+        let checked = AssertUnwindSafe(async {
+            page.goto(&format!("https://{ws_addr}/")).await.expect("the page loads over https://");
+            let bot_id = i64::from(bot.my_id());
+            let me = until(&page, "its own player and the bot", |s| s.me.is_some() && s.at(bot_id) == Some((-10.0, 10.0)))
+                .await
+                .me
+                .unwrap_or_default();
+            let from = until(&page, "its own position", |s| s.at(me).is_some()).await.at(me).unwrap_or_default();
+            press(&page, "d").await;
+            let to = (from.0 + 2.0, from.1);
+            until(&page, "its own move", |s| s.at(me).is_some_and(|at| near(at, to))).await;
+            bot.recv_until(|m| matches!(m, Msg::Move { id, x, z, .. } if i64::from(*id) == me && near((f64::from(*x), f64::from(*z)), to)));
+        })
+        .catch_unwind()
+        .await;
+        let _ = page.close().await;
+        if let Err(failure) = checked {
+            std::panic::resume_unwind(failure);
+        }
+    });
+    drop(driver);
 }
