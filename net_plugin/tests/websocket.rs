@@ -398,14 +398,22 @@ async fn a_wss_client_plays_beside_a_tcp_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plain_ws_client_is_refused_on_a_tls_port() {
-    let (cert, key, _) = localhost_certificate("refused");
+async fn a_tls_port_refuses_plain_and_silent_clients_and_takes_the_next() {
+    let (cert, key, trusted) = localhost_certificate("refused");
     let mut config = ws_config();
     (config.websocket.tls_cert, config.websocket.tls_key) = (Some(cert), Some(key));
+    config.websocket.handshake_timeout = Duration::from_millis(300);
     let (server, _, ws_addr) = start(config);
     let refused = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("ws://{ws_addr}/"))).await;
     assert!(matches!(refused, Ok(Err(_))), "refused, promptly: {refused:?}");
-    assert!(recorded::<Connected>(&server).is_empty(), "it never became a connection");
+    // A connection that never finishes the TLS handshake is closed at the handshake timeout.
+    let mut silent = tokio::task::block_in_place(|| RawClient::connect(ws_addr));
+    assert!(tokio::task::block_in_place(|| silent.wait_closed(WAIT)), "closed without a handshake");
+    assert!(recorded::<Connected>(&server).is_empty(), "neither became a connection");
+    // The port still takes wss:// clients.
+    let mut ws = connect_tls(ws_addr, trusted).await;
+    assert!(wait_recorded::<Connected>(&server, 1));
+    ws.close(None).await.unwrap();
     server.exit();
 }
 

@@ -127,3 +127,99 @@ impl TlsGuard<'_> {
         self.pending()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls::ClientConnection;
+
+    use super::*;
+
+    /// A server's connection past its handshake with a client trusting its certificate, the
+    /// handshake's records passed by hand.
+    fn pair() -> (Tls, ClientConnection) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::from_pem_slice(certified.signing_key.serialize_pem().as_bytes()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certified.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut server = ServerConnection::new(Arc::new(server)).unwrap();
+        let mut client = ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
+        while server.is_handshaking() || client.is_handshaking() {
+            let mut bytes = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut bytes).unwrap();
+            }
+            server.read_tls(&mut &bytes[..]).unwrap();
+            server.process_new_packets().unwrap();
+            bytes.clear();
+            while server.wants_write() {
+                server.write_tls(&mut bytes).unwrap();
+            }
+            client.read_tls(&mut &bytes[..]).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        (Tls::new(server), client)
+    }
+
+    fn client_reads(client: &mut ClientConnection, records: &[u8]) -> Vec<u8> {
+        let mut records = records;
+        let mut plain = Vec::new();
+        while !records.is_empty() {
+            client.read_tls(&mut records).unwrap();
+            client.process_new_packets().unwrap();
+            let _ = client.reader().read_to_end(&mut plain);
+        }
+        plain
+    }
+
+    #[test]
+    fn sealed_parts_arrive_as_one_stream_and_a_peers_records_open_in_any_split() {
+        let (tls, mut client) = pair();
+        let sealed = tls.lock().seal(&[b"header", b"payload"]);
+        assert_eq!(client_reads(&mut client, &sealed), b"headerpayload");
+
+        // Several records (at most 16 KiB each), fed a byte at a time, in pieces, whole.
+        for split in [1, 1000, usize::MAX] {
+            let (tls, mut client) = pair();
+            client.writer().write_all(&[7u8; 40_000]).unwrap();
+            let mut records = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut records).unwrap();
+            }
+            let mut plain = Vec::new();
+            for piece in records.chunks(split) {
+                tls.open(piece, &mut plain).unwrap();
+            }
+            assert_eq!(plain, vec![7u8; 40_000], "split {split}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_tls_records_end_the_session() {
+        let (tls, _) = pair();
+        let mut plain = Vec::new();
+        let refused = tls.open(b"GET / HTTP/1.1\r\n\r\n", &mut plain);
+        assert_eq!(refused, Err(DisconnectReason::Io(io::ErrorKind::InvalidData)));
+        assert!(plain.is_empty());
+    }
+
+    #[test]
+    fn close_notify_reaches_the_peer() {
+        let (tls, mut client) = pair();
+        let last = tls.lock().close_notify();
+        client.read_tls(&mut &last[..]).unwrap();
+        let state = client.process_new_packets().unwrap();
+        assert!(state.peer_has_closed());
+    }
+}
