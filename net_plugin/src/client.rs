@@ -150,7 +150,7 @@ async fn connect<In: PacketSet>(
             Err(_) => return fail(&cx, id, addr, format!("no upgrade within {:?}", cx.config.connect_timeout)).await,
         }
     }
-    session::run::<In>(stream, role, id, addr, cx, &spawner.shutdown).await;
+    session::run::<In>(stream, role, None, id, addr, cx, &spawner.shutdown).await;
 }
 
 async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {

@@ -187,6 +187,14 @@ pub struct WebSocketConfig {
     /// any other gets `403 Forbidden`. Empty: any. A request without `Origin` (a native client,
     /// not a page) is always allowed. Default: empty.
     pub allowed_origins: Vec<String>,
+    /// The certificate chain (PEM) of a `wss://` port: with [`tls_key`](Self::tls_key), the
+    /// port speaks TLS only (the play page at `https://`), without both it speaks plain `ws://`.
+    /// The TLS handshake counts in the handshake timeout. A file that does not load is a
+    /// start-up error. Default: none.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of [`tls_cert`](Self::tls_cert).
+    /// Default: none.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for WebSocketConfig {
@@ -199,6 +207,8 @@ impl Default for WebSocketConfig {
             ping_interval: Some(Duration::from_secs(15)),
             ping_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -383,6 +393,9 @@ impl NetConfig {
 
     /// Checks values that would make the plugin misbehave; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        if self.websocket.tls_cert.is_some() != self.websocket.tls_key.is_some() {
+            return Err("net.websocket.tls_cert and net.websocket.tls_key go together".into());
+        }
         if self.io_threads == 0 {
             return Err("net.io_threads must be at least 1".into());
         }

@@ -435,14 +435,19 @@ pub(crate) fn hand_over(
         // Closing: what it was sent before is written; nothing sent since.
         return Some(false);
     }
-    let mut out = session.outgoing();
+    let (mut tls, mut out) = session.sealing();
     if out.abandoned {
         return Some(false);
     }
-    let pushed = match session.ws {
-        None => out.queue.push(bytes, now, limits),
-        // Everything this peer got in this frame: one binary message.
-        Some(role) => {
+    let pushed = match (session.ws, &mut tls) {
+        (None, _) => out.queue.push(bytes, now, limits),
+        // Everything this peer got in this frame: one binary message, in TLS records on a
+        // `wss://` session (one buffer, so still one write).
+        (Some(role), Some(tls)) => {
+            let (header, payload) = ws::message(bytes, role);
+            out.queue.push(tls.seal(&[&header, &payload]), now, limits)
+        }
+        (Some(role), None) => {
             let (header, payload) = ws::message(bytes, role);
             out.queue.push_framed(header, payload, now, limits)
         }

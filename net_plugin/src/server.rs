@@ -19,6 +19,7 @@ use crate::runtime::{Faults, Spawner};
 use crate::session::{self, SessionContext, configure_socket};
 use crate::stats::Refusal;
 use crate::throttle::LogThrottle;
+use crate::transport::tls::{self, Tls};
 use crate::transport::{Transport, WebFile, ws};
 use crate::{NetConfig, SessionId};
 
@@ -120,6 +121,8 @@ pub struct ServerPlugin<In: PacketSet = ClientPacket, Out: PacketSet = ServerPac
     ws_addr: Option<SocketAddr>,
     /// What the WebSocket port serves to a plain `GET`.
     files: Vec<WebFile>,
+    /// The WebSocket port's TLS (`wss://`), loaded at bind time.
+    tls: Option<tls::Acceptor>,
     _sets: std::marker::PhantomData<fn() -> (In, Out)>,
 }
 
@@ -152,12 +155,20 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
         ipv6: Ipv6Host,
     ) -> Result<Self, BindError> {
         config.validate().map_err(BindError::Config)?;
+        // A certificate that does not load is a bad setting, found before anything listens.
+        let tls = match (&config.websocket.tls_cert, &config.websocket.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(BindError::Config)?),
+            _ => None,
+        };
         let (std_listener, local_addr) = bind_one(addr, &config, ipv6)?;
         tracing::info!("listening on {local_addr}");
         let (ws_listener, ws_addr) = match &config.websocket.bind {
             Some(ws) => {
                 let (listener, addr) = bind_one(ws.as_str(), &config, ipv6)?;
                 tracing::info!("listening for WebSocket clients on {addr}");
+                if tls.is_some() {
+                    tracing::info!("the WebSocket port speaks TLS only: wss:// (the play page at https://)");
+                }
                 (Some(listener), Some(addr))
             }
             None => (None, None),
@@ -169,6 +180,7 @@ impl<In: PacketSet, Out: PacketSet> ServerPlugin<In, Out> {
             ws_listener: Mutex::new(ws_listener),
             ws_addr,
             files: Vec::new(),
+            tls,
             _sets: std::marker::PhantomData,
         })
     }
@@ -265,6 +277,7 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ServerPlugin<In, Out> {
                 shared: shared.clone(),
                 handshake_failures: Mutex::new(LogThrottle::new(Duration::from_secs(1))),
                 files: self.files.clone().into(),
+                tls: self.tls.clone(),
                 cx: io.cx.clone(),
                 spawner: io.runtime.spawner(),
                 faults: io.runtime.faults().clone(),
@@ -329,6 +342,8 @@ struct AcceptState<In> {
     handshake_failures: Mutex<LogThrottle>,
     /// What the WebSocket port serves to a plain `GET`.
     files: Arc<[WebFile]>,
+    /// The WebSocket port's TLS, when it speaks `wss://`.
+    tls: Option<tls::Acceptor>,
     cx: Arc<SessionContext<In>>,
     spawner: Spawner,
     faults: Arc<Faults>,
@@ -405,11 +420,25 @@ impl<In: PacketSet> AcceptState<In> {
             let (cx, shutdown, this) = (cx.clone(), spawner.shutdown.clone(), self.clone());
             spawner.tasks.spawn(async move {
                 let mut stream = stream;
+                let mut tls_state = None;
                 if transport == Transport::WebSocket {
-                    // The upgrade holds the connection's slot, within the handshake timeout.
+                    // The upgrade (after the TLS handshake on a `wss://` port) holds the
+                    // connection's slot, within the handshake timeout.
+                    let upgrade = async {
+                        let Some(acceptor) = &this.tls else {
+                            return ws::accept(&mut stream, &cx.config.websocket, &this.files).await;
+                        };
+                        let mut secured = acceptor.accept(&mut stream).await.map_err(ws::HandshakeError::Io)?;
+                        let upgraded = ws::accept(&mut secured, &cx.config.websocket, &this.files).await;
+                        tls_state = Some(Tls::new(secured.into_inner().1));
+                        upgraded
+                    };
+                    let timeout = cx.config.websocket.handshake_timeout;
                     let upgraded = tokio::select! {
                         () = shutdown.cancelled() => return,
-                        upgraded = ws::accept(&mut stream, &cx.config.websocket, &this.files) => upgraded,
+                        upgraded = tokio::time::timeout(timeout, upgrade) => {
+                            upgraded.unwrap_or(Err(ws::HandshakeError::Timeout(timeout)))
+                        }
                     };
                     if let Err(ws::HandshakeError::Served(path)) = upgraded {
                         tracing::debug!(%peer, path, "served a file on the WebSocket port");
@@ -425,7 +454,7 @@ impl<In: PacketSet> AcceptState<In> {
                     }
                 }
                 let role = (transport == Transport::WebSocket).then_some(ws::Role::Server);
-                session::run::<In>(stream, role, id, peer, cx, &shutdown).await;
+                session::run::<In>(stream, role, tls_state, id, peer, cx, &shutdown).await;
                 drop((permit, address_slot));
             });
         }

@@ -33,6 +33,7 @@ use crate::inbound::{InboundQueue, IoEvent};
 use crate::outbound::Writer;
 use crate::stats::IoCounters;
 use crate::transport::Transport;
+use crate::transport::tls::{Tls, TlsGuard};
 use crate::transport::ws::{self, WsInbound};
 use crate::{DisconnectReason, NetConfig, SessionId};
 
@@ -50,6 +51,9 @@ pub(crate) struct Session {
     pub peer: SocketAddr,
     /// A WebSocket session's end (`None`: TCP): the writer puts its frames in messages.
     pub ws: Option<ws::Role>,
+    /// A `wss://` session's TLS state (`None`: plain bytes): what it reads is decrypted, what
+    /// is queued for it is encrypted as it is queued (`transport::tls`).
+    pub tls: Option<Tls>,
     /// The socket: read by the session's task, written by the writer (see the module docs).
     pub stream: TcpStream,
     /// Bytes flushed and not yet written, and the writer's bookkeeping. Locked to append a
@@ -91,6 +95,7 @@ impl Session {
         id: SessionId,
         peer: SocketAddr,
         ws: Option<ws::Role>,
+        tls: Option<Tls>,
         stream: TcpStream,
         total: Arc<TotalBacklog>,
     ) -> Self {
@@ -105,6 +110,7 @@ impl Session {
             id,
             peer,
             ws,
+            tls,
             stream,
             outgoing: Mutex::new(outgoing),
             task: AtomicWaker::new(),
@@ -119,6 +125,13 @@ impl Session {
     /// How the bytes reach the peer.
     pub fn transport(&self) -> Transport {
         if self.ws.is_some() { Transport::WebSocket } else { Transport::Tcp }
+    }
+
+    /// The TLS state, if any, then the outbound state, locked in that order: sealed records
+    /// must enter the queue in the order they were sealed.
+    pub fn sealing(&self) -> (Option<TlsGuard<'_>>, MutexGuard<'_, Outgoing>) {
+        let tls = self.tls.as_ref().map(Tls::lock);
+        (tls, self.outgoing())
     }
 
     /// The outbound state. A panic while holding the lock cannot leave it inconsistent (each
@@ -248,12 +261,13 @@ pub(crate) fn configure_socket(stream: &TcpStream, config: &NetConfig) -> std::i
 pub(crate) async fn run<In: PacketSet>(
     stream: TcpStream,
     ws: Option<ws::Role>,
+    tls: Option<Tls>,
     id: SessionId,
     peer: SocketAddr,
     cx: Arc<SessionContext<In>>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) {
-    let session = Arc::new(Session::new(id, peer, ws, stream, cx.writer.total().clone()));
+    let session = Arc::new(Session::new(id, peer, ws, tls, stream, cx.writer.total().clone()));
     cx.registry.insert(&session);
     // A shutdown that began before the registration would not have closed it.
     if shutdown.is_cancelled() {
@@ -377,7 +391,7 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
             }
             Wake::Readable => {
                 let mut packets = Vec::new();
-                let (read, ruled) = read_once(&session.stream, &mut rules, ws.as_mut(), &mut packets, &mut replies);
+                let (read, ruled) = read_once(session, &mut rules, ws.as_mut(), &mut packets, &mut replies);
                 let ruled = ruled.and_then(|()| send_replies(session, cx, &mut replies, &limits));
                 match read {
                     Ok(0) => return Some(DisconnectReason::ClosedByPeer),
@@ -404,12 +418,13 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
 /// end of the stream. A plain function, so its stack buffer is not kept in the session's future
 /// between wake-ups: an idle session stays small.
 fn read_once<In: PacketSet>(
-    stream: &TcpStream,
+    session: &Session,
     rules: &mut InboundRules<In>,
     ws: Option<&mut WsInbound>,
     packets: &mut Vec<In>,
     replies: &mut Vec<bytes::Bytes>,
 ) -> (std::io::Result<usize>, Result<(), DisconnectReason>) {
+    let stream = &session.stream;
     let mut chunk = [0u8; READ_CHUNK];
     let mut n = 0;
     let read = stream.try_io(Interest::READABLE, || {
@@ -419,10 +434,21 @@ fn read_once<In: PacketSet>(
         // spares a read that would only find nothing: tokio's own `poll_read` does the same.
         if n > 0 && n < chunk.len() { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
     });
-    let ruled = match ws {
-        Some(ws) => ws.receive(&mut chunk[..n], Instant::now(), rules, packets, replies),
-        None => rules.receive(&chunk[..n], Instant::now(), packets),
+    // A `wss://` session's bytes are decrypted first. What TLS answers with (an alert, a key
+    // update) goes out with the next sealed bytes.
+    let mut plain = Vec::new();
+    let (received, opened) = match &session.tls {
+        Some(tls) => {
+            let opened = tls.open(&chunk[..n], &mut plain);
+            (&mut plain[..], opened)
+        }
+        None => (&mut chunk[..n], Ok(())),
     };
+    let ruled = match ws {
+        Some(ws) => ws.receive(received, Instant::now(), rules, packets, replies),
+        None => rules.receive(received, Instant::now(), packets),
+    };
+    let ruled = opened.and(ruled);
     let read = match read {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && n > 0 => Ok(n),
         other => other,
@@ -442,8 +468,12 @@ fn send_replies<In>(
         return Ok(());
     }
     {
-        let mut out = session.outgoing();
+        let (mut tls, mut out) = session.sealing();
         for reply in replies.drain(..) {
+            let reply = match &mut tls {
+                Some(tls) => tls.seal(&[&reply]),
+                None => reply,
+            };
             out.queue.push(reply, Instant::now(), limits)?;
         }
     }
@@ -459,14 +489,19 @@ async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx:
     if reason.flushes_before_close() {
         let finished = session.finished.notified();
         {
-            let mut out = session.outgoing();
+            let (mut tls, mut out) = session.sealing();
             if let Some(role) = session.ws
                 && !out.abandoned
             {
                 // The peer learns why, after what it was sent. Past the ceiling it goes anyway:
-                // a control frame is at most 127 bytes.
+                // a control frame is at most 127 bytes (and TLS's close_notify a few more).
                 let unlimited = BacklogLimits { cap: usize::MAX / 4, ..BacklogLimits::of(&cx.config) };
-                let _ = out.queue.push(ws::close_frame(reason, role), Instant::now(), &unlimited);
+                let close = ws::close_frame(reason, role);
+                let close = match &mut tls {
+                    Some(tls) => [tls.seal(&[&close]), tls.close_notify()].concat().into(),
+                    None => close,
+                };
+                let _ = out.queue.push(close, Instant::now(), &unlimited);
             }
             out.finishing = true;
         }

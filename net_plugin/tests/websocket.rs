@@ -328,3 +328,119 @@ fn the_client_plugin_connects_over_websocket_as_a_browser_would() {
     assert_eq!(gone[0].reason.kind(), DisconnectKind::ClosedByPeer, "the client said goodbye: {gone:?}");
     server.exit();
 }
+
+/// A self-signed certificate for `localhost`, written as PEM files for the settings; the
+/// certificate itself, for the client to trust.
+fn localhost_certificate(
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, rustls::pki_types::CertificateDer<'static>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("a certificate");
+    let dir = std::env::temp_dir().join(format!("net_plugin-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key, certified.cert.der().clone())
+}
+
+/// A `wss://` client that trusts only `trusted`.
+async fn connect_tls(addr: SocketAddr, trusted: rustls::pki_types::CertificateDer<'static>) -> Ws {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(client));
+    let url = format!("wss://localhost:{}/", addr.port());
+    let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+        .await
+        .expect("a wss upgrade");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wss_client_plays_beside_a_tcp_client() {
+    let (cert, key, trusted) = localhost_certificate("plays");
+    let mut config = ws_config();
+    (config.websocket.tls_cert, config.websocket.tls_key) = (Some(cert), Some(key));
+    let (server, tcp_addr, ws_addr) = start(config);
+    let mut tcp = RawClient::connect(tcp_addr);
+    let mut ws = connect_tls(ws_addr, trusted).await;
+    assert!(wait_recorded::<Connected>(&server, 2));
+
+    // Moves both ways.
+    let moved = |x: f32| move |p: &ServerPacket| matches!(p, ServerPacket::BroadcastMove(S_BroadcastMove { pos_x, .. }) if *pos_x == x);
+    ws.send(Message::Binary(encode_to_vec(&C_Move { pos_x: 3.5, pos_y: 0.0, pos_z: 1.0 }).unwrap().into()))
+        .await
+        .unwrap();
+    recv_until(&mut ws, moved(3.5)).await;
+    tokio::task::block_in_place(|| tcp_recv_until(&mut tcp, moved(3.5)));
+    tcp.send(&C_Move { pos_x: 9.0, pos_y: 0.0, pos_z: 0.0 });
+    recv_until(&mut ws, moved(9.0)).await;
+
+    // Chat, short and near the packet size limit.
+    let long = "x".repeat(1500);
+    for text in ["over tls", long.as_str()] {
+        ws.send(Message::Binary(encode_to_vec(&C_Chat { chat: text.into() }).unwrap().into())).await.unwrap();
+        let said = |p: &ServerPacket| matches!(p, ServerPacket::Chat(S_Chat { chat, .. }) if chat == text);
+        recv_until(&mut ws, said).await;
+    }
+
+    // A clean close over TLS.
+    ws.close(None).await.unwrap();
+    assert!(wait_recorded::<Disconnected>(&server, 1));
+    assert_eq!(recorded::<Disconnected>(&server)[0].reason.kind(), DisconnectKind::ClosedByPeer);
+    server.exit();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_port_refuses_plain_and_silent_clients_and_takes_the_next() {
+    let (cert, key, trusted) = localhost_certificate("refused");
+    let mut config = ws_config();
+    (config.websocket.tls_cert, config.websocket.tls_key) = (Some(cert), Some(key));
+    config.websocket.handshake_timeout = Duration::from_millis(300);
+    let (server, _, ws_addr) = start(config);
+    let refused = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(format!("ws://{ws_addr}/"))).await;
+    assert!(matches!(refused, Ok(Err(_))), "refused, promptly: {refused:?}");
+    // A connection that never finishes the TLS handshake is closed at the handshake timeout.
+    let mut silent = tokio::task::block_in_place(|| RawClient::connect(ws_addr));
+    assert!(tokio::task::block_in_place(|| silent.wait_closed(WAIT)), "closed without a handshake");
+    assert!(recorded::<Connected>(&server).is_empty(), "neither became a connection");
+    // The port still takes wss:// clients.
+    let mut ws = connect_tls(ws_addr, trusted).await;
+    assert!(wait_recorded::<Connected>(&server, 1));
+    ws.close(None).await.unwrap();
+    server.exit();
+}
+
+#[test]
+fn certificate_files_that_do_not_load_are_a_start_up_error() {
+    let (cert, key, _) = localhost_certificate("bad");
+    let with = |cert: Option<&std::path::Path>, key: Option<&std::path::Path>| {
+        let mut config = ws_config();
+        (config.websocket.tls_cert, config.websocket.tls_key) = (cert.map(Into::into), key.map(Into::into));
+        match ServerPlugin::bind("127.0.0.1:0", config) {
+            Err(net_plugin::BindError::Config(why)) => why,
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("started"),
+        }
+    };
+    let missing = std::path::Path::new("/nonexistent/cert.pem");
+    assert!(with(Some(missing), Some(&key)).contains("tls_cert"));
+    // The key file given as the certificate: no certificate in it.
+    assert!(with(Some(&key), Some(&key)).contains("tls_cert"));
+    assert!(with(Some(&cert), Some(&cert)).contains("tls_key"));
+    assert!(with(Some(&cert), None).contains("go together"));
+    assert!(
+        ServerPlugin::bind("127.0.0.1:0", {
+            let mut config = ws_config();
+            (config.websocket.tls_cert, config.websocket.tls_key) = (Some(cert), Some(key));
+            config
+        })
+        .is_ok()
+    );
+}

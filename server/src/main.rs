@@ -35,6 +35,12 @@ struct Cli {
     /// not at all).
     #[arg(long, value_name = "ADDR")]
     ws_bind: Option<String>,
+    /// The WebSocket port's TLS certificate chain (PEM): with --ws-tls-key, it speaks wss://.
+    #[arg(long, value_name = "PATH", requires = "ws_tls_key")]
+    ws_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ws-tls-cert.
+    #[arg(long, value_name = "PATH", requires = "ws_tls_cert")]
+    ws_tls_key: Option<PathBuf>,
     /// Game ticks per second (moves are applied and broadcast once per tick).
     #[arg(long, value_name = "N")]
     tick_hz: Option<u32>,
@@ -107,6 +113,9 @@ impl Cli {
         }
         if let Some(addr) = &self.ws_bind {
             config.net.websocket.bind = (addr != net_plugin::off::OFF).then(|| addr.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.ws_tls_cert, &self.ws_tls_key) {
+            (config.net.websocket.tls_cert, config.net.websocket.tls_key) = (Some(cert.clone()), Some(key.clone()));
         }
         if let Some(n) = self.tick_hz {
             config.tick_hz = n;
@@ -195,6 +204,11 @@ fn main() -> ExitCode {
     }
     let net = match ServerPlugin::bind(&config.bind, config.net.clone()) {
         Ok(net) => net,
+        // A bad setting found only now (a certificate file that does not load): as at parsing.
+        Err(e @ net_plugin::BindError::Config(_)) => {
+            tracing::error!("{e}");
+            return ExitCode::from(cli::USAGE);
+        }
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;

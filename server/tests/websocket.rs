@@ -85,6 +85,30 @@ fn the_settings_file_and_the_flag_turn_the_transport_on() {
 }
 
 #[test]
+fn tls_is_set_in_the_settings_file_and_a_bad_certificate_stops_the_start() {
+    let settings = "[net.websocket]\nbind = \"127.0.0.1:0\"\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n";
+    let config = ServerConfig::parse(Path::new("test.toml"), settings).expect("valid settings");
+    assert_eq!(config.net.websocket.tls_cert.as_deref(), Some(Path::new("/nonexistent/cert.pem")));
+    assert_eq!(config.net.websocket.tls_key.as_deref(), Some(Path::new("/nonexistent/key.pem")));
+    assert_eq!(ServerConfig::default().net.websocket.tls_cert, None, "plain ws:// by default");
+
+    // The files are read at start-up: a missing one is a bad setting (exit 2), named.
+    let (dir, file) =
+        support::process::settings_file("bad-certificate", &format!("bind = \"127.0.0.1:0\"\n{settings}"));
+    let (code, stderr) = support::process::run(&["--config", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("net.websocket.tls_cert /nonexistent/cert.pem"), "{stderr}");
+    let flags =
+        ["--ws-bind", "127.0.0.1:0", "--ws-tls-cert", "/nonexistent/c.pem", "--ws-tls-key", "/nonexistent/k.pem"];
+    let (code, stderr) = support::process::run(&[&["--bind", "127.0.0.1:0"][..], &flags].concat());
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/nonexistent/c.pem"), "{stderr}");
+    let (code, stderr) = support::process::run(&["--bind", "127.0.0.1:0", "--ws-tls-cert", "c.pem"]);
+    assert_eq!(code, 2, "a certificate without its key: {stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn the_websocket_port_serves_the_play_page_and_its_module() {
     let (_server, _, ws_addr) = start_both(test_config());
     let page = support::http(ws_addr, "GET", "/", &[]);

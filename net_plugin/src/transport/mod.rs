@@ -9,10 +9,13 @@
 //!   HTTP upgrade, each binary message carries whole course frames; the transport only adds and
 //!   strips WebSocket frame headers around the core's bytes, so the core, the writer and the
 //!   ECS side are the ones TCP uses.
+//! - [`tls`]: TLS under the WebSocket transport (`wss://`), as a codec at the two ends of the
+//!   session's queue, so the socket stays the session core's.
 //!
 //! Game code sees one [`Connection`](crate::Connection) whatever the transport; only
 //! [`Connection::transport`](crate::Connection::transport) tells them apart.
 
+pub(crate) mod tls;
 pub(crate) mod ws;
 
 pub use ws::WebFile;

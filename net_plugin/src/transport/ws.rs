@@ -27,7 +27,7 @@ use base64::Engine;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use shared::PacketSet;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::core::InboundRules;
@@ -111,9 +111,9 @@ pub(crate) enum HandshakeError {
 
 /// Reads the upgrade request from `stream` (within the handshake timeout) and answers it: `101`
 /// when it is a WebSocket upgrade we accept, an HTTP error otherwise (then the connection is
-/// to be dropped).
-pub(crate) async fn accept(
-    stream: &mut TcpStream,
+/// to be dropped). `stream` is the socket, or TLS over it on a `wss://` port.
+pub(crate) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     config: &WebSocketConfig,
     files: &[WebFile],
 ) -> Result<(), HandshakeError> {
@@ -143,6 +143,8 @@ pub(crate) async fn accept(
                 accept_key(&key)
             );
             stream.write_all(response.as_bytes()).await?;
+            // Over TLS, the records may still be in the TLS layer's buffer.
+            stream.flush().await?;
             Ok(())
         }
         Err(HandshakeError::Refused { status, why }) => {
@@ -151,7 +153,11 @@ pub(crate) async fn accept(
                 why.len()
             );
             // The refusal is a courtesy: a peer that does not take it is dropped all the same.
-            let _ = tokio::time::timeout(config.handshake_timeout, stream.write_all(response.as_bytes())).await;
+            let refuse = async {
+                stream.write_all(response.as_bytes()).await?;
+                stream.shutdown().await
+            };
+            let _ = tokio::time::timeout(config.handshake_timeout, refuse).await;
             Err(HandshakeError::Refused { status, why })
         }
         Err(other) => Err(other),
@@ -160,7 +166,7 @@ pub(crate) async fn accept(
 
 /// Reads up to the end of the request's headers, at most [`MAX_REQUEST`] bytes. A client must
 /// wait for the `101` before it sends a frame (RFC 6455, 4.1), so nothing follows the headers.
-async fn read_request(stream: &mut TcpStream) -> Result<Vec<u8>, HandshakeError> {
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, HandshakeError> {
     let mut request = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
