@@ -12,6 +12,10 @@
 //!   frame, after every game system, the buffers move to their sessions' queues, and one writer
 //!   task writes each with one (vectored) write.
 //! - the session (`session.rs`) owns one socket's life: open, read, close exactly once.
+//!   What its parties (the ECS side, its task, the writer) share of it, its id and its outbound
+//!   state, is `handle.rs`, below both directions, so the modules use each other without circles:
+//!   the session's task → `inbound`/`outbound` → `connection` → `handle`; the runtime uses the
+//!   writer and the registry, and the plugins sit on top of it all.
 //!
 //! ```text
 //! socket → session task (read) → rules (frames, limits, decode) → inbound queue
@@ -99,6 +103,8 @@ mod client;
 mod config;
 mod connection;
 mod core;
+mod faults;
+mod handle;
 mod inbound;
 mod outbound;
 mod plugin;
@@ -114,14 +120,15 @@ mod transport;
 
 pub use client::{ClientPlugin, Connector};
 pub use config::{Keepalive, NetConfig, RateLimit, WebSocketConfig, default_io_threads, off};
-pub use connection::{
-    ClientReceived, ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId,
-};
+pub use connection::{ClientReceived, ConnectFailed, Connected, Connecting, Connection, Disconnected, Received};
+#[doc(hidden)]
+pub use faults::Faults;
+pub use handle::SessionId;
 pub use outbound::{ClientOutbox, Outbox, PacketBatch, Sends};
 pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
 #[doc(hidden)]
-pub use runtime::{Faults, NetFaults};
+pub use runtime::NetFaults;
 pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin, WebSocketAddr};
 pub use shared::EncodeError;
 pub use stats::{NetStats, Refusal};

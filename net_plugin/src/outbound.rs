@@ -24,17 +24,16 @@ use std::task::Poll;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
-use bytes::BytesMut;
 use shared::{EncodeError, Packet, PacketSet, ServerPacket};
 use tokio::sync::Notify;
 
+use crate::connection::Connection;
 use crate::core::{BacklogLimits, MAX_WRITE_SLICES, TotalBacklog, Waiting, over_budget};
-use crate::runtime::Faults;
-use crate::session::{Session, SessionRegistry};
-use crate::stats::IoCounters;
+use crate::faults::Faults;
+use crate::handle::{Session, SessionRegistry};
+use crate::reason::DisconnectReason;
+use crate::stats::{IoCounters, NetStats};
 use crate::throttle::LogThrottle;
-use crate::transport::ws;
-use crate::{Connection, DisconnectReason, NetStats};
 
 /// Which packet set this application sends: inserted by the server plugin (`ServerPacket`) or
 /// the client plugin (`ClientPacket`). An [`Outbox`] of the other set finds no such resource,
@@ -417,44 +416,6 @@ fn flush_at(due: Option<std::time::Instant>, now: std::time::Instant, flush: Flu
         }
     }
     writer.0.submit(&mut listed);
-}
-
-/// Hands a frame's bytes to a session's queue: `Some(newly listed)` when there were bytes,
-/// `None` when the frame sent it nothing. Closes the session if its backlog passed the ceiling.
-pub(crate) fn hand_over(
-    session: &Session,
-    frame: &mut BytesMut,
-    now: std::time::Instant,
-    limits: &BacklogLimits,
-) -> Option<bool> {
-    if frame.is_empty() {
-        return None;
-    }
-    let bytes = std::mem::take(frame).freeze();
-    if session.is_closed() {
-        // Closing: what it was sent before is written; nothing sent since.
-        return Some(false);
-    }
-    let mut out = session.outgoing();
-    if out.abandoned {
-        return Some(false);
-    }
-    let pushed = match session.ws {
-        None => out.queue.push(bytes, now, limits),
-        // Everything this peer got in this frame: one binary message.
-        Some(role) => {
-            let (header, payload) = ws::message(bytes, role);
-            out.queue.push_framed(header, payload, now, limits)
-        }
-    };
-    match pushed {
-        Ok(()) => Some(!std::mem::replace(&mut out.listed, true)),
-        Err(reason) => {
-            drop(out);
-            session.close(reason);
-            Some(false)
-        }
-    }
 }
 
 /// Writes every session's queue: the one task that writes sockets.
