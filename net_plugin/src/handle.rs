@@ -1,5 +1,6 @@
 //! What a session's parties (its ECS side, its task, the writer) hold of it: its id, the
-//! shared [`Session`] with its outbound state under one lock, and the registry of open sessions.
+//! shared [`Session`] with its outbound state ([`Outgoing`]) under one lock, and the registry of
+//! open sessions.
 //! Below the I/O tasks and the ECS side alike, which both use it; it uses neither.
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::core::{BacklogLimits, OutboundQueue, TotalBacklog};
+use crate::outgoing::Outgoing;
 use crate::reason::DisconnectReason;
 use crate::transport::Transport;
 use crate::transport::ws;
@@ -54,21 +56,6 @@ pub(crate) struct Session {
     blocked_news: AtomicBool,
 }
 
-/// The outbound state of a session, under one lock.
-#[derive(Debug)]
-pub(crate) struct Outgoing {
-    /// Bytes waiting, in order.
-    pub queue: OutboundQueue,
-    /// Listed for the writer's next pass (so it is listed once a frame at most).
-    pub listed: bool,
-    /// In the writer's list of sockets waiting to drain.
-    pub blocked: bool,
-    /// Closing: once the queue is empty the writer shuts the write side and says so.
-    pub finishing: bool,
-    /// The task gave up on the queue: nothing more is written.
-    pub abandoned: bool,
-}
-
 impl Session {
     /// A session whose outbound queue counts in `total`.
     pub fn new(
@@ -78,13 +65,7 @@ impl Session {
         stream: TcpStream,
         total: Arc<TotalBacklog>,
     ) -> Self {
-        let outgoing = Outgoing {
-            queue: OutboundQueue::new(total),
-            listed: false,
-            blocked: false,
-            finishing: false,
-            abandoned: false,
-        };
+        let outgoing = Outgoing::new(OutboundQueue::new(total));
         Self {
             id,
             peer,
@@ -106,7 +87,8 @@ impl Session {
     }
 
     /// The outbound state. A panic while holding the lock cannot leave it inconsistent (each
-    /// change is one assignment or one queue operation), so a poisoned lock is used as is.
+    /// change is one [`Outgoing`] transition or one queue operation), so a poisoned lock is used
+    /// as is.
     pub fn outgoing(&self) -> MutexGuard<'_, Outgoing> {
         self.outgoing.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -191,7 +173,7 @@ impl Session {
             return Some(false);
         }
         let mut out = self.outgoing();
-        if out.abandoned {
+        if out.is_abandoned() {
             return Some(false);
         }
         let pushed = match self.ws {
@@ -203,7 +185,7 @@ impl Session {
             }
         };
         match pushed {
-            Ok(()) => Some(!std::mem::replace(&mut out.listed, true)),
+            Ok(()) => Some(out.list()),
             Err(reason) => {
                 drop(out);
                 self.close(reason);

@@ -13,7 +13,7 @@
 //!   task writes each with one (vectored) write.
 //! - the session (`session.rs`) owns one socket's life: open, read, close exactly once.
 //!   What its parties (the ECS side, its task, the writer) share of it, its id and its outbound
-//!   state, is `handle.rs`, below both directions, so the modules use each other without circles:
+//!   state (whose transitions are `outgoing.rs`), is `handle.rs`, below both directions, so the modules use each other without circles:
 //!   the session's task → `inbound`/`outbound` → `connection` → `handle`; the runtime uses the
 //!   writer and the registry, and the plugins sit on top of it all.
 //!
@@ -107,6 +107,7 @@ mod faults;
 mod handle;
 mod inbound;
 mod outbound;
+mod outgoing;
 mod plugin;
 mod rate_limit;
 mod reason;

@@ -470,7 +470,7 @@ impl Writer {
         let mut peers = Vec::with_capacity(blocked.len());
         for (key, session) in blocked.iter().enumerate() {
             let out = session.outgoing();
-            if out.abandoned || session.is_closed() {
+            if out.is_abandoned() || session.is_closed() {
                 // Being cut already: its bytes go as its task closes it.
                 total = total.saturating_sub(out.queue.len());
             } else {
@@ -495,10 +495,7 @@ impl Writer {
 
     /// Lists one session (a closing one, for its last bytes).
     pub fn submit_one(&self, session: &Arc<Session>) {
-        let listed = {
-            let mut out = session.outgoing();
-            !std::mem::replace(&mut out.listed, true)
-        };
+        let listed = session.outgoing().list();
         if listed {
             self.pending.lock().unwrap_or_else(PoisonError::into_inner).push(session.clone());
         }
@@ -524,21 +521,17 @@ impl Writer {
         let mut batch: Vec<Arc<Session>> = Vec::new();
         if restarted {
             for session in registry.all() {
-                let mut out = session.outgoing();
-                out.listed = true;
-                out.blocked = false;
-                drop(out);
+                session.outgoing().take_up_after_restart();
                 batch.push(session);
             }
         }
         loop {
             faults.writer();
             for session in batch.drain(..) {
-                session.outgoing().listed = false;
+                session.outgoing().unlist();
                 if let Wrote::Blocked = write(&session, &counters, &self.limits) {
-                    let mut out = session.outgoing();
-                    if !std::mem::replace(&mut out.blocked, true) {
-                        drop(out);
+                    let newly = session.outgoing().block();
+                    if newly {
                         // Its task keeps the stall timers while the socket stays full.
                         session.socket_filled();
                         blocked.push(session);
@@ -557,7 +550,7 @@ impl Writer {
                             Poll::Ready(Err(_)) | Poll::Ready(Ok(())) => {}
                         }
                         if let Wrote::All = write(session, &counters, &self.limits) {
-                            session.outgoing().blocked = false;
+                            session.outgoing().unblock();
                             return false;
                         }
                     });
@@ -566,14 +559,7 @@ impl Writer {
             }
             std::mem::swap(&mut batch, &mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
             // Drop the sessions abandoned meanwhile (each woke us), so their sockets close now.
-            blocked.retain(|session| {
-                let mut out = session.outgoing();
-                let keep = !out.abandoned;
-                if !keep {
-                    out.blocked = false;
-                }
-                keep
-            });
+            blocked.retain(|session| session.outgoing().stays_blocked());
         }
     }
 }
@@ -583,13 +569,12 @@ impl Writer {
 fn write(session: &Session, counters: &IoCounters, limits: &BacklogLimits) -> Wrote {
     let mut out = session.outgoing();
     loop {
-        if out.abandoned {
+        if out.is_abandoned() {
             return Wrote::All;
         }
         if out.queue.is_empty() {
-            if out.finishing {
+            if out.drained() {
                 let _ = socket2::SockRef::from(&session.stream).shutdown(std::net::Shutdown::Write);
-                out.abandoned = true;
                 session.finished();
             }
             return Wrote::All;
@@ -607,8 +592,7 @@ fn write(session: &Session, counters: &IoCounters, limits: &BacklogLimits) -> Wr
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Wrote::Blocked,
             Err(e) => {
-                out.queue.clear();
-                out.abandoned = true;
+                out.abandon();
                 drop(out);
                 session.close(DisconnectReason::Io(e.kind()));
                 session.finished();

@@ -133,10 +133,7 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
     let mut armed = None;
     loop {
         // The inbound rules' timers, and the outbound ones while the writer waits on the socket.
-        let outbound = {
-            let out = session.outgoing();
-            if out.blocked { out.queue.deadline(&limits) } else { None }
-        };
+        let outbound = session.outgoing().deadline(&limits);
         let deadline =
             [rules.deadline(), outbound, ws.as_ref().and_then(WsInbound::deadline)].into_iter().flatten().min();
         if deadline != armed {
@@ -275,23 +272,21 @@ async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx:
         {
             let mut out = session.outgoing();
             if let Some(role) = session.ws
-                && !out.abandoned
+                && !out.is_abandoned()
             {
                 // The peer learns why, after what it was sent. Past the ceiling it goes anyway:
                 // a control frame is at most 127 bytes.
                 let unlimited = BacklogLimits { cap: usize::MAX / 4, ..BacklogLimits::of(&cx.config) };
                 let _ = out.queue.push(ws::close_frame(reason, role), Instant::now(), &unlimited);
             }
-            out.finishing = true;
+            out.finish();
         }
         cx.writer.submit_one(session);
         let linger = cx.config.close_linger.max(Duration::from_millis(1));
         let _ = tokio::time::timeout(linger, finished).await;
     }
     {
-        let mut out = session.outgoing();
-        out.abandoned = true;
-        out.queue.clear();
+        session.outgoing().abandon();
     }
     // The writer drops its hold on the socket at its next pass.
     cx.writer.wake();
