@@ -13,9 +13,9 @@
 //!   task writes each with one (vectored) write.
 //! - the session (`session.rs`) owns one socket's life: open, read, close exactly once.
 //!   What its parties (the ECS side, its task, the writer) share of it, its id and its outbound
-//!   state (whose transitions are `outgoing.rs`), is `handle.rs`, below both directions, so the modules use each other without circles:
-//!   the session's task → `inbound`/`outbound` → `connection` → `handle`; the runtime uses the
-//!   writer and the registry, and the plugins sit on top of it all.
+//!   state (whose transitions are `outgoing.rs`), is `handle.rs`, at the bottom. Above it the
+//!   writer (`writer.rs`), then the ECS side (`connection`, `inbound`, `outbound`), then the
+//!   session's task, the runtime and the plugins: the modules use each other without circles.
 //!
 //! ```text
 //! socket → session task (read) → rules (frames, limits, decode) → inbound queue
@@ -118,6 +118,7 @@ mod stats;
 pub mod testing;
 mod throttle;
 mod transport;
+mod writer;
 
 pub use client::{ClientPlugin, Connector};
 pub use config::{Keepalive, NetConfig, RateLimit, WebSocketConfig, default_io_threads, off};

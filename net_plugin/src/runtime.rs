@@ -16,8 +16,8 @@ use tokio_util::task::TaskTracker;
 use crate::core::BacklogLimits;
 use crate::faults::{Faults, panic_message};
 use crate::handle::SessionRegistry;
-use crate::outbound::Writer;
 use crate::stats::IoCounters;
+use crate::writer::Writer;
 use crate::{DisconnectReason, NetConfig};
 
 /// A supervised task that panics more often than this within [`RESTART_WINDOW`] is given up on:

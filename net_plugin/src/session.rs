@@ -5,11 +5,11 @@
 //! # Who touches the socket
 //!
 //! A session's socket is **read only by its own task** and **written only by the runtime's
-//! writer task** ([`outbound`](crate::outbound)). The ECS never touches it: it appends the
-//! frame's bytes to the session's [`OutboundQueue`](crate::core::OutboundQueue) and lists the session for the writer. The
-//! task closes the socket only after the writer let go of it: either the writer wrote the last
-//! bytes and shut the write side ([`Session::finished`]), or the task abandoned the queue under its
-//! lock, after which the writer never writes it again.
+//! writer task** ([`writer`](crate::writer)). The ECS never touches it: it appends the frame's
+//! bytes to the session's [`OutboundQueue`](crate::core::OutboundQueue) and lists the session for
+//! the writer. The task closes the socket only after the writer let go of it: either the writer
+//! wrote the last bytes and shut the write side ([`Session::finished`]), or the task abandoned the
+//! queue under its lock, after which the writer never writes it again.
 
 use std::future::poll_fn;
 use std::io::Read;
@@ -30,10 +30,10 @@ use crate::core::{BacklogLimits, InboundRules};
 use crate::faults::panic_message;
 use crate::handle::{Session, SessionId, SessionRegistry};
 use crate::inbound::{InboundQueue, IoEvent};
-use crate::outbound::Writer;
 use crate::reason::DisconnectReason;
 use crate::stats::IoCounters;
 use crate::transport::ws::{self, WsInbound};
+use crate::writer::Writer;
 
 /// Bytes read at most per socket read, into a buffer on the stack. Client packets are tiny; a
 /// server's flush to one client is a few KiB a frame.
