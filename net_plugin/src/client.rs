@@ -14,12 +14,13 @@ use shared::{ClientPacket, PacketSet, ServerPacket};
 use tokio::net::TcpStream;
 
 use crate::connection::SessionIndex;
+use crate::handle::SessionId;
 use crate::inbound::IoEvent;
 use crate::plugin::IoStart;
 use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
 use crate::transport::{Transport, ws};
-use crate::{Connecting, NetConfig, SessionId};
+use crate::{Connecting, NetConfig};
 
 /// Opens outgoing connections. `In` is the packet set servers send (by default every `S_`
 /// packet of `assets/PDL.xml`), `Out` the set this side sends (every `C_` packet; see

@@ -17,12 +17,9 @@ use bytes::BytesMut;
 use shared::{ClientPacket, Packet, PacketSet, ServerPacket};
 
 use crate::core::BacklogLimits;
-use crate::session::Session;
-use crate::{DisconnectReason, outbound};
-
-/// A session's id: unique for the life of the process, counting from 1. Shows in logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
+use crate::handle::{Session, SessionId};
+use crate::reason::DisconnectReason;
+use crate::transport::Transport;
 
 /// An open connection. Its entity exists from [`Connected`] until the end of the frame of its
 /// [`Disconnected`]; game code adds its own components to it (a player, say). It also holds the
@@ -134,7 +131,7 @@ impl Connection {
 
     /// How this connection reaches its peer (TCP, or WebSocket from a browser). Everything else
     /// about a connection is the same whatever its transport.
-    pub fn transport(&self) -> crate::Transport {
+    pub fn transport(&self) -> Transport {
         self.session.transport()
     }
 
@@ -201,14 +198,14 @@ impl Connection {
         self.close_request.take().map(|reason| *reason)
     }
 
-    /// Moves this frame's bytes to the session's queue (see [`outbound::hand_over`]): whether
+    /// Moves this frame's bytes to the session's queue (see [`Session::hand_over`]): whether
     /// the session was newly listed for the writer, or `None` when nothing was sent to it this
     /// frame.
     pub(crate) fn hand_over(&mut self, now: Instant, limits: &BacklogLimits) -> Option<bool> {
         let len = self.frame.len();
         self.urgent = false;
         self.held_until = None;
-        let listed = outbound::hand_over(&self.session, &mut self.frame, now, limits)?;
+        let listed = self.session.hand_over(&mut self.frame, now, limits)?;
         self.last_len = len;
         Some(listed)
     }

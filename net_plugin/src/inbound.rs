@@ -25,12 +25,13 @@ use crossbeam_channel::{Receiver, Sender};
 use shared::{Packet, PacketSet, PacketVisitor};
 use tokio::sync::Semaphore;
 
-use crate::connection::{PendingDespawn, SessionIndex};
-use crate::session::Session;
-use crate::stats::IoCounters;
-use crate::{
-    ConnectFailed, Connected, Connecting, Connection, DisconnectReason, Disconnected, NetStats, Received, SessionId,
+use crate::connection::{
+    ConnectFailed, Connected, Connecting, Connection, Disconnected, PendingDespawn, Received, SessionIndex,
 };
+use crate::handle::{Session, SessionId};
+use crate::reason::DisconnectReason;
+use crate::stats::{IoCounters, NetStats};
+use crate::transport::Transport;
 
 /// An event from the I/O threads, in the order it happened for its session.
 pub(crate) enum IoEvent<In> {
@@ -254,7 +255,7 @@ fn handle_event<In: PacketSet>(
                     }
                 },
             };
-            let websocket = session.transport() == crate::Transport::WebSocket;
+            let websocket = session.transport() == Transport::WebSocket;
             index.insert(id, entity, Some(session));
             world.write_message(Connected { entity, peer });
             stats.sessions += 1;
@@ -266,7 +267,7 @@ fn handle_event<In: PacketSet>(
                 world.write_message(Disconnected { entity: entry.entity, reason: *reason });
                 world.resource_mut::<PendingDespawn>().0.push(entry.entity);
                 stats.sessions = stats.sessions.saturating_sub(1);
-                if entry.session.is_some_and(|s| s.transport() == crate::Transport::WebSocket) {
+                if entry.session.is_some_and(|s| s.transport() == Transport::WebSocket) {
                     stats.sessions_websocket = stats.sessions_websocket.saturating_sub(1);
                 }
             }

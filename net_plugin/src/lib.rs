@@ -12,6 +12,10 @@
 //!   frame, after every game system, the buffers move to their sessions' queues, and one writer
 //!   task writes each with one (vectored) write.
 //! - the session (`session.rs`) owns one socket's life: open, read, close exactly once.
+//!   What its parties (the ECS side, its task, the writer) share of it, its id and its outbound
+//!   state (whose transitions are `outgoing.rs`), is `handle.rs`, at the bottom. Above it the
+//!   writer (`writer.rs`), then the ECS side (`connection`, `inbound`, `outbound`), then the
+//!   session's task, the runtime and the plugins: the modules use each other without circles.
 //!
 //! ```text
 //! socket → session task (read) → rules (frames, limits, decode) → inbound queue
@@ -99,8 +103,11 @@ mod client;
 mod config;
 mod connection;
 mod core;
+mod faults;
+mod handle;
 mod inbound;
 mod outbound;
+mod outgoing;
 mod plugin;
 mod rate_limit;
 mod reason;
@@ -111,17 +118,19 @@ mod stats;
 pub mod testing;
 mod throttle;
 mod transport;
+mod writer;
 
 pub use client::{ClientPlugin, Connector};
 pub use config::{Keepalive, NetConfig, RateLimit, WebSocketConfig, default_io_threads, off};
-pub use connection::{
-    ClientReceived, ConnectFailed, Connected, Connecting, Connection, Disconnected, Received, SessionId,
-};
+pub use connection::{ClientReceived, ConnectFailed, Connected, Connecting, Connection, Disconnected, Received};
+#[doc(hidden)]
+pub use faults::Faults;
+pub use handle::SessionId;
 pub use outbound::{ClientOutbox, Outbox, PacketBatch, Sends};
 pub use plugin::NetSystems;
 pub use reason::{DisconnectKind, DisconnectReason};
 #[doc(hidden)]
-pub use runtime::{Faults, NetFaults};
+pub use runtime::NetFaults;
 pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin, WebSocketAddr};
 pub use shared::EncodeError;
 pub use stats::{NetStats, Refusal};

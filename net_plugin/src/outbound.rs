@@ -6,9 +6,10 @@
 //!    buffer of every connection it goes to (in its [`Connection`] component).
 //! 2. In `Last`, [`flush`] moves each non-empty frame buffer, whole, to the back of its session's
 //!    queue ([`OutboundQueue`]), lists the session, and wakes the writer once for all of them.
-//! 3. The [`Writer`] task writes each listed session's queue with one non-blocking (vectored)
-//!    write. What the socket does not take stays queued, the write having advanced the queue,
-//!    and the session joins the writer's list of sockets to finish when they drain.
+//! 3. The [`Writer`] task ([`writer`](crate::writer)) writes each listed session's queue with
+//!    one non-blocking (vectored) write. What the socket does not take stays queued, the write
+//!    having advanced the queue, and the session joins the writer's list of sockets to finish
+//!    when they drain.
 //!
 //! The writer is the only code that writes a session's socket (see
 //! [`session`](crate::session) for who does what with it). A peer that does not keep up is told
@@ -16,25 +17,20 @@
 //! `write_stall_timeout`, or a backlog above `outbound_backlog` for that long, closes that
 //! connection and nobody else's; a burst it drains closes nothing.
 
-use std::future::poll_fn;
-use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemParam;
-use bytes::BytesMut;
 use shared::{EncodeError, Packet, PacketSet, ServerPacket};
-use tokio::sync::Notify;
 
-use crate::core::{BacklogLimits, MAX_WRITE_SLICES, TotalBacklog, Waiting, over_budget};
-use crate::runtime::Faults;
-use crate::session::{Session, SessionRegistry};
-use crate::stats::IoCounters;
+use crate::connection::Connection;
+use crate::core::BacklogLimits;
+use crate::handle::Session;
+use crate::reason::DisconnectReason;
+use crate::stats::{IoCounters, NetStats};
 use crate::throttle::LogThrottle;
-use crate::transport::ws;
-use crate::{Connection, DisconnectReason, NetStats};
+use crate::writer::Writer;
 
 /// Which packet set this application sends: inserted by the server plugin (`ServerPacket`) or
 /// the client plugin (`ClientPacket`). An [`Outbox`] of the other set finds no such resource,
@@ -417,247 +413,4 @@ fn flush_at(due: Option<std::time::Instant>, now: std::time::Instant, flush: Flu
         }
     }
     writer.0.submit(&mut listed);
-}
-
-/// Hands a frame's bytes to a session's queue: `Some(newly listed)` when there were bytes,
-/// `None` when the frame sent it nothing. Closes the session if its backlog passed the ceiling.
-pub(crate) fn hand_over(
-    session: &Session,
-    frame: &mut BytesMut,
-    now: std::time::Instant,
-    limits: &BacklogLimits,
-) -> Option<bool> {
-    if frame.is_empty() {
-        return None;
-    }
-    let bytes = std::mem::take(frame).freeze();
-    if session.is_closed() {
-        // Closing: what it was sent before is written; nothing sent since.
-        return Some(false);
-    }
-    let (mut tls, mut out) = session.sealing();
-    if out.abandoned {
-        return Some(false);
-    }
-    let pushed = match (session.ws, &mut tls) {
-        (None, _) => out.queue.push(bytes, now, limits),
-        // Everything this peer got in this frame: one binary message, in TLS records on a
-        // `wss://` session (one buffer, so still one write).
-        (Some(role), Some(tls)) => {
-            let (header, payload) = ws::message(bytes, role);
-            out.queue.push(tls.seal(&[&header, &payload]), now, limits)
-        }
-        (Some(role), None) => {
-            let (header, payload) = ws::message(bytes, role);
-            out.queue.push_framed(header, payload, now, limits)
-        }
-    };
-    match pushed {
-        Ok(()) => Some(!std::mem::replace(&mut out.listed, true)),
-        Err(reason) => {
-            drop(out);
-            session.close(reason);
-            Some(false)
-        }
-    }
-}
-
-/// Writes every session's queue: the one task that writes sockets.
-///
-/// Once a frame, [`flush`] lists the sessions with new bytes and wakes it; it writes each with
-/// one non-blocking write. A socket that did not take everything (its peer reads slowly) joins
-/// the writer's `blocked` list, and the writer finishes it when the kernel says it drained,
-/// polling only those sockets' readiness: a slow reader costs nothing while its socket is full,
-/// and never delays anyone else's write.
-#[derive(Debug)]
-pub(crate) struct Writer {
-    /// Sessions listed since the last pass.
-    pending: Mutex<Vec<Arc<Session>>>,
-    /// Wakes the writer task.
-    wake: Notify,
-    /// The backlog rules, for the progress each write makes, and the budget of all backlogs.
-    limits: BacklogLimits,
-    /// The bytes waiting in every session's queue together.
-    total: Arc<TotalBacklog>,
-}
-
-/// How one write attempt ended.
-enum Wrote {
-    /// The queue is empty (or abandoned): nothing more to do until the next flush.
-    All,
-    /// The socket is full; the rest waits for it to drain.
-    Blocked,
-}
-
-impl Writer {
-    /// A writer under `limits`, whose sessions' queues count in `total`.
-    pub fn new(limits: BacklogLimits, total: Arc<TotalBacklog>) -> Self {
-        Self { pending: Mutex::default(), wake: Notify::new(), limits, total }
-    }
-
-    /// The sum of every session's backlog, which each new session's queue counts in.
-    pub fn total(&self) -> &Arc<TotalBacklog> {
-        &self.total
-    }
-
-    /// When the backlogs together are over the budget, cuts the worst of the `blocked` sessions
-    /// (every session with bytes waiting after a pass is one of them) until they fit, by the rule
-    /// of [`over_budget`]. Here, on the I/O thread, and at each frame's pass: as backlogs grow,
-    /// the few that pass the budget go frame by frame, and their memory is freed by their own
-    /// tasks, never by the game's frame.
-    fn enforce_budget(&self, blocked: &[Arc<Session>]) {
-        let Some(budget) = self.limits.budget else { return };
-        let mut total = self.total.bytes();
-        if total <= budget {
-            return;
-        }
-        let mut peers = Vec::with_capacity(blocked.len());
-        for (key, session) in blocked.iter().enumerate() {
-            let out = session.outgoing();
-            if out.abandoned || session.is_closed() {
-                // Being cut already: its bytes go as its task closes it.
-                total = total.saturating_sub(out.queue.len());
-            } else {
-                peers.push(Waiting { key, queued: out.queue.len(), last_progress: out.queue.last_progress() });
-            }
-        }
-        for key in over_budget(&mut peers, total, budget) {
-            let session = &blocked[key];
-            let queued = session.outgoing().queue.len();
-            session.close(DisconnectReason::OutboundBudget { queued, budget });
-        }
-    }
-
-    /// Lists sessions with new bytes and wakes the writer (called once a frame).
-    pub fn submit(&self, sessions: &mut Vec<Arc<Session>>) {
-        if sessions.is_empty() {
-            return;
-        }
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner).append(sessions);
-        self.wake.notify_one();
-    }
-
-    /// Lists one session (a closing one, for its last bytes).
-    pub fn submit_one(&self, session: &Arc<Session>) {
-        let listed = {
-            let mut out = session.outgoing();
-            !std::mem::replace(&mut out.listed, true)
-        };
-        if listed {
-            self.pending.lock().unwrap_or_else(PoisonError::into_inner).push(session.clone());
-        }
-        self.wake.notify_one();
-    }
-
-    /// Wakes the writer so it looks at its blocked sockets again (one was abandoned).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// The writer task: writes what each frame lists, until the runtime stops. Started again by
-    /// the runtime's supervisor after a panic; it then first looks at every open session, since
-    /// what the panicked run held is lost.
-    pub async fn run(
-        self: Arc<Self>,
-        registry: Arc<SessionRegistry>,
-        counters: Arc<IoCounters>,
-        faults: Arc<Faults>,
-        restarted: bool,
-    ) {
-        let mut blocked: Vec<Arc<Session>> = Vec::new();
-        let mut batch: Vec<Arc<Session>> = Vec::new();
-        if restarted {
-            for session in registry.all() {
-                let mut out = session.outgoing();
-                out.listed = true;
-                out.blocked = false;
-                drop(out);
-                batch.push(session);
-            }
-        }
-        loop {
-            faults.writer();
-            for session in batch.drain(..) {
-                session.outgoing().listed = false;
-                if let Wrote::Blocked = write(&session, &counters, &self.limits) {
-                    let mut out = session.outgoing();
-                    if !std::mem::replace(&mut out.blocked, true) {
-                        drop(out);
-                        // Its task keeps the stall timers while the socket stays full.
-                        session.socket_filled();
-                        blocked.push(session);
-                    }
-                }
-            }
-            self.enforce_budget(&blocked);
-            // Until the next frame's list, finish the blocked sockets as they drain.
-            tokio::select! {
-                biased;
-                () = self.wake.notified() => {}
-                () = poll_fn(|cx| {
-                    blocked.retain(|session| loop {
-                        match session.stream.poll_write_ready(cx) {
-                            Poll::Pending => return true,
-                            Poll::Ready(Err(_)) | Poll::Ready(Ok(())) => {}
-                        }
-                        if let Wrote::All = write(session, &counters, &self.limits) {
-                            session.outgoing().blocked = false;
-                            return false;
-                        }
-                    });
-                    Poll::<()>::Pending
-                }) => {}
-            }
-            std::mem::swap(&mut batch, &mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
-            // Drop the sessions abandoned meanwhile (each woke us), so their sockets close now.
-            blocked.retain(|session| {
-                let mut out = session.outgoing();
-                let keep = !out.abandoned;
-                if !keep {
-                    out.blocked = false;
-                }
-                keep
-            });
-        }
-    }
-}
-
-/// Writes as much of a session's queue as the socket takes: one vectored write, repeated only
-/// while the socket takes everything offered (a queue longer than one write's slices).
-fn write(session: &Session, counters: &IoCounters, limits: &BacklogLimits) -> Wrote {
-    let mut out = session.outgoing();
-    loop {
-        if out.abandoned {
-            return Wrote::All;
-        }
-        if out.queue.is_empty() {
-            if out.finishing {
-                let _ = socket2::SockRef::from(&session.stream).shutdown(std::net::Shutdown::Write);
-                out.abandoned = true;
-                session.finished();
-            }
-            return Wrote::All;
-        }
-        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-        let n = out.queue.slices(&mut slices);
-        let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
-        match session.stream.try_write_vectored(&slices[..n]) {
-            Ok(written) => {
-                IoCounters::add(&counters.bytes_out, written as u64);
-                out.queue.advance(written, std::time::Instant::now(), limits);
-                if written < offered {
-                    return Wrote::Blocked;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Wrote::Blocked,
-            Err(e) => {
-                out.queue.clear();
-                out.abandoned = true;
-                drop(out);
-                session.close(DisconnectReason::Io(e.kind()));
-                session.finished();
-                return Wrote::All;
-            }
-        }
-    }
 }

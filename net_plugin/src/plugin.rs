@@ -11,10 +11,11 @@ use shared::{Packet, PacketSet, PacketTypeVisitor};
 
 use crate::connection::{PendingDespawn, SessionIndex};
 use crate::core::BacklogLimits;
+use crate::handle::Session;
 use crate::inbound::{self, InboundQueue, Inbox};
 use crate::outbound::{self, Backlog, Counters, Sends, SentThisFrame, WriterHandle};
 use crate::runtime::{IoRuntime, NetFaults};
-use crate::session::{Session, SessionContext};
+use crate::session::SessionContext;
 use crate::stats::IoCounters;
 use crate::{BindError, ConnectFailed, Connected, Connection, Disconnected, NetConfig, NetStats, Received};
 

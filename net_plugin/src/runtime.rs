@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::core::BacklogLimits;
-use crate::outbound::Writer;
-use crate::session::{SessionRegistry, panic_message};
+use crate::faults::{Faults, panic_message};
+use crate::handle::SessionRegistry;
 use crate::stats::IoCounters;
+use crate::writer::Writer;
 use crate::{DisconnectReason, NetConfig};
 
 /// A supervised task that panics more often than this within [`RESTART_WINDOW`] is given up on:
@@ -47,39 +47,6 @@ pub(crate) struct IoRuntime {
     fatal: Arc<OnceLock<String>>,
     /// Faults tests inject.
     faults: Arc<Faults>,
-}
-
-/// Faults a test can inject into the network's long-lived tasks, to check that they are
-/// supervised. Not for production use.
-#[doc(hidden)]
-#[derive(Debug, Default)]
-pub struct Faults {
-    writer: AtomicBool,
-    accept: AtomicBool,
-}
-
-impl Faults {
-    /// The writer task panics at its next pass.
-    pub fn panic_writer_once(&self) {
-        self.writer.store(true, Ordering::Release);
-    }
-
-    /// The accept loop panics at its next connection.
-    pub fn panic_accept_loop_once(&self) {
-        self.accept.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn writer(&self) {
-        if self.writer.swap(false, Ordering::AcqRel) {
-            panic!("injected fault: the writer panicked");
-        }
-    }
-
-    pub(crate) fn accept(&self) {
-        if self.accept.swap(false, Ordering::AcqRel) {
-            panic!("injected fault: the accept loop panicked");
-        }
-    }
 }
 
 /// The faults of this app's network runtime, for tests.

@@ -14,14 +14,16 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::NetConfig;
+use crate::faults::Faults;
+use crate::handle::SessionId;
 use crate::plugin::IoStart;
-use crate::runtime::{Faults, Spawner};
+use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
 use crate::stats::Refusal;
 use crate::throttle::LogThrottle;
 use crate::transport::tls::{self, Tls};
 use crate::transport::{Transport, WebFile, ws};
-use crate::{NetConfig, SessionId};
 
 /// Why the server could not start listening.
 #[derive(Debug, thiserror::Error)]

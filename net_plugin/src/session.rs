@@ -1,233 +1,44 @@
-//! One connection's life, from the socket's open to its close (the course's Session): what its
-//! parties share ([`Session`]), and the task that reads it and ends it exactly once ([`run`]).
+//! One connection's life, from the socket's open to its close (the course's Session): the task
+//! that reads it and ends it exactly once ([`run`]). What its parties share ([`Session`]) is in
+//! [`handle`](crate::handle).
 //!
 //! # Who touches the socket
 //!
 //! A session's socket is **read only by its own task** and **written only by the runtime's
-//! writer task** ([`outbound`](crate::outbound)). The ECS never touches it: it appends the
-//! frame's bytes to the session's [`OutboundQueue`] and lists the session for the writer. The
-//! task closes the socket only after the writer let go of it: either the writer wrote the last
-//! bytes and shut the write side ([`Session::finish`]), or the task abandoned the queue under its
-//! lock, after which the writer never writes it again.
+//! writer task** ([`writer`](crate::writer)). The ECS never touches it: it appends the frame's
+//! bytes to the session's [`OutboundQueue`](crate::core::OutboundQueue) and lists the session for
+//! the writer. The task closes the socket only after the writer let go of it: either the writer
+//! wrote the last bytes and shut the write side ([`Session::finished`]), or the task abandoned the
+//! queue under its lock, after which the writer never writes it again.
 
-use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use futures_util::task::AtomicWaker;
 use shared::PacketSet;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
-use crate::core::{BacklogLimits, InboundRules, OutboundQueue, TotalBacklog};
+use crate::config::NetConfig;
+use crate::core::{BacklogLimits, InboundRules};
+use crate::faults::panic_message;
+use crate::handle::{Session, SessionId, SessionRegistry};
 use crate::inbound::{InboundQueue, IoEvent};
-use crate::outbound::Writer;
+use crate::reason::DisconnectReason;
 use crate::stats::IoCounters;
-use crate::transport::Transport;
-use crate::transport::tls::{Tls, TlsGuard};
+use crate::transport::tls::Tls;
 use crate::transport::ws::{self, WsInbound};
-use crate::{DisconnectReason, NetConfig, SessionId};
+use crate::writer::Writer;
 
 /// Bytes read at most per socket read, into a buffer on the stack. Client packets are tiny; a
 /// server's flush to one client is a few KiB a frame.
 const READ_CHUNK: usize = 16 * 1024;
-
-/// What a session's ECS side (its [`Connection`](crate::Connection)), its task and the writer
-/// share.
-#[derive(Debug)]
-pub(crate) struct Session {
-    /// For logs and the ECS's index.
-    pub id: SessionId,
-    /// The peer's address, for logs.
-    pub peer: SocketAddr,
-    /// A WebSocket session's end (`None`: TCP): the writer puts its frames in messages.
-    pub ws: Option<ws::Role>,
-    /// A `wss://` session's TLS state (`None`: plain bytes): what it reads is decrypted, what
-    /// is queued for it is encrypted as it is queued (`transport::tls`).
-    pub tls: Option<Tls>,
-    /// The socket: read by the session's task, written by the writer (see the module docs).
-    pub stream: TcpStream,
-    /// Bytes flushed and not yet written, and the writer's bookkeeping. Locked to append a
-    /// frame (once a frame), and by the writer around one non-blocking write.
-    outgoing: Mutex<Outgoing>,
-    /// Wakes the session's task: it was closed from elsewhere.
-    task: AtomicWaker,
-    /// Set once, when the session must end.
-    closed: AtomicBool,
-    /// The first reason given; later ones are ignored: a session ends once.
-    reason: OnceLock<DisconnectReason>,
-    /// Whether this side's game code closed it: then the packets it sent afterwards are not
-    /// delivered. (Packets before a peer's fault are.)
-    closed_by_app: AtomicBool,
-    /// Tells the task that the writer wrote the last bytes of a closing session.
-    finished: Notify,
-    /// Set by the writer when the socket filled: the task must look at its outbound timers.
-    blocked_news: AtomicBool,
-}
-
-/// The outbound state of a session, under one lock.
-#[derive(Debug)]
-pub(crate) struct Outgoing {
-    /// Bytes waiting, in order.
-    pub queue: OutboundQueue,
-    /// Listed for the writer's next pass (so it is listed once a frame at most).
-    pub listed: bool,
-    /// In the writer's list of sockets waiting to drain.
-    pub blocked: bool,
-    /// Closing: once the queue is empty the writer shuts the write side and says so.
-    pub finishing: bool,
-    /// The task gave up on the queue: nothing more is written.
-    pub abandoned: bool,
-}
-
-impl Session {
-    /// A session whose outbound queue counts in `total`.
-    pub fn new(
-        id: SessionId,
-        peer: SocketAddr,
-        ws: Option<ws::Role>,
-        tls: Option<Tls>,
-        stream: TcpStream,
-        total: Arc<TotalBacklog>,
-    ) -> Self {
-        let outgoing = Outgoing {
-            queue: OutboundQueue::new(total),
-            listed: false,
-            blocked: false,
-            finishing: false,
-            abandoned: false,
-        };
-        Self {
-            id,
-            peer,
-            ws,
-            tls,
-            stream,
-            outgoing: Mutex::new(outgoing),
-            task: AtomicWaker::new(),
-            closed: AtomicBool::new(false),
-            reason: OnceLock::new(),
-            closed_by_app: AtomicBool::new(false),
-            finished: Notify::new(),
-            blocked_news: AtomicBool::new(false),
-        }
-    }
-
-    /// How the bytes reach the peer.
-    pub fn transport(&self) -> Transport {
-        if self.ws.is_some() { Transport::WebSocket } else { Transport::Tcp }
-    }
-
-    /// The TLS state, if any, then the outbound state, locked in that order: sealed records
-    /// must enter the queue in the order they were sealed.
-    pub fn sealing(&self) -> (Option<TlsGuard<'_>>, MutexGuard<'_, Outgoing>) {
-        let tls = self.tls.as_ref().map(Tls::lock);
-        (tls, self.outgoing())
-    }
-
-    /// The outbound state. A panic while holding the lock cannot leave it inconsistent (each
-    /// change is one assignment or one queue operation), so a poisoned lock is used as is.
-    pub fn outgoing(&self) -> MutexGuard<'_, Outgoing> {
-        self.outgoing.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Asks the session to end. The first reason wins; returns whether it was this one.
-    pub fn close(&self, reason: DisconnectReason) -> bool {
-        let first = self.reason.set(reason).is_ok();
-        self.closed.store(true, Ordering::Release);
-        self.task.wake();
-        first
-    }
-
-    /// Game code ends the session: what it sends afterwards is not delivered.
-    pub fn close_by_app(&self, reason: DisconnectReason) {
-        self.mark_closed_by_app();
-        self.close(reason);
-    }
-
-    /// Game code decided to end the session (it closes at the frame's flush): what the peer
-    /// sends from now on is not delivered.
-    pub fn mark_closed_by_app(&self) {
-        self.closed_by_app.store(true, Ordering::Release);
-    }
-
-    /// Whether the session is ending (or has ended).
-    pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    /// Whether this side's game code closed it.
-    pub fn is_closed_by_app(&self) -> bool {
-        self.closed_by_app.load(Ordering::Acquire)
-    }
-
-    /// The reason the session ends.
-    pub fn reason(&self) -> DisconnectReason {
-        self.reason.get_or_init(|| DisconnectReason::Shutdown).clone()
-    }
-
-    /// Tells the session's task that its socket filled, so it arms its outbound timers (the
-    /// write stall, the backlog above the cap) even if its peer never sends a byte.
-    pub fn socket_filled(&self) {
-        self.blocked_news.store(true, Ordering::Release);
-        self.task.wake();
-    }
-
-    /// Resolves once the session is closed. For the session's own task only (one waker).
-    pub async fn closed(&self) {
-        poll_fn(|cx| {
-            self.task.register(cx.waker());
-            if self.is_closed() { Poll::Ready(()) } else { Poll::Pending }
-        })
-        .await;
-    }
-
-    /// Called by the writer when it wrote the last bytes of a finishing session.
-    pub fn finished(&self) {
-        self.finished.notify_one();
-    }
-}
-
-/// Every open session, so a shutdown can close them all and a restarted writer can find them.
-#[derive(Debug, Default)]
-pub(crate) struct SessionRegistry {
-    sessions: Mutex<HashMap<SessionId, Arc<Session>>>,
-}
-
-impl SessionRegistry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn insert(&self, session: &Arc<Session>) {
-        self.lock().insert(session.id, session.clone());
-    }
-
-    fn remove(&self, id: SessionId) {
-        self.lock().remove(&id);
-    }
-
-    /// Closes every open session with `reason`.
-    pub fn close_all(&self, reason: &DisconnectReason) {
-        for session in self.lock().values() {
-            session.close(reason.clone());
-        }
-    }
-
-    /// Every open session.
-    pub fn all(&self) -> Vec<Arc<Session>> {
-        self.lock().values().cloned().collect()
-    }
-}
 
 /// What every session of one plugin shares.
 pub(crate) struct SessionContext<In> {
@@ -298,15 +109,6 @@ pub(crate) async fn run<In: PacketSet>(
     let _ = cx.inbound.send_event(IoEvent::Disconnected { id, reason: Box::new(reason) });
 }
 
-/// The text of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_string())
-}
-
 /// Why the read loop woke.
 enum Wake {
     Closed,
@@ -333,10 +135,7 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
     let mut armed = None;
     loop {
         // The inbound rules' timers, and the outbound ones while the writer waits on the socket.
-        let outbound = {
-            let out = session.outgoing();
-            if out.blocked { out.queue.deadline(&limits) } else { None }
-        };
+        let outbound = session.outgoing().deadline(&limits);
         let deadline =
             [rules.deadline(), outbound, ws.as_ref().and_then(WsInbound::deadline)].into_iter().flatten().min();
         if deadline != armed {
@@ -348,11 +147,11 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
             }
         }
         let wake = poll_fn(|task| {
-            session.task.register(task.waker());
+            session.register_task(task.waker());
             if session.is_closed() {
                 return Poll::Ready(Wake::Closed);
             }
-            if session.blocked_news.swap(false, Ordering::AcqRel) {
+            if session.take_socket_filled() {
                 return Poll::Ready(Wake::SocketFilled);
             }
             match session.stream.poll_read_ready(task) {
@@ -487,11 +286,11 @@ fn send_replies<In>(
 /// frees its buffers at once instead of holding them while it tries to deliver them.
 async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx: &SessionContext<In>) {
     if reason.flushes_before_close() {
-        let finished = session.finished.notified();
+        let finished = session.finished_notified();
         {
             let (mut tls, mut out) = session.sealing();
             if let Some(role) = session.ws
-                && !out.abandoned
+                && !out.is_abandoned()
             {
                 // The peer learns why, after what it was sent. Past the ceiling it goes anyway:
                 // a control frame is at most 127 bytes (and TLS's close_notify a few more).
@@ -503,16 +302,14 @@ async fn close_socket<In>(session: &Arc<Session>, reason: &DisconnectReason, cx:
                 };
                 let _ = out.queue.push(close, Instant::now(), &unlimited);
             }
-            out.finishing = true;
+            out.finish();
         }
         cx.writer.submit_one(session);
         let linger = cx.config.close_linger.max(Duration::from_millis(1));
         let _ = tokio::time::timeout(linger, finished).await;
     }
     {
-        let mut out = session.outgoing();
-        out.abandoned = true;
-        out.queue.clear();
+        session.outgoing().abandon();
     }
     // The writer drops its hold on the socket at its next pass.
     cx.writer.wake();

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use bevy_ecs::resource::Resource;
 
 use crate::core::TotalBacklog;
-use crate::{DisconnectKind, DisconnectReason, SessionId};
+use crate::handle::SessionId;
+use crate::reason::{DisconnectKind, DisconnectReason};
 
 /// Counters the I/O threads update; read by the ECS once per frame. Relaxed atomics: each is a
 /// plain tally, nothing is synchronised through them.
