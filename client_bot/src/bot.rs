@@ -2,11 +2,14 @@
 //! checking the protocol as it goes.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bevy_app::{App, AppExit, Last, Plugin, Update};
 use bevy_ecs::prelude::*;
-use net_plugin::{ClientOutbox, ClientReceived, ConnectFailed, Connected, Connector, Disconnected, NetStats};
+use net_plugin::{
+    ClientOutbox, ClientReceived, ConnectFailed, ConnectOptions, Connected, Connector, Disconnected, NetStats,
+};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashSet;
@@ -170,8 +173,24 @@ impl Plugin for BotPlugin {
     }
 }
 
+/// Where and how the bots connect ([`BotConfig::endpoint`]); without it, `--addr` over
+/// `--transport`.
+#[derive(Resource, Debug, Clone)]
+pub struct Endpoint {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The transport, and TLS for `wss://`.
+    pub options: ConnectOptions,
+}
+
 /// Connects bots at the ramp rate.
-fn launch(mut run: ResMut<Run>, phase: Res<Phase>, mut connector: Connector, mut commands: Commands) {
+fn launch(
+    mut run: ResMut<Run>,
+    phase: Res<Phase>,
+    endpoint: Option<Res<Endpoint>>,
+    mut connector: Connector,
+    mut commands: Commands,
+) {
     if *phase != Phase::Running {
         return;
     }
@@ -181,7 +200,10 @@ fn launch(mut run: ResMut<Run>, phase: Res<Phase>, mut connector: Connector, mut
         rate => ((run.started.elapsed().as_secs_f64() * f64::from(rate)) as u32 + 1).min(total),
     };
     while run.launched < due {
-        let entity = connector.connect_over(run.config.addr, run.config.transport.net());
+        let entity = match &endpoint {
+            Some(endpoint) => connector.connect_with(endpoint.addr, endpoint.options.clone()),
+            None => connector.connect_over(run.config.addr, run.config.transport.net()),
+        };
         commands.entity(entity).insert(Bot::new(run.launched, run.config.seed));
         run.launched += 1;
     }

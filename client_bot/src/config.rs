@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use net_plugin::{ClientTls, ConnectOptions};
+
+use crate::{BotUrl, Endpoint};
 
 /// When the bots send their moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,6 +81,17 @@ pub struct BotConfig {
     /// How the bots connect: `tcp`, or `ws` (WebSocket, to the server's `--ws-bind` address).
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: BotTransport,
+
+    /// Instead of `--addr` and `--transport`: `tcp://HOST:PORT`, `ws://HOST:PORT/` or
+    /// `wss://HOST:PORT/` (TLS; the server's certificate must name HOST). HOST is an IP address
+    /// or `localhost`.
+    #[arg(long, conflicts_with_all = ["addr", "transport"], value_name = "URL")]
+    pub url: Option<BotUrl>,
+
+    /// With a `wss://` URL, trust this PEM certificate (e.g. a self-signed one) besides the
+    /// system's root certificates.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
 
     /// How many bots (connections) to open.
     #[arg(long, default_value_t = 10)]
@@ -179,6 +193,8 @@ impl Default for BotConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 7777)),
             transport: BotTransport::Tcp,
+            url: None,
+            ca_cert: None,
             bots: 10,
             duration: Duration::from_secs(30),
             move_interval: Duration::from_millis(250),
@@ -228,6 +244,25 @@ impl BotConfig {
         if self.io_threads == 0 {
             return Err("--io-threads must be at least 1".into());
         }
+        if self.ca_cert.is_some() && !self.url.as_ref().is_some_and(|url| url.tls) {
+            return Err("--ca-cert goes with a wss:// --url".into());
+        }
         Ok(())
+    }
+
+    /// The address connected to: `--url`'s, else `--addr`.
+    pub fn target(&self) -> SocketAddr {
+        self.url.as_ref().map_or(self.addr, |url| url.addr)
+    }
+
+    /// How every bot connects, with `wss://`'s trusted certificates loaded once; a CA file that
+    /// cannot be used is an error here, before any bot starts.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        let Some(url) = &self.url else {
+            let options = ConnectOptions { transport: self.transport.net(), tls: None };
+            return Ok(Endpoint { addr: self.addr, options });
+        };
+        let tls = if url.tls { Some(ClientTls::new(&url.host, self.ca_cert.as_deref())?) } else { None };
+        Ok(Endpoint { addr: url.addr, options: ConnectOptions { transport: url.transport.net(), tls } })
     }
 }

@@ -33,6 +33,7 @@ pub mod light_load;
 mod metrics;
 mod procfs;
 mod report;
+mod url;
 mod view;
 
 use std::time::{Duration, Instant};
@@ -40,10 +41,11 @@ use std::time::{Duration, Instant};
 use bevy_app::App;
 use net_plugin::{ClientPlugin, NetConfig};
 
-pub use bot::{Bot, BotPlugin, FinalReport, Phase, Run};
+pub use bot::{Bot, BotPlugin, Endpoint, FinalReport, Phase, Run};
 pub use config::{BotConfig, BotTransport, Margin, MovePattern};
 pub use metrics::Metrics;
 pub use report::{Report, RttMs, final_state_mismatches, view_mismatches};
+pub use url::BotUrl;
 pub use view::{Pos, View, Violation};
 
 /// The bots' app: the network client side and the bot systems.
@@ -51,15 +53,18 @@ pub fn app(config: &BotConfig) -> Result<App, String> {
     config.validate()?;
     let net = NetConfig { io_threads: config.io_threads, ..NetConfig::client_default() };
     let client = ClientPlugin::new(net).map_err(|e| e.to_string())?;
+    let endpoint = config.endpoint()?;
     let mut app = App::new();
     app.add_plugins((client, BotPlugin { config: config.clone() }));
+    app.insert_resource(endpoint);
     Ok(app)
 }
 
 /// Runs the bots to the end and returns their report (also written to `--json`, if given).
 pub fn run(config: BotConfig) -> Result<Report, String> {
     let mut app = app(&config)?;
-    let churn = churn::Churn::start(config.addr, config.churn_rate, config.garbage_rate, config.duration, config.seed);
+    let churn =
+        churn::Churn::start(config.target(), config.churn_rate, config.garbage_rate, config.duration, config.seed);
     app.finish();
     app.cleanup();
     let frame = Duration::from_secs_f64(1.0 / f64::from(config.frame_hz));

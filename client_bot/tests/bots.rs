@@ -196,3 +196,42 @@ fn a_clean_run_over_websocket_beside_tcp_bots() {
         assert_eq!(report.rtt_ms.count, report.moves_sent, "every move echoed");
     }
 }
+
+/// A self-signed certificate for `localhost`, written as PEM files under `name`; (cert, key).
+fn localhost_certificate(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("a certificate");
+    let dir = std::env::temp_dir().join(format!("client_bot-tls-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+#[test]
+fn a_clean_run_over_wss_beside_tcp_bots_and_none_with_the_wrong_ca() {
+    let (cert, key) = localhost_certificate("wss-bots");
+    let mut config =
+        ServerConfig { bind: "127.0.0.1:0".into(), stats_interval: Duration::ZERO, ..ServerConfig::default() };
+    config.net.websocket.bind = Some("127.0.0.1:0".into());
+    (config.net.websocket.tls_cert, config.net.websocket.tls_key) = (Some(cert.clone()), Some(key));
+    let net = ServerPlugin::bind(&config.bind, config.net.clone()).unwrap();
+    let (tcp, wss) = (net.local_addr(), net.websocket_addr().unwrap());
+    let _server = AppThread::spawn(move || server::app(&config, net, None));
+    let url: client_bot::BotUrl = format!("wss://localhost:{}/", wss.port()).parse().unwrap();
+    let secure = BotConfig { url: Some(url.clone()), ca_cert: Some(cert), ..quick(tcp, 10) };
+    let web = std::thread::spawn(move || client_bot::run(secure).unwrap());
+    let native = client_bot::run(quick(tcp, 10)).unwrap();
+    let web = web.join().unwrap();
+    for report in [&web, &native] {
+        assert!(report.clean(), "{report}");
+        assert_eq!((report.bots, report.connected, report.entered), (10, 10, 10));
+        assert_eq!(report.rtt_ms.count, report.moves_sent, "every move echoed");
+    }
+
+    // A CA that did not sign the server's certificate: no bot connects, and the run says so.
+    let (other, _) = localhost_certificate("wss-bots-other");
+    let refused = client_bot::run(BotConfig { url: Some(url), ca_cert: Some(other), ..quick(tcp, 3) }).unwrap();
+    assert_eq!((refused.connected, refused.connect_failures), (0, 3), "{refused}");
+    assert!(!refused.clean());
+}

@@ -40,6 +40,8 @@ fn help_documents_every_flag() {
         "--world-size",
         "--view-radius",
         "--view-margin",
+        "--url",
+        "--ca-cert",
         "bench",
     ] {
         assert!(help.iter().any(|w| w == flag), "--help mentions {flag}");
@@ -76,6 +78,11 @@ fn a_bad_flag_is_one_line_and_exit_code_2() {
         &["--frob"],
         &["--bots", "0"],
         &["--duration", "long"],
+        &["--url", "http://127.0.0.1:7777/"],
+        &["--url", "ws://example.com:7780/"],
+        &["--url", "ws://127.0.0.1:7780/", "--addr", "127.0.0.1:7780"],
+        &["--url", "ws://127.0.0.1:7780/", "--transport", "ws"],
+        &["--url", "ws://127.0.0.1:7780/", "--ca-cert", "ca.pem"],
         &["bench", "--scenario", "s9"],
         &["bench", "--scenario", "s1", "--bot-arg=--json=elsewhere.json"],
     ] {

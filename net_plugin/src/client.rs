@@ -19,7 +19,7 @@ use crate::inbound::IoEvent;
 use crate::plugin::IoStart;
 use crate::runtime::Spawner;
 use crate::session::{self, SessionContext, configure_socket};
-use crate::transport::{Transport, ws};
+use crate::transport::{ConnectOptions, Transport, ws};
 use crate::{Connecting, NetConfig};
 
 /// Opens outgoing connections. `In` is the packet set servers send (by default every `S_`
@@ -57,9 +57,9 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ClientPlugin<In, Out> {
         let spawner = io.runtime.spawner();
         let handle = io.runtime.handle().cloned();
         let cx = io.cx.clone();
-        let open: OpenFn = Box::new(move |id, addr, transport| {
+        let open: OpenFn = Box::new(move |id, addr, options| {
             if let Some(handle) = &handle {
-                let task = connect::<In>(id, addr, transport, cx.clone(), spawner.clone());
+                let task = connect::<In>(id, addr, options, cx.clone(), spawner.clone());
                 spawner.tasks.spawn_on(task, handle);
             }
         });
@@ -70,7 +70,7 @@ impl<In: PacketSet, Out: PacketSet> Plugin for ClientPlugin<In, Out> {
 
 /// Starts a connect task for a session id and address; type-erases the packet set so
 /// [`Connector`] needs no type parameter.
-type OpenFn = Box<dyn Fn(SessionId, SocketAddr, Transport) + Send + Sync>;
+type OpenFn = Box<dyn Fn(SessionId, SocketAddr, ConnectOptions) + Send + Sync>;
 
 #[derive(Resource)]
 pub(crate) struct ConnectorState {
@@ -107,10 +107,18 @@ impl Connector<'_, '_> {
     /// `ws://addr/` (the server's WebSocket port) and sends each frame's packets as one binary
     /// message, as a browser would. Otherwise as [`connect`](Self::connect).
     pub fn connect_over(&mut self, addr: SocketAddr, transport: Transport) -> Entity {
+        self.connect_with(addr, ConnectOptions { transport, tls: None })
+    }
+
+    /// Starts connecting to `addr` as `options` say: with [`ConnectOptions::tls`] over
+    /// [`Transport::WebSocket`], `wss://` (the server's certificate checked before the upgrade;
+    /// a certificate not trusted is a [`ConnectFailed`](crate::ConnectFailed) naming why).
+    /// Otherwise as [`connect_over`](Self::connect_over).
+    pub fn connect_with(&mut self, addr: SocketAddr, options: ConnectOptions) -> Entity {
         let id = SessionId(self.state.next_id.fetch_add(1, Ordering::Relaxed));
         let entity = self.commands.spawn(Connecting { addr, since: Instant::now() }).id();
         self.index.insert(id, entity, None);
-        (self.state.open)(id, addr, transport);
+        (self.state.open)(id, addr, options);
         entity
     }
 }
@@ -119,7 +127,7 @@ impl Connector<'_, '_> {
 async fn connect<In: PacketSet>(
     id: SessionId,
     addr: SocketAddr,
-    transport: Transport,
+    options: ConnectOptions,
     cx: Arc<SessionContext<In>>,
     spawner: Spawner,
 ) {
@@ -137,21 +145,26 @@ async fn connect<In: PacketSet>(
     if let Err(e) = configure_socket(&stream, &cx.config) {
         return fail(&cx, id, addr, e.to_string()).await;
     }
-    let mut role = None;
-    if transport == Transport::WebSocket {
-        let upgrade = tokio::time::timeout(cx.config.connect_timeout, ws::connect(&mut stream, addr));
+    let (mut role, mut tls) = (None, None);
+    if options.transport == Transport::WebSocket {
+        let upgrade = tokio::time::timeout(cx.config.connect_timeout, async {
+            match &options.tls {
+                Some(client_tls) => client_tls.connect(&mut stream, addr).await.map(Some),
+                None => ws::connect(&mut stream, addr).await.map(|()| None),
+            }
+        });
         let upgraded = tokio::select! {
             biased;
             () = spawner.shutdown.cancelled() => return,
             upgraded = upgrade => upgraded,
         };
         match upgraded {
-            Ok(Ok(())) => role = Some(ws::Role::Client),
+            Ok(Ok(secured)) => (role, tls) = (Some(ws::Role::Client), secured),
             Ok(Err(e)) => return fail(&cx, id, addr, e.to_string()).await,
             Err(_) => return fail(&cx, id, addr, format!("no upgrade within {:?}", cx.config.connect_timeout)).await,
         }
     }
-    session::run::<In>(stream, role, None, id, addr, cx, &spawner.shutdown).await;
+    session::run::<In>(stream, role, tls, id, addr, cx, &spawner.shutdown).await;
 }
 
 async fn fail<In>(cx: &SessionContext<In>, id: SessionId, addr: SocketAddr, error: String) {

@@ -134,4 +134,4 @@ pub use runtime::NetFaults;
 pub use server::{BindError, Ipv6Host, ListenerControl, ServerAddr, ServerPlugin, WebSocketAddr};
 pub use shared::EncodeError;
 pub use stats::{NetStats, Refusal};
-pub use transport::{Transport, WebFile};
+pub use transport::{ClientTls, ConnectOptions, Transport, WebFile};

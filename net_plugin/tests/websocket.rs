@@ -10,9 +10,11 @@ use std::time::Duration;
 use bevy_app::Update;
 use futures_util::{SinkExt, StreamExt};
 use net_plugin::testing::{AppThread, RawClient};
+use net_plugin::testing::{Recorded, record};
 use net_plugin::{
-    Connected, Connection, DisconnectKind, Disconnected, NetConfig, NetStats, Refusal, ServerPlugin, Transport,
-    WebSocketAddr, WebSocketConfig,
+    ClientOutbox, ClientPlugin, ClientReceived, ClientTls, ConnectFailed, ConnectOptions, Connected, Connection,
+    Connector, DisconnectKind, Disconnected, NetConfig, NetStats, Refusal, ServerPlugin, Transport, WebSocketAddr,
+    WebSocketConfig,
 };
 use shared::{C_Chat, C_Move, FrameDecoder, S_BroadcastMove, S_Chat, ServerPacket, encode_to_vec};
 use support::{WAIT, broadcast_moves, echo_chat, recorded, start_server_with, wait_recorded};
@@ -275,7 +277,7 @@ fn the_transport_is_off_unless_bound() {
 struct Target(SocketAddr);
 
 fn connect_over_ws(
-    mut connector: net_plugin::Connector,
+    mut connector: Connector,
     target: bevy_ecs::system::Res<Target>,
     mut done: bevy_ecs::system::Local<bool>,
 ) {
@@ -284,7 +286,7 @@ fn connect_over_ws(
     }
 }
 
-fn chat_on_connect(mut connected: bevy_ecs::message::MessageReader<Connected>, mut outbox: net_plugin::ClientOutbox) {
+fn chat_on_connect(mut connected: bevy_ecs::message::MessageReader<Connected>, mut outbox: ClientOutbox) {
     for c in connected.read() {
         // Two frames' worth in one flush, and a packet large enough for a 16-bit length.
         outbox.send(c.entity, &C_Chat { chat: "from the client plugin".into() });
@@ -298,23 +300,17 @@ fn the_client_plugin_connects_over_websocket_as_a_browser_would() {
     let (server, _, ws_addr) = start(ws_config());
     let client = AppThread::spawn(move || {
         let mut app = bevy_app::App::new();
-        app.add_plugins(net_plugin::ClientPlugin::new(NetConfig::client_default()).unwrap())
+        app.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap())
             .insert_resource(Target(ws_addr))
             .add_systems(Update, (connect_over_ws, chat_on_connect));
         record::<Connected>(&mut app);
-        record::<net_plugin::ClientReceived<S_Chat>>(&mut app);
+        record::<ClientReceived<S_Chat>>(&mut app);
         app
     });
-    let echoed = client
-        .wait_until(WAIT, |app| app.world().resource::<Recorded<net_plugin::ClientReceived<S_Chat>>>().0.len() >= 2);
+    let echoed = client.wait_until(WAIT, |app| app.world().resource::<Recorded<ClientReceived<S_Chat>>>().0.len() >= 2);
     assert!(echoed, "both chat lines came back");
     let chats: Vec<String> = client.run(|app| {
-        app.world()
-            .resource::<Recorded<net_plugin::ClientReceived<S_Chat>>>()
-            .0
-            .iter()
-            .map(|r| r.packet.chat.clone())
-            .collect()
+        app.world().resource::<Recorded<ClientReceived<S_Chat>>>().0.iter().map(|r| r.packet.chat.clone()).collect()
     });
     assert_eq!(chats, ["from the client plugin".to_string(), "x".repeat(300)]);
     let transports = server.run(|app| {
@@ -443,4 +439,62 @@ fn certificate_files_that_do_not_load_are_a_start_up_error() {
         })
         .is_ok()
     );
+}
+
+#[derive(bevy_ecs::prelude::Resource)]
+struct WssTarget(SocketAddr, ConnectOptions);
+
+/// The client side over `wss://`: one connection, which chats once connected.
+fn wss_client(addr: SocketAddr, options: ConnectOptions) -> AppThread {
+    fn connect_once(
+        mut connector: Connector,
+        target: bevy_ecs::prelude::Res<WssTarget>,
+        mut done: bevy_ecs::prelude::Local<bool>,
+    ) {
+        if !*done {
+            connector.connect_with(target.0, target.1.clone());
+            *done = true;
+        }
+    }
+    fn chat(mut connected: bevy_ecs::prelude::MessageReader<Connected>, mut outbox: ClientOutbox) {
+        for c in connected.read() {
+            outbox.send(c.entity, &C_Chat { chat: "over wss".into() });
+        }
+    }
+    AppThread::spawn(move || {
+        let mut app = bevy_app::App::new();
+        app.add_plugins(ClientPlugin::new(NetConfig::client_default()).unwrap())
+            .insert_resource(WssTarget(addr, options))
+            .add_systems(Update, (connect_once, chat));
+        record::<ConnectFailed>(&mut app);
+        record::<ClientReceived<S_Chat>>(&mut app);
+        app
+    })
+}
+
+#[test]
+fn the_client_side_speaks_wss_and_refuses_a_certificate_it_does_not_trust() {
+    let (cert, key, _) = localhost_certificate("client-side");
+    let mut config = ws_config();
+    (config.websocket.tls_cert, config.websocket.tls_key) = (Some(cert.clone()), Some(key));
+    let (_server, _, ws_addr) = start(config);
+
+    let trusted = ClientTls::new("localhost", Some(&cert)).expect("the test's CA");
+    let client = wss_client(ws_addr, ConnectOptions { transport: Transport::WebSocket, tls: Some(trusted) });
+    assert!(client.wait_until(WAIT, |app| app.world().resource::<Recorded<ClientReceived<S_Chat>>>().0.len() == 1));
+    let echoed = client.run(|app| app.world().resource::<Recorded<ClientReceived<S_Chat>>>().0[0].packet.chat.clone());
+    assert_eq!(echoed, "over wss");
+
+    // Another certificate for the same name: the server's is not trusted, and the failure says so.
+    let (other, _, _) = localhost_certificate("client-side-other");
+    let wrong = ClientTls::new("localhost", Some(&other)).expect("a CA file");
+    let client = wss_client(ws_addr, ConnectOptions { transport: Transport::WebSocket, tls: Some(wrong) });
+    assert!(client.wait_until(WAIT, |app| app.world().resource::<Recorded<ConnectFailed>>().0.len() == 1));
+    let error = client.run(|app| app.world().resource::<Recorded<ConnectFailed>>().0[0].error.to_string());
+    assert!(error.contains("TLS handshake") && error.contains("certificate"), "{error}");
+
+    // A CA file without a certificate is refused before any connection.
+    let empty = std::env::temp_dir().join(format!("net_plugin-tls-{}-empty.pem", std::process::id()));
+    std::fs::write(&empty, "").unwrap();
+    assert!(ClientTls::new("localhost", Some(&empty)).unwrap_err().contains("no certificate"));
 }

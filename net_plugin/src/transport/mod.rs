@@ -10,14 +10,17 @@
 //!   strips WebSocket frame headers around the core's bytes, so the core, the writer and the
 //!   ECS side are the ones TCP uses.
 //! - [`tls`]: TLS under the WebSocket transport (`wss://`), as a codec at the two ends of the
-//!   session's queue, so the socket stays the session core's.
+//!   session's queue, so the socket stays the session core's; [`tls_client`] is its client
+//!   side (the bots' `wss://`).
 //!
 //! Game code sees one [`Connection`](crate::Connection) whatever the transport; only
 //! [`Connection::transport`](crate::Connection::transport) tells them apart.
 
 pub(crate) mod tls;
+pub(crate) mod tls_client;
 pub(crate) mod ws;
 
+pub use tls_client::{ClientTls, ConnectOptions};
 pub use ws::WebFile;
 
 /// How a connection reaches its peer.

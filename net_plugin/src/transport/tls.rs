@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use rustls::ServerConnection;
+use rustls::Connection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -52,16 +52,18 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<Acceptor, String> {
 
 /// A session's TLS state once the handshake is done.
 #[derive(Debug)]
-pub(crate) struct Tls(Mutex<ServerConnection>);
+pub(crate) struct Tls(Mutex<Connection>);
 
 /// A session's TLS state, locked: to seal records for its queue.
-pub(crate) struct TlsGuard<'a>(MutexGuard<'a, ServerConnection>);
+pub(crate) struct TlsGuard<'a>(MutexGuard<'a, Connection>);
 
 impl Tls {
     /// Takes over a connection whose handshake tokio-rustls finished. Its plaintext buffer
     /// limit is lifted: every record is taken out right after it is sealed, into the session's
     /// queue, whose own limits apply.
-    pub fn new(mut connection: ServerConnection) -> Self {
+    /// Either side's: a client's (`tls_client`) is used the same way.
+    pub fn new(connection: impl Into<Connection>) -> Self {
+        let mut connection = connection.into();
         connection.set_buffer_limit(None);
         Self(Mutex::new(connection))
     }
@@ -130,7 +132,7 @@ impl TlsGuard<'_> {
 
 #[cfg(test)]
 mod tests {
-    use rustls::ClientConnection;
+    use rustls::{ClientConnection, ServerConnection};
 
     use super::*;
 

@@ -28,7 +28,6 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use shared::PacketSet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::core::InboundRules;
 use crate::{DisconnectReason, WebSocketConfig};
@@ -252,7 +251,10 @@ fn answer(request: &[u8], config: &WebSocketConfig) -> Result<String, HandshakeE
 
 /// Upgrades a connected socket as a client (the bots): sends the request, reads the `101` and
 /// checks its accept key.
-pub(crate) async fn connect(stream: &mut TcpStream, host: std::net::SocketAddr) -> Result<(), HandshakeError> {
+pub(crate) async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: std::net::SocketAddr,
+) -> Result<(), HandshakeError> {
     let key: Vec<u8> = (0..4).flat_map(|_| mask_key()).collect();
     let key = base64::engine::general_purpose::STANDARD.encode(key);
     let request = format!(
