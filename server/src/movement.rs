@@ -4,7 +4,8 @@
 //! of a player in a tick wins; then every player who moved this tick is broadcast once, as
 //! `S_BroadcastMove` at its newest position, to everyone in its room, mover included (a client
 //! times its round trip by its own echo: a tick's moves get one echo, and a move to where the
-//! player already stands still gets one). A room's moves of one tick are encoded once, as one
+//! player already stands still gets one; with a view radius, interest management echoes each
+//! overtaken move to its mover too, from [`MoveEchoes`]). A room's moves of one tick are encoded once, as one
 //! batch, and copied once to each member; the batch goes when its room closes.
 
 use std::collections::HashMap;
