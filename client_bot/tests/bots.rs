@@ -190,7 +190,12 @@ fn a_clean_run_over_websocket_beside_tcp_bots() {
     });
     let native = client_bot::run(quick(tcp, 10)).unwrap();
     let web = web.join().unwrap();
-    for report in [&web, &native] {
+    assert_both_clean(&web, &native);
+}
+
+/// Ten bots over each transport, each run clean, every move echoed.
+fn assert_both_clean(web: &client_bot::Report, native: &client_bot::Report) {
+    for report in [web, native] {
         assert!(report.clean(), "{report}");
         assert_eq!((report.bots, report.connected, report.entered), (10, 10, 10));
         assert_eq!(report.rtt_ms.count, report.moves_sent, "every move echoed");
@@ -223,11 +228,7 @@ fn a_clean_run_over_wss_beside_tcp_bots_and_none_with_the_wrong_ca() {
     let web = std::thread::spawn(move || client_bot::run(secure).unwrap());
     let native = client_bot::run(quick(tcp, 10)).unwrap();
     let web = web.join().unwrap();
-    for report in [&web, &native] {
-        assert!(report.clean(), "{report}");
-        assert_eq!((report.bots, report.connected, report.entered), (10, 10, 10));
-        assert_eq!(report.rtt_ms.count, report.moves_sent, "every move echoed");
-    }
+    assert_both_clean(&web, &native);
 
     // A CA that did not sign the server's certificate: no bot connects, and the run says so.
     let (other, _) = localhost_certificate("wss-bots-other");
