@@ -23,6 +23,13 @@
 //! `recv`/`send` matter: under the same load, a `mio` version of this loop measured 23% below
 //! the reference (`docs/benchmarks.md`), and a floor must be the reference's floor.
 //!
+//! With `--tick T` it answers as a server with a fixed tick does: the moves read are counted per
+//! connection, and every `T` (the epoll wait's timeout) each is answered, one `write` per move,
+//! in the order the connections were first read. The system calls are the same; what changes is
+//! when a socket is written: a tick after it was read, with every other socket read in between,
+//! rather than at once, while its kernel state is still in the cache. The difference between the
+//! two floors is the cost of the tick itself (see `docs/benchmarks.md`).
+//!
 //! It listens on 127.0.0.1 only: it exists to be measured on this machine.
 
 use std::io;
@@ -62,12 +69,17 @@ pub struct FloorArgs {
     /// The answer written for every 16 bytes read: the real server's bytes out per move.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub answer_bytes: u32,
+    /// Answer at the next tick of this period instead of at once (e.g. 16.7ms: a 60 Hz tick).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub tick: Option<std::time::Duration>,
 }
 
-/// One accepted connection: its socket and the bytes of a move not yet whole.
+/// One accepted connection: its socket, the bytes of a move not yet whole, and (with a tick)
+/// the moves read and not answered yet.
 struct Connection {
     fd: OwnedFd,
     leftover: usize,
+    owed: u32,
 }
 
 /// The floor server, bound and ready to [`run`](Floor::run).
@@ -81,6 +93,9 @@ pub struct Floor {
     connections: Vec<Option<Connection>>,
     free: Vec<usize>,
     stop: Arc<OwnedFd>,
+    /// With `--tick`: the period, and the connections owed answers, in the order first read.
+    tick: Option<std::time::Duration>,
+    owed: Vec<usize>,
 }
 
 /// Stops a running [`Floor`] from another thread.
@@ -118,7 +133,14 @@ impl Floor {
             connections: Vec::new(),
             free: Vec::new(),
             stop: Arc::new(stop),
+            tick: None,
+            owed: Vec::new(),
         })
+    }
+
+    /// Answers at the next tick of `period` instead of at once.
+    pub fn with_tick(self, period: Option<std::time::Duration>) -> Floor {
+        Floor { tick: period, ..self }
     }
 
     /// Where it listens.
@@ -135,9 +157,20 @@ impl Floor {
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Vec::with_capacity(EVENTS_PER_WAIT);
         let mut buf = vec![0u8; READ_BUFFER];
+        let mut next_tick = self.tick.map(|period| std::time::Instant::now() + period);
         loop {
             events.clear();
-            match epoll::wait(&self.epoll, spare_capacity(&mut events), None) {
+            if let (Some(period), Some(at)) = (self.tick, next_tick.as_mut())
+                && std::time::Instant::now() >= *at
+            {
+                self.answer_owed();
+                *at += period;
+            }
+            let timeout = next_tick.map(|at| {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                rustix::event::Timespec::try_from(left).unwrap_or_default()
+            });
+            match epoll::wait(&self.epoll, spare_capacity(&mut events), timeout.as_ref()) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -169,7 +202,7 @@ impl Floor {
             });
             let data = epoll::EventData::new_u64(FIRST_CONNECTION + slot as u64);
             epoll::add(&self.epoll, &fd, data, epoll::EventFlags::IN)?;
-            self.connections[slot] = Some(Connection { fd, leftover: 0 });
+            self.connections[slot] = Some(Connection { fd, leftover: 0, owed: 0 });
         }
     }
 
@@ -185,9 +218,27 @@ impl Floor {
         };
         let total = conn.leftover + n;
         conn.leftover = total % MOVE_BYTES;
-        for _ in 0..total / MOVE_BYTES {
+        let moves = (total / MOVE_BYTES) as u32;
+        if self.tick.is_some() {
+            if conn.owed == 0 && moves > 0 {
+                self.owed.push(slot);
+            }
+            conn.owed += moves;
+            return;
+        }
+        for _ in 0..moves {
             // Ignored, as the reference ignores it: the floor counts syscalls, not answers.
             let _ = rustix::io::write(&conn.fd, &self.answer);
+        }
+    }
+
+    /// At a tick: answers every move read since the last, one `write` each.
+    fn answer_owed(&mut self) {
+        for slot in self.owed.drain(..) {
+            let Some(Some(conn)) = self.connections.get_mut(slot) else { continue };
+            for _ in 0..std::mem::take(&mut conn.owed) {
+                let _ = rustix::io::write(&conn.fd, &self.answer);
+            }
         }
     }
 
@@ -202,7 +253,7 @@ impl Floor {
 /// `client_bot floor`: binds, prints `listening on ADDR` to stderr (the bench runner reads it
 /// there, whatever the log level), serves until killed.
 pub fn run(args: &FloorArgs) -> io::Result<()> {
-    let floor = Floor::bind(args.port, args.answer_bytes as usize)?;
+    let floor = Floor::bind(args.port, args.answer_bytes as usize)?.with_tick(args.tick);
     eprintln!("listening on {}", floor.local_addr());
     floor.run()
 }

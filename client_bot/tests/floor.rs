@@ -30,7 +30,11 @@ struct FloorThread {
 
 impl FloorThread {
     fn start(answer: usize) -> FloorThread {
-        let floor = Floor::bind(0, answer).unwrap();
+        Self::start_with_tick(answer, None)
+    }
+
+    fn start_with_tick(answer: usize, tick: Option<Duration>) -> FloorThread {
+        let floor = Floor::bind(0, answer).unwrap().with_tick(tick);
         let addr = floor.local_addr();
         let stop = floor.stopper();
         FloorThread { addr, stop, thread: Some(std::thread::spawn(move || floor.run())) }
@@ -89,6 +93,26 @@ fn the_floor_writes_one_answer_per_whole_move_and_carries_the_rest_over() {
     let mut rest = Vec::new();
     a.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "the first connection had every answer already");
+}
+
+#[test]
+fn with_a_tick_the_floor_answers_each_move_at_the_next_tick_not_at_once() {
+    let floor = FloorThread::start_with_tick(100, Some(Duration::from_secs(2)));
+    let mut a = connect(floor.addr);
+    a.write_all(&[1; 2 * MOVE_BYTES + 3]).unwrap();
+    // The tick is 2 s away: nothing yet.
+    a.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let early = a.read(&mut [0u8; 1]);
+    assert!(early.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "{early:?}");
+    // At the tick: one answer per whole move.
+    a.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answers = vec![7u8; 200];
+    a.read_exact(&mut answers).unwrap();
+    assert!(answers.iter().all(|b| *b == 0));
+    a.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    a.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "two answers, not three: the 3 bytes are no move");
 }
 
 /// The light load: `connections` against `addr`, a second of moves counted, read on for 2 s.

@@ -163,6 +163,14 @@ impl Connection {
         true
     }
 
+    /// Asks for this frame's write of what is held, if anything is (see
+    /// [`Outbox::release`](crate::Outbox::release)).
+    pub(crate) fn release(&mut self) {
+        if !self.frame.is_empty() {
+            self.urgent = true;
+        }
+    }
+
     /// Counts packets it delivered to game code.
     pub(crate) fn delivered(&mut self, packets: u64) {
         self.packets_in += packets;

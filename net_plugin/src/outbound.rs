@@ -261,6 +261,16 @@ impl<Out: PacketSet> Outbox<'_, '_, Out> {
         self.broadcast_within([to], packet, within);
     }
 
+    /// Writes what is held for `to` (see [`broadcast_within`](Self::broadcast_within)) with
+    /// this frame, as the next ordinary send would, without sending anything more. For code that
+    /// times held traffic by a clock of its own: a game that holds news until a tick count says
+    /// it is due releases it then, even when that tick brings nothing new.
+    pub fn release(&mut self, to: Entity) {
+        if let Ok(mut connection) = self.connections.get_mut(to) {
+            connection.release();
+        }
+    }
+
     /// Sends `packet` to every open connection, encoding it once.
     pub fn send_all<P: Packet<Set = Out>>(&mut self, packet: &P) {
         if let Err(e) = self.encode_scratch(packet) {

@@ -125,12 +125,12 @@ fn enter_players(
                 let (cell, near) = interest.enter(room_entity, c.entity, spawn, |e| Some(position_of(e)?.0));
                 let mut view = View::default();
                 for &(_, other) in &near {
-                    view.0.insert(other);
+                    view.insert(other);
                     // Seen both ways: a newcomer of this run keeps its view here until the run ends.
                     if let Some(theirs) = run.views.get_mut(&other) {
-                        theirs.0.insert(c.entity);
+                        theirs.insert(c.entity);
                     } else if let Ok(mut theirs) = views.get_mut(other) {
-                        theirs.0.insert(c.entity);
+                        theirs.insert(c.entity);
                     }
                 }
                 run.views.insert(c.entity, view);
@@ -201,10 +201,10 @@ fn announce_leave(
     let leave = S_BroadcastLeaveGame { player_id: player.id };
     match interest {
         Some(mut interest) => {
-            let seen = views.get_mut(entity).map(|mut v| std::mem::take(&mut v.0)).unwrap_or_default();
+            let seen = views.get_mut(entity).map(|mut v| v.take()).unwrap_or_default();
             for other in &seen {
                 if let Ok(mut theirs) = views.get_mut(*other) {
-                    theirs.0.remove(&entity);
+                    theirs.remove(entity);
                 }
             }
             outbox.broadcast(seen, &leave);

@@ -546,6 +546,45 @@ fn a_still_observer_is_told_the_newest_position_once_when_the_delay_is_up() {
     assert_eq!(server.until(&mut observer, |m| *m == Msg::Pong(7)), vec![], "once");
 }
 
+/// `view_delay` counts ticks for all of the news, leaves and enters as well as moves: a leave an
+/// observer is owed waits for its due tick however long the frames take by the wall clock (here
+/// each takes longer than the whole delay), and goes then although nothing in its view moved.
+#[test]
+fn a_held_leave_goes_at_the_observers_due_tick_whatever_the_wall_clock_says() {
+    let config = load(
+        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\ntick_hz = 100\n[world]\nview_radius = 10.0\nview_delay = \"100ms\"\noverload_news_max = \"off\"\n",
+    )
+    .unwrap();
+    const DELAY_TICKS: u64 = 10;
+    let (mut server, addr) = Stepped::new(config);
+    let mut observer = server.join(addr);
+    let mut mover = server.join(addr);
+    let them = mover.my_id();
+    assert_eq!(observer.recv(WAIT), Some(Msg::Enter { id: them, x: 0.0, y: 0.0, z: 0.0 }));
+    // The observer is answered (its own echo): told now, due again DELAY_TICKS later.
+    assert_eq!(server.walk(&mut observer, 0.0, 1.0), vec![]);
+    let answered = server.frames;
+    // The mover walks out of view (beyond R + M = 11): the observer is owed a leave.
+    server.walk(&mut mover, 50.0, 0.0);
+    assert!(server.frames - answered < DELAY_TICKS - 2, "the premise: the walk took a few ticks");
+    let told = loop {
+        // Each frame 150 ms apart by the wall clock, past the whole 100 ms delay.
+        std::thread::sleep(Duration::from_millis(150));
+        server.app.update();
+        server.frames += 1;
+        if let Some(m) = observer.recv(Duration::from_millis(20)) {
+            break m;
+        }
+        assert!(server.frames - answered <= DELAY_TICKS + 1, "never told");
+    };
+    assert_eq!(told, Msg::Leave { id: them });
+    let waited = server.frames - answered;
+    // One frame less if the echo that set `answered` was read a frame late.
+    assert!((DELAY_TICKS - 1..=DELAY_TICKS).contains(&waited), "told after {waited} ticks, not at the due tick");
+    observer.send(&support::ping_bytes(8));
+    assert_eq!(server.until(&mut observer, |m| *m == Msg::Pong(8)), vec![], "once");
+}
+
 /// `overload_news_max`: graceful overload, on by default (1,200 ms) wherever there is news to
 /// thin (a view radius and a view delay); a value from the file bounds the stretch, `"off"` turns
 /// it off, 0 is refused.

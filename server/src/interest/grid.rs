@@ -39,10 +39,12 @@ impl ViewRule {
         d2 > far * far
     }
 
-    /// The grid's cell size: at least `radius + margin`, so the 3×3 block of cells around a
-    /// player holds everyone who may be in its view.
+    /// The grid's cell size: half the radius, so the cells a search for everyone within the
+    /// radius looks at (a block of 5×5 at most, its corners skipped when wholly beyond the
+    /// radius) cover about 1.8 times the radius's disc, where cells one `radius + margin` wide
+    /// and their 3×3 block covered 3.5 times it: half the candidates per move.
     pub fn cell_size(&self) -> f32 {
-        (self.radius + self.margin).max(f32::MIN_POSITIVE)
+        (self.radius / 2.0).max(f32::MIN_POSITIVE)
     }
 }
 
@@ -52,20 +54,50 @@ pub type Cell = (i32, i32);
 /// One player filed in a cell: who, and where in x and z.
 pub type Filed = (Entity, f32, f32);
 
+/// The most cells a grid keeps in a flat table (1.5 MiB of cell headers): a world whose bounds
+/// need more keeps its occupied cells in a hash table instead.
+const DENSE_MAX_CELLS: i64 = 1 << 16;
+
 /// Players bucketed by cell, kept up to date as they move: the candidates for a player's view
-/// are the players of the 3×3 block around its cell, not the whole room. Each cell holds its
-/// players with their positions, in a short vector (a cell holds about as many players as a
-/// view does), so scanning a block reads contiguous memory and asks nothing of the ECS.
+/// are the players of the cells around it, not the whole room. Each cell holds its players with
+/// their positions, in a short vector, so scanning cells reads contiguous memory and asks
+/// nothing of the ECS.
+///
+/// Inside the world's bounds ([`with_bounds`](Self::with_bounds)) the cells are a flat table
+/// indexed by coordinates, row by row: looking a cell up is arithmetic, not hashing, and the
+/// cells of a row of a block are neighbours in memory. Cells outside it (a grid without bounds,
+/// bounds too large for the table, positions beyond them) are kept in a hash table, holding
+/// only the occupied ones.
 #[derive(Debug, Default)]
 pub struct Grid {
     cell_size: f32,
-    cells: FxHashMap<Cell, Vec<Filed>>,
+    /// The cells over the bounds, row (z) by row, each `columns` wide.
+    dense: Vec<Vec<Filed>>,
+    /// The cell coordinates of `dense[0]`.
+    origin: Cell,
+    /// Cells per row of `dense`.
+    columns: i32,
+    /// Occupied cells outside `dense`.
+    sparse: FxHashMap<Cell, Vec<Filed>>,
 }
 
 impl Grid {
-    /// An empty grid of cells `cell_size` wide.
+    /// An empty grid of cells `cell_size` wide, every cell hashed.
     pub fn new(cell_size: f32) -> Self {
-        Self { cell_size, cells: FxHashMap::default() }
+        Self { cell_size, ..Self::default() }
+    }
+
+    /// An empty grid of cells `cell_size` wide whose cells over the horizontal bounds `min` to
+    /// `max` (x and z) are a flat table, when that takes at most 65,536 cells.
+    pub fn with_bounds(cell_size: f32, min: (f32, f32), max: (f32, f32)) -> Self {
+        let mut grid = Self::new(cell_size);
+        let (lo, hi) = (grid.cell_of(min.0, min.1), grid.cell_of(max.0, max.1));
+        let (columns, rows) = (i64::from(hi.0) - i64::from(lo.0) + 1, i64::from(hi.1) - i64::from(lo.1) + 1);
+        if columns > 0 && rows > 0 && columns.saturating_mul(rows) <= DENSE_MAX_CELLS {
+            grid.dense = (0..columns * rows).map(|_| Vec::new()).collect();
+            (grid.origin, grid.columns) = (lo, columns as i32);
+        }
+        grid
     }
 
     /// The cell holding horizontal position (x, z). Positions beyond `i32` cells (not finite,
@@ -74,23 +106,51 @@ impl Grid {
         ((x / self.cell_size).floor() as i32, (z / self.cell_size).floor() as i32)
     }
 
+    /// Where `cell` is in `dense`, if it is in it.
+    fn slot(&self, cell: Cell) -> Option<usize> {
+        let (dx, dz) = (i64::from(cell.0) - i64::from(self.origin.0), i64::from(cell.1) - i64::from(self.origin.1));
+        let columns = i64::from(self.columns);
+        (dx >= 0 && dz >= 0 && dx < columns).then(|| (dz * columns + dx) as usize).filter(|&at| at < self.dense.len())
+    }
+
+    /// The players filed under `cell`, if any.
+    fn members(&self, cell: Cell) -> Option<&Vec<Filed>> {
+        match self.slot(cell) {
+            Some(at) => Some(&self.dense[at]),
+            None => self.sparse.get(&cell),
+        }
+    }
+
+    /// The players filed under `cell`, made on first use.
+    fn members_mut(&mut self, cell: Cell) -> &mut Vec<Filed> {
+        match self.slot(cell) {
+            Some(at) => &mut self.dense[at],
+            None => self.sparse.entry(cell).or_default(),
+        }
+    }
+
     /// Files `entity` at (x, z); returns its cell.
     pub fn insert(&mut self, entity: Entity, x: f32, z: f32) -> Cell {
         let cell = self.cell_of(x, z);
-        self.cells.entry(cell).or_default().push((entity, x, z));
+        self.members_mut(cell).push((entity, x, z));
         cell
     }
 
-    /// Takes `entity` out of `cell`; empty cells are dropped, so the grid holds only occupied
-    /// cells however large the world.
+    /// Takes `entity` out of `cell`; empty hashed cells are dropped, so the grid holds only
+    /// occupied cells however large the world.
     pub fn remove(&mut self, entity: Entity, cell: Cell) {
-        if let Some(members) = self.cells.get_mut(&cell) {
-            if let Some(i) = members.iter().position(|m| m.0 == entity) {
-                members.swap_remove(i);
-            }
-            if members.is_empty() {
-                self.cells.remove(&cell);
-            }
+        let members = match self.slot(cell) {
+            Some(at) => &mut self.dense[at],
+            None => match self.sparse.get_mut(&cell) {
+                Some(members) => members,
+                None => return,
+            },
+        };
+        if let Some(i) = members.iter().position(|m| m.0 == entity) {
+            members.swap_remove(i);
+        }
+        if members.is_empty() && self.slot(cell).is_none() {
+            self.sparse.remove(&cell);
         }
     }
 
@@ -98,38 +158,51 @@ impl Grid {
     /// position is updated, else it is moved to its new cell. Returns its cell.
     pub fn update(&mut self, entity: Entity, from: Cell, x: f32, z: f32) -> Cell {
         let to = self.cell_of(x, z);
-        let filed = self.cells.get_mut(&from).and_then(|m| m.iter_mut().find(|m| m.0 == entity));
-        match filed {
-            Some(filed) if from == to => *filed = (entity, x, z),
-            _ => {
-                self.remove(entity, from);
-                self.cells.entry(to).or_default().push((entity, x, z));
-            }
+        if from == to
+            && let Some(filed) = self.members_mut(from).iter_mut().find(|m| m.0 == entity)
+        {
+            *filed = (entity, x, z);
+            return to;
         }
+        self.remove(entity, from);
+        self.members_mut(to).push((entity, x, z));
         to
     }
 
-    /// Everyone in the 3×3 block of cells around `cell`, with their positions, each once. At
-    /// the edge of the `i32` cells (where far positions saturate) the block is cut short: a
-    /// neighbour beyond the edge does not exist, and saturating to the edge cell instead would
-    /// visit that cell twice, and report its players twice.
-    pub fn around(&self, cell: Cell) -> impl Iterator<Item = Filed> + '_ {
-        let near = |c: i32| (-1..=1).filter_map(move |d| c.checked_add(d));
-        near(cell.0)
-            .flat_map(move |x| near(cell.1).map(move |z| (x, z)))
-            .filter_map(|c| self.cells.get(&c))
+    /// Everyone filed in a cell that has a point within `r` of (x, z), with their positions,
+    /// each once: a superset of the players within `r`, for the caller to measure. At the edge
+    /// of the `i32` cells (where far positions saturate) the cells are cut short: a cell beyond
+    /// the edge does not exist, and saturating to the edge cell instead would visit that cell
+    /// twice, and report its players twice.
+    pub fn within(&self, x: f32, z: f32, r: f32) -> impl Iterator<Item = Filed> + '_ {
+        let (lo, hi) = (self.cell_of(x - r, z - r), self.cell_of(x + r, z + r));
+        let size = self.cell_size;
+        // The square of the distance from (x, z) to the nearest point of a cell, along one axis.
+        let gap = move |p: f32, cell: i32| {
+            let (start, end) = (cell as f32 * size, (cell as f32 + 1.0) * size);
+            let d = (start - p).max(p - end).max(0.0);
+            d * d
+        };
+        // A little slack for rounding: a cell is skipped only when clearly beyond `r`.
+        let reach = r + size * 1e-3;
+        let (r2, home) = (reach * reach, self.cell_of(x, z));
+        (lo.1..=hi.1)
+            .flat_map(move |cz| (lo.0..=hi.0).map(move |cx| (cx, cz)))
+            // The cell holding (x, z) always: at the i32 edge its span no longer holds its players.
+            .filter(move |&(cx, cz)| (cx, cz) == home || gap(x, cx) + gap(z, cz) <= r2)
+            .filter_map(|cell| self.members(cell))
             .flatten()
             .copied()
     }
 
     /// Players in the grid.
     pub fn len(&self) -> usize {
-        self.cells.values().map(Vec::len).sum()
+        self.dense.iter().chain(self.sparse.values()).map(Vec::len).sum()
     }
 
     /// Whether the grid is empty.
     pub fn is_empty(&self) -> bool {
-        self.cells.is_empty()
+        self.len() == 0
     }
 }
 
@@ -159,7 +232,7 @@ mod tests {
     #[test]
     fn the_default_margin_is_a_tenth_of_the_radius() {
         assert_eq!(ViewRule::with_default_margin(80.0), ViewRule { radius: 80.0, margin: 8.0 });
-        assert_eq!(ViewRule::with_default_margin(80.0).cell_size(), 88.0);
+        assert_eq!(ViewRule::with_default_margin(80.0).cell_size(), 40.0, "half the radius");
     }
 
     #[test]
@@ -173,27 +246,30 @@ mod tests {
         assert_eq!(grid.cell_of(f32::MAX, f32::MIN), (i32::MAX, i32::MIN));
     }
 
-    /// The entities of a block, as a set.
-    fn block(grid: &Grid, cell: Cell) -> FxHashSet<Entity> {
-        grid.around(cell).map(|f| f.0).collect()
+    /// The entities filed in the cells within `r` of (x, z), as a set.
+    fn near(grid: &Grid, x: f32, z: f32, r: f32) -> FxHashSet<Entity> {
+        grid.within(x, z, r).map(|f| f.0).collect()
     }
 
     #[test]
-    fn around_finds_the_3x3_block_only_with_positions() {
+    fn within_finds_the_cells_that_reach_the_radius_only_with_positions() {
+        // Cells 10 wide; a search within 10 of (5, 5) looks at the cells from (-1, -1) to (1, 1).
         let mut grid = Grid::new(10.0);
         assert_eq!(grid.insert(e(1), 5.0, 5.0), (0, 0));
         assert_eq!(grid.insert(e(2), 15.0, 19.0), (1, 1));
         assert_eq!(grid.insert(e(3), -5.0, 0.0), (-1, 0));
         assert_eq!(grid.insert(e(4), 20.0, 0.0), (2, 0));
         assert_eq!(grid.insert(e(5), 0.0, -11.0), (0, -2));
-        assert_eq!(block(&grid, (0, 0)), FxHashSet::from_iter([e(1), e(2), e(3)]));
-        assert_eq!(grid.around((0, 0)).count(), 3, "each once");
-        assert!(grid.around((0, 0)).any(|f| f == (e(2), 15.0, 19.0)), "positions travel with the entities");
+        assert_eq!(near(&grid, 5.0, 5.0, 10.0), FxHashSet::from_iter([e(1), e(2), e(3)]));
+        assert_eq!(grid.within(5.0, 5.0, 10.0).count(), 3, "each once");
+        assert!(grid.within(5.0, 5.0, 10.0).any(|f| f == (e(2), 15.0, 19.0)), "positions travel with the entities");
+        // From (1, 1) the corner cell (1, 1) starts √(9² + 9²) ≈ 12.7 away: not looked at.
+        assert_eq!(near(&grid, 1.0, 1.0, 10.0), FxHashSet::from_iter([e(1), e(3)]));
         assert_eq!(grid.len(), 5);
     }
 
     #[test]
-    fn at_the_edge_of_the_cells_the_block_holds_each_player_once() {
+    fn at_the_edge_of_the_cells_a_search_finds_each_player_once() {
         // Cells 1 wide and positions far beyond i32 cells: all saturate to the edge cells.
         let mut grid = Grid::new(1.0);
         let corners = [(f32::MAX, f32::MAX), (f32::MIN, f32::MIN), (f32::MAX, f32::MIN), (f32::MIN, f32::MAX)];
@@ -204,11 +280,34 @@ mod tests {
         grid.insert(e(10), 3e9, 0.0);
         assert_eq!(grid.cell_of(3e9, 0.0), (i32::MAX, 0));
         for (i, &(x, z)) in corners.iter().enumerate() {
-            let found: Vec<Entity> = grid.around(grid.cell_of(x, z)).map(|f| f.0).collect();
+            let found: Vec<Entity> = grid.within(x, z, 1.5).map(|f| f.0).collect();
             assert_eq!(found, [e(i as u32)], "the corner {x}, {z}: itself, once");
         }
-        let found: Vec<Entity> = grid.around((i32::MAX, 0)).map(|f| f.0).collect();
-        assert_eq!(found.iter().filter(|f| **f == e(10)).count(), 1, "{found:?}");
+        let found: Vec<Entity> = grid.within(3e9, 0.0, 1.5).map(|f| f.0).collect();
+        assert_eq!(found, [e(10)]);
+    }
+
+    #[test]
+    fn a_grid_with_bounds_keeps_its_cells_in_a_table_and_hashes_only_those_outside() {
+        let mut grid = Grid::with_bounds(10.0, (-100.0, -100.0), (100.0, 100.0));
+        assert_eq!(grid.dense.len(), 21 * 21, "cells -10 to 10 in x and z");
+        let inside = [(e(1), -100.0, -100.0), (e(2), 99.0, 100.0), (e(3), 0.0, 0.0)];
+        for (who, x, z) in inside {
+            grid.insert(who, x, z);
+        }
+        let outside = grid.insert(e(4), 250.0, 0.0);
+        assert!(grid.sparse.contains_key(&outside) && grid.sparse.len() == 1, "only the one outside is hashed");
+        assert_eq!(near(&grid, 0.0, 0.0, 5.0), FxHashSet::from_iter([e(3)]));
+        assert_eq!(near(&grid, 255.0, 0.0, 10.0), FxHashSet::from_iter([e(4)]));
+        // Into the bounds and out again: the hashed cell goes when emptied, the table stays.
+        let to = grid.update(e(4), outside, 95.0, 95.0);
+        assert!(grid.sparse.is_empty());
+        assert_eq!(near(&grid, 99.0, 99.0, 5.0), FxHashSet::from_iter([e(2), e(4)]));
+        grid.update(e(4), to, -300.0, 5.0);
+        assert_eq!((grid.len(), grid.sparse.len()), (4, 1));
+        // Bounds that would need too many cells, or more than i64 can count: all hashed.
+        assert!(Grid::with_bounds(1.0, (-1e6, -1e6), (1e6, 1e6)).dense.is_empty());
+        assert!(Grid::with_bounds(1.0, (f32::MIN, f32::MIN), (f32::MAX, f32::MAX)).dense.is_empty());
     }
 
     #[test]
@@ -218,12 +317,12 @@ mod tests {
         grid.insert(e(2), 2.0, 2.0);
         // Within its cell: the position changes, the cell does not.
         assert_eq!(grid.update(e(1), cell, 9.0, 3.0), (0, 0));
-        assert!(grid.around((0, 0)).any(|f| f == (e(1), 9.0, 3.0)));
+        assert!(grid.within(5.0, 5.0, 1.0).any(|f| f == (e(1), 9.0, 3.0)));
         assert_eq!(grid.len(), 2);
         // Into another cell: out of the old one.
         assert_eq!(grid.update(e(1), cell, 55.0, 55.0), (5, 5));
-        assert_eq!(block(&grid, (0, 0)), FxHashSet::from_iter([e(2)]));
-        assert_eq!(grid.around((4, 4)).collect::<Vec<_>>(), [(e(1), 55.0, 55.0)]);
+        assert_eq!(near(&grid, 5.0, 5.0, 1.0), FxHashSet::from_iter([e(2)]));
+        assert_eq!(grid.within(45.0, 45.0, 10.0).collect::<Vec<_>>(), [(e(1), 55.0, 55.0)]);
         grid.remove(e(1), (5, 5));
         grid.remove(e(2), (0, 0));
         assert!(grid.is_empty());
@@ -233,20 +332,25 @@ mod tests {
     }
 
     #[test]
-    fn the_block_around_a_player_holds_everyone_within_the_leave_distance() {
-        // Whatever the positions, anyone within R + M of a player is in its 3×3 block.
+    fn a_search_within_the_radius_finds_everyone_within_it() {
+        // Whatever the positions, anyone within R of a point is among what `within` gives, with
+        // the rule's cells and with and without the flat table.
         let rule = ViewRule { radius: 7.0, margin: 1.5 };
-        let mut grid = Grid::new(rule.cell_size());
         let positions: Vec<(f32, f32)> =
             (0..400).map(|i| (((i * 37) % 101) as f32 * 0.7 - 35.0, ((i * 53) % 97) as f32 * 0.7 - 34.0)).collect();
-        for (i, &(x, z)) in positions.iter().enumerate() {
-            grid.insert(e(i as u32), x, z);
-        }
-        for (i, &a) in positions.iter().enumerate() {
-            let block = block(&grid, grid.cell_of(a.0, a.1));
-            for (j, &b) in positions.iter().enumerate() {
-                if !rule.leaves_view(ViewRule::distance_squared(a, b)) {
-                    assert!(block.contains(&e(j as u32)), "{i} and {j} are within R + M");
+        for mut grid in [Grid::new(rule.cell_size()), Grid::with_bounds(rule.cell_size(), (-20.0, -20.0), (20.0, 20.0))]
+        {
+            for (i, &(x, z)) in positions.iter().enumerate() {
+                grid.insert(e(i as u32), x, z);
+            }
+            for (i, &a) in positions.iter().enumerate() {
+                let found: Vec<Entity> = grid.within(a.0, a.1, rule.radius).map(|f| f.0).collect();
+                let set: FxHashSet<Entity> = found.iter().copied().collect();
+                assert_eq!(set.len(), found.len(), "each once");
+                for (j, &b) in positions.iter().enumerate() {
+                    if rule.comes_into_view(ViewRule::distance_squared(a, b)) {
+                        assert!(set.contains(&e(j as u32)), "{i} and {j} are within R");
+                    }
                 }
             }
         }

@@ -2,10 +2,16 @@
 //!
 //! The course sends every move to everyone in the room (weakness 10 in `PROTOCOL.md`): the
 //! traffic grows with the square of the room. With `[world] view_radius` set, each player has a
-//! [`View`] (the other players it sees) and each room a [`Grid`] of cells at least
-//! `radius + margin` wide, so the 3×3 block of cells around a player holds everyone who may be in
-//! its view. Each tick only the players who moved are re-examined, against the players of their
-//! block: the cost grows with movers × local density, not with the square of the room.
+//! [`View`] (the other players it sees) and each room a [`Grid`] of cells half the radius wide,
+//! so the cells within the radius of a player (5×5 at most) hold everyone who may come into its
+//! view. Each tick only the players who moved are re-examined, against the players of those
+//! cells (who may come into view) and of their view (who may leave it): the cost grows with
+//! movers × local density, not with the square of the room.
+//!
+//! The hot path is flat: views are sorted vectors, what the passes need of each player (its
+//! position, id, last move) is one table by entity index, who is already in a mover's view is a
+//! mark in another, and inside the world's bounds the grid's cells are a table too. Nothing
+//! is hashed per move.
 //!
 //! The rule ([`ViewRule`]), in the horizontal plane (x, z): a player comes into view within the
 //! radius and leaves it beyond radius + margin; in between nothing changes, so a player walking
@@ -34,7 +40,7 @@ use bevy_time::{Fixed, Time};
 use net_plugin::{Outbox, PacketBatch};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use shared::{S_BroadcastEnterGame, S_BroadcastLeaveGame, S_BroadcastMove};
 
 pub use grid::{Cell, Grid, ViewRule};
@@ -46,16 +52,21 @@ use crate::overload::NewsPace;
 
 /// The other players a player sees (never itself). Symmetric: B is in A's view exactly when A
 /// is in B's. Only present when the view radius is set.
-#[derive(Component, Debug, Clone, Default)]
-pub struct View(pub(crate) FxHashSet<Entity>);
+///
+/// A sorted vector, not a hash set: a view holds tens of players, is read far more often than
+/// it changes (each news gathering reads the whole of it, each move checks who is already in
+/// it), and a short contiguous run of entities is cheaper to walk and to search than a table
+/// that hashes every key.
+#[derive(Component, Debug, Clone, Default, PartialEq, Eq)]
+pub struct View(Vec<Entity>);
 
 impl View {
     /// Whether `other` is in view.
     pub fn contains(&self, other: Entity) -> bool {
-        self.0.contains(&other)
+        self.0.binary_search(&other).is_ok()
     }
 
-    /// The players in view, in no particular order.
+    /// The players in view, in entity order.
     pub fn iter(&self) -> impl Iterator<Item = Entity> + '_ {
         self.0.iter().copied()
     }
@@ -68,6 +79,42 @@ impl View {
     /// Whether nobody is in view.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Puts `other` in view; whether it was not already.
+    pub(crate) fn insert(&mut self, other: Entity) -> bool {
+        match self.0.binary_search(&other) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, other);
+                true
+            }
+        }
+    }
+
+    /// Takes `other` out of view; whether it was in it.
+    pub(crate) fn remove(&mut self, other: Entity) -> bool {
+        match self.0.binary_search(&other) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Empties the view, handing back who was in it.
+    pub(crate) fn take(&mut self) -> Vec<Entity> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl FromIterator<Entity> for View {
+    fn from_iter<I: IntoIterator<Item = Entity>>(iter: I) -> Self {
+        let mut seen: Vec<Entity> = iter.into_iter().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        Self(seen)
     }
 }
 
@@ -92,6 +139,9 @@ pub struct Interest {
     pub(crate) known: Vec<Known>,
     /// Counts the runs of [`refresh_views`], for `Known::moved` and `Known::told`.
     pub(crate) tick: u32,
+    /// The world's horizontal bounds (x and z, min and max), over which each room's grid keeps
+    /// its cells in a flat table.
+    bounds: Option<((f32, f32), (f32, f32))>,
 }
 
 /// A player as [`Interest`] keeps it, by entity index.
@@ -110,7 +160,20 @@ pub(crate) struct Known {
 impl Interest {
     /// A view rule and no grids yet; view traffic sent in the tick it happens.
     pub fn new(rule: ViewRule) -> Self {
-        Self { rule, delay: std::time::Duration::ZERO, grids: FxHashMap::default(), known: Vec::new(), tick: 0 }
+        Self {
+            rule,
+            delay: std::time::Duration::ZERO,
+            grids: FxHashMap::default(),
+            known: Vec::new(),
+            tick: 0,
+            bounds: None,
+        }
+    }
+
+    /// The same, with the world's horizontal bounds (x and z) that players stay within, so
+    /// each room's grid looks its cells up in a flat table there (see [`Grid::with_bounds`]).
+    pub fn with_bounds(self, min: (f32, f32), max: (f32, f32)) -> Self {
+        Self { bounds: Some((min, max)), ..self }
     }
 
     /// The same, with view traffic allowed to wait `delay` for an observer's next write.
@@ -131,7 +194,7 @@ impl Interest {
         let rule = self.rule;
         let grid = self.grid(room);
         let mut near: Vec<(i32, Entity)> = grid
-            .around(grid.cell_of(at.x, at.z))
+            .within(at.x, at.z, rule.radius)
             .filter(|&(_, x, z)| rule.comes_into_view(ViewRule::distance_squared((at.x, at.z), (x, z))))
             .filter_map(|(other, ..)| Some((who(other)?, other)))
             .collect();
@@ -145,8 +208,11 @@ impl Interest {
 
     /// The room's grid, made on first use.
     pub(crate) fn grid(&mut self, room: Entity) -> &mut Grid {
-        let cell = self.rule.cell_size();
-        self.grids.entry(room).or_insert_with(|| Grid::new(cell))
+        let (cell, bounds) = (self.rule.cell_size(), self.bounds);
+        self.grids.entry(room).or_insert_with(|| match bounds {
+            Some((min, max)) => Grid::with_bounds(cell, min, max),
+            None => Grid::new(cell),
+        })
     }
 }
 
@@ -191,7 +257,8 @@ impl Plugin for InterestPlugin {
         .add_observer(close_grid);
         if w.view_radius > 0.0 {
             let rule = ViewRule { radius: w.view_radius, margin: w.view_margin.of(w.view_radius) };
-            app.insert_resource(Interest::new(rule).with_delay(w.view_delay))
+            let bounds = ((w.min[0], w.min[2]), (w.max[0], w.max[2]));
+            app.insert_resource(Interest::new(rule).with_delay(w.view_delay).with_bounds(bounds.0, bounds.1))
                 .init_resource::<ViewChanges>()
                 .init_resource::<MoveEchoes>()
                 .add_systems(
@@ -244,8 +311,7 @@ pub fn refresh_views(
     mut views: Query<&mut View>,
     mut interest: ResMut<Interest>,
     mut changes: ResMut<ViewChanges>,
-    // Who comes into a mover's view, and who leaves it.
-    mut scratch: Local<(Vec<Entity>, Vec<Entity>)>,
+    mut scratch: Local<RefreshScratch>,
 ) {
     interest.tick = interest.tick.wrapping_add(1);
     if interest.tick == 0 {
@@ -277,40 +343,67 @@ pub fn refresh_views(
         }
     }
     let Interest { rule, grids, known, .. } = &*interest;
-    let (found, gone) = &mut *scratch;
+    let RefreshScratch { found, gone, marks, serial } = &mut *scratch;
     for (&(entity, p), room) in movers.iter().zip(&rooms) {
         let (Some(grid), Ok(mine)) = (grids.get(room), views.get(entity)) else { continue };
+        *serial = serial.wrapping_add(1);
+        if *serial == 0 {
+            // Marks of 2^32 movers ago could match again: start over.
+            marks.fill(0);
+            *serial = 1;
+        }
+        let mark = *serial;
+        // Anyone in view now beyond radius + margin leaves it, even from outside the block;
+        // everyone in view is marked, so the block's scan knows them without a search.
+        gone.clear();
+        for other in mine.iter() {
+            *dense(marks, other) = mark;
+            let far = known
+                .get(other.index_u32() as usize)
+                .is_some_and(|k| rule.leaves_view(ViewRule::distance_squared((p.x, p.z), (k.pos.x, k.pos.z))));
+            if far {
+                gone.push(other);
+            }
+        }
         // Distances first: most of a block is beyond the radius, and a distance is cheaper than
-        // a look-up in the view.
+        // a look at the marks.
         found.clear();
         found.extend(
-            grid.around(grid.cell_of(p.x, p.z))
+            grid.within(p.x, p.z, rule.radius)
                 .filter(|&(other, x, z)| {
                     other != entity && rule.comes_into_view(ViewRule::distance_squared((p.x, p.z), (x, z)))
                 })
                 .map(|(other, ..)| other)
-                .filter(|other| !mine.contains(*other)),
+                .filter(|other| marks.get(other.index_u32() as usize) != Some(&mark)),
         );
-        // Anyone in view now beyond radius + margin leaves it, even from outside the block.
-        gone.clear();
-        gone.extend(mine.iter().filter(|other| {
-            known
-                .get(other.index_u32() as usize)
-                .is_some_and(|k| rule.leaves_view(ViewRule::distance_squared((p.x, p.z), (k.pos.x, k.pos.z))))
-        }));
         for &other in found.iter() {
             let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
-            mine.0.insert(other);
-            theirs.0.insert(entity);
+            mine.insert(other);
+            theirs.insert(entity);
             enters.extend([(entity, other), (other, entity)]);
         }
         for &other in gone.iter() {
             let Ok([mut mine, mut theirs]) = views.get_many_mut([entity, other]) else { continue };
-            mine.0.remove(&other);
-            theirs.0.remove(&entity);
+            mine.remove(other);
+            theirs.remove(entity);
             leaves.extend([(entity, other), (other, entity)]);
         }
     }
+}
+
+/// What [`refresh_views`] reuses from tick to tick.
+#[derive(Default)]
+pub struct RefreshScratch {
+    /// Who comes into a mover's view.
+    found: Vec<Entity>,
+    /// Who leaves it.
+    gone: Vec<Entity>,
+    /// By entity index: the serial of the last mover whose view held that player, so the scan
+    /// of a mover's block tells who is in its view already by one look in a flat table, not a
+    /// search per candidate.
+    marks: Vec<u32>,
+    /// Counts the movers examined.
+    serial: u32,
 }
 
 /// What [`send_view_changes`] reuses from tick to tick.
@@ -318,8 +411,11 @@ pub fn refresh_views(
 pub struct SendScratch {
     /// One player's news.
     batch: PacketBatch,
-    /// The players whose last move of the tick was seen.
-    last_seen: FxHashSet<Entity>,
+    /// By entity index: the run in which that player's last move was seen, so telling the last
+    /// move from the overtaken ones is a look in a flat table, not a hash per move.
+    last_seen: Vec<u32>,
+    /// Counts the runs, for `last_seen`.
+    run: u32,
     /// The moves a later one of the same player overtook.
     overtaken: Vec<(Entity, Position)>,
 }
@@ -334,7 +430,10 @@ pub struct SendScratch {
 /// it was last told, at its newest position; a player that has not moved for the delay is told
 /// then. Leaves and enters wait for that write too (in order, held in its buffer), so a client
 /// that moves four times a second gets four writes a second, whatever its neighbours do, and the
-/// server's work per move no longer grows with the ticks it arrives in. Without a delay every
+/// server's work per move no longer grows with the ticks it arrives in. All of it is timed by
+/// one clock, the tick count: a player told nothing new at its due tick is still sent what is
+/// held for it then, so a game loop running late (overloaded) delays leaves and enters exactly
+/// as much as moves, and never sends them alone in a write of their own. Without a delay every
 /// observer gets the tick's moves in the tick.
 ///
 /// Overloaded ([`NewsPace`], see [`crate::overload`]), the news waits up to the stretched
@@ -353,12 +452,20 @@ pub fn send_view_changes(
     mut outbox: Outbox,
     mut scratch: Local<SendScratch>,
 ) {
-    let SendScratch { batch, last_seen, overtaken } = &mut *scratch;
+    let SendScratch { batch, last_seen, run, overtaken } = &mut *scratch;
+    *run = run.wrapping_add(1);
+    if *run == 0 {
+        // Marks of 2^32 runs ago could match again: start over.
+        last_seen.fill(0);
+        *run = 1;
+    }
+    let this_run = *run;
     // From the newest: each player's last move is echoed below with its news; the ones before
     // it were overtaken.
-    last_seen.clear();
     overtaken.clear();
-    overtaken.extend(echoes.0.drain(..).rev().filter(|(mover, _)| !last_seen.insert(*mover)));
+    overtaken.extend(
+        echoes.0.drain(..).rev().filter(|(mover, _)| std::mem::replace(dense(last_seen, *mover), this_run) == this_run),
+    );
     for &(mover, p) in overtaken.iter().rev() {
         if let Ok((player, _)) = players.get(mover) {
             outbox.send(mover, &S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
@@ -367,15 +474,19 @@ pub fn send_view_changes(
     let delay = interest.delay;
     // The news interval: the delay, or longer while overloaded.
     let interval = pace.map_or(delay, |pace| pace.interval().max(delay));
+    // Leaves and enters wait for the observer's next news or answer, which the tick count below
+    // times: one clock for all of the news. The wall-clock bound is a safety net only (a game
+    // loop that stopped running these systems), far beyond any tick-timed release.
+    let hold = if delay.is_zero() { interval } else { interval + HOLD_SAFETY };
     for &(to, left) in &changes.leaves {
         if let Ok((player, _)) = players.get(left) {
-            outbox.send_within(to, &S_BroadcastLeaveGame { player_id: player.id }, interval);
+            outbox.send_within(to, &S_BroadcastLeaveGame { player_id: player.id }, hold);
         }
     }
     for &(to, came) in &changes.enters {
         if let Ok((player, p)) = players.get(came) {
             let entered = S_BroadcastEnterGame { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
-            outbox.send_within(to, &entered, interval);
+            outbox.send_within(to, &entered, hold);
         }
     }
     if delay.is_zero() {
@@ -392,21 +503,35 @@ pub fn send_view_changes(
     let at_answer = ticks(interval.saturating_sub(delay));
     let Interest { known, tick, .. } = &mut *interest;
     for &(mover, p) in &changes.movers {
-        let (Ok((player, _)), Ok((_, view))) = (players.get(mover), views.get(mover)) else { continue };
-        let told = known.get(mover.index_u32() as usize).map_or(0, |k| k.told);
+        let Ok((_, view)) = views.get(mover) else { continue };
+        let Some(&Known { id, told, .. }) = known.get(mover.index_u32() as usize) else { continue };
+        let echo = S_BroadcastMove { player_id: id, pos_x: p.x, pos_y: p.y, pos_z: p.z };
         if tick.saturating_sub(told) >= at_answer {
+            // The news and the echo, in one piece.
             gather_news(known, mover, view, *tick, batch);
+            batch.push(&echo);
             outbox.send_batch([mover], batch);
+        } else {
+            outbox.send(mover, &echo);
         }
-        outbox.send(mover, &S_BroadcastMove { player_id: player.id, pos_x: p.x, pos_y: p.y, pos_z: p.z });
     }
     for (observer, view) in &views {
         if known.get(observer.index_u32() as usize).is_some_and(|k| tick.saturating_sub(k.told) >= every) {
             gather_news(known, observer, view, *tick, batch);
-            outbox.send_batch([observer], batch);
+            if batch.is_empty() {
+                // Nobody in view moved: what is held (leaves, enters) goes now all the same.
+                outbox.release(observer);
+            } else {
+                outbox.send_batch([observer], batch);
+            }
         }
     }
 }
+
+/// How much longer than the news interval held leaves and enters may wait, by the wall clock,
+/// before they go alone: the tick-timed news releases them long before, unless the fixed tick
+/// stopped running while frames still run.
+const HOLD_SAFETY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Fills `batch` with the moves of the players in `view` since `observer` was last told, at
 /// their newest positions, and notes it told at `tick`.
@@ -433,6 +558,8 @@ fn dense<T: Default + Clone>(table: &mut Vec<T>, entity: Entity) -> &mut T {
 
 #[cfg(test)]
 mod tests {
+    use rustc_hash::FxHashSet;
+
     use super::*;
 
     #[test]
@@ -451,6 +578,22 @@ mod tests {
         assert!((800..1200).contains(&left) && (800..1200).contains(&near), "{left} {near}");
         s.spawn = Spawn::Origin;
         assert_eq!(s.spawn_point(), Position::default());
+    }
+
+    #[test]
+    fn a_view_stays_sorted_and_holds_each_player_once() {
+        let e = |i: u32| Entity::from_raw_u32(i).unwrap();
+        let sorted = |mut v: Vec<Entity>| {
+            v.sort_unstable();
+            v
+        };
+        let mut view: View = [e(5), e(1), e(9), e(1)].into_iter().collect();
+        assert_eq!(view.iter().collect::<Vec<_>>(), sorted(vec![e(1), e(5), e(9)]));
+        assert!(view.insert(e(7)) && !view.insert(e(7)), "a second insert changes nothing");
+        assert!(view.contains(e(7)) && !view.contains(e(6)));
+        assert!(view.remove(e(5)) && !view.remove(e(5)));
+        assert_eq!(view.iter().collect::<Vec<_>>(), sorted(vec![e(1), e(7), e(9)]));
+        assert_eq!((view.len(), view.take().len(), view.is_empty()), (3, 3, true));
     }
 
     /// A world with the view systems' state and `n` players spread over a square `size` wide,
@@ -478,9 +621,9 @@ mod tests {
                 let who: FxHashMap<Entity, i32> = known.iter_manual(&world).map(|(e, p)| (e, p.id)).collect();
                 let (cell, near) = world.resource_mut::<Interest>().enter(room, newcomer, at, |e| who.get(&e).copied());
                 for &(_, other) in &near {
-                    world.get_mut::<View>(other).unwrap().0.insert(newcomer);
+                    world.get_mut::<View>(other).unwrap().insert(newcomer);
                 }
-                let view = View(near.iter().map(|(_, e)| *e).collect());
+                let view: View = near.iter().map(|(_, e)| *e).collect();
                 world.entity_mut(newcomer).insert((Player { id }, at, InRoom(room), view, GridCell(cell)));
                 players.push(newcomer);
             }
