@@ -22,6 +22,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 pub use crate::procfs::{cpu_seconds, rss_kib};
+use crate::light_load::LOAD_CPU_LIMIT_PCT;
 use crate::{BotTransport, Report};
 
 /// The scenarios of `docs/benchmarks.md`.
@@ -255,6 +256,10 @@ pub struct RunResult {
     pub server_cpu_pct: f64,
     /// Server CPU over the whole run, seconds.
     pub server_cpu_s: f64,
+    /// The bots' own CPU over the same window as `server_cpu_pct`, % of one core: at
+    /// [`LOAD_CPU_LIMIT_PCT`] or more the bots, not the server, set the pace, and the row says
+    /// `load-saturated`.
+    pub bots_cpu_pct: f64,
     /// Server packets sent per server CPU-second, whole run.
     pub packets_per_cpu_s: f64,
     /// Server resident memory before the bots connected, KiB.
@@ -400,18 +405,19 @@ pub(crate) fn repeat<R: Serialize>(
 }
 
 /// The header of [`row`].
-pub const HEADER: &str = "scenario run bots entered all_entered_s server_cpu% pkts/cpu_s rtt_p50 rtt_p99 tick_p99 lost viol mism rss_kib/session rss_mib_before/peak/after rss_mib/h result";
+pub const HEADER: &str = "scenario run bots entered all_entered_s server_cpu% bots_cpu% pkts/cpu_s rtt_p50 rtt_p99 tick_p99 lost viol mism rss_kib/session rss_mib_before/peak/after rss_mib/h result";
 
 /// One result row.
 pub fn row(r: &RunResult) -> String {
     format!(
-        "{:?} {} {} {} {} {:.1} {:.2}M {:.1} {:.1} {:.2} {} {} {} {:.2} {:.1}/{:.1}/{:.1} {} {}",
+        "{:?} {} {} {} {} {:.1} {:.1} {:.2}M {:.1} {:.1} {:.2} {} {} {} {:.2} {:.1}/{:.1}/{:.1} {} {}",
         r.scenario,
         r.run,
         r.plan.bots,
         r.bots.entered,
         r.bots.all_entered_s.map_or("-".into(), |s| format!("{s:.2}")),
         r.server_cpu_pct,
+        r.bots_cpu_pct,
         r.packets_per_cpu_s / 1e6,
         r.bots.rtt_ms.p50,
         r.bots.rtt_ms.p99,
@@ -424,7 +430,12 @@ pub fn row(r: &RunResult) -> String {
         r.rss_peak_kib as f64 / 1024.0,
         r.rss_after_kib as f64 / 1024.0,
         r.rss_slope_mib_per_h.map_or("-".into(), |s| format!("{s:+.2}")),
-        if r.bots.clean() { "clean" } else { "PROBLEMS" },
+        match (r.bots.clean(), r.bots_cpu_pct >= LOAD_CPU_LIMIT_PCT) {
+            (true, false) => "clean",
+            (true, true) => "clean,load-saturated",
+            (false, false) => "PROBLEMS",
+            (false, true) => "PROBLEMS,load-saturated",
+        },
     )
 }
 
@@ -539,6 +550,8 @@ fn run_once(
         .spawn()
         .map_err(|e| format!("cannot start the bots: {e}"))?;
     let events = line_channel(bots.stdout.take().ok_or("no bots stdout")?);
+    // `taskset` runs the bots in its own process: this is theirs.
+    let bots_pid = bots.id();
     let bots_started = Instant::now();
     let period = rss_sample_period(plan.duration_s);
     let mut rss_samples = Vec::new();
@@ -552,16 +565,18 @@ fn run_once(
 
     let mut rss_peak = rss_before;
     let mut rss_sessions = rss_before;
-    // (when, server CPU seconds) as all bots entered, and as they stopped moving.
-    let mut entered: Option<(Instant, f64)> = None;
-    let mut stopped: Option<(Instant, f64)> = None;
+    // (when, server CPU seconds, bots' CPU seconds) as all bots entered, and as they stopped
+    // moving.
+    let mut entered: Option<(Instant, f64, f64)> = None;
+    let mut stopped: Option<(Instant, f64, f64)> = None;
+    let cpus = || (Instant::now(), cpu_seconds(pid).unwrap_or(0.0), cpu_seconds(bots_pid).unwrap_or(0.0));
     loop {
         match events.recv_timeout(period.min(Duration::from_millis(250))) {
             Ok(line) if line.starts_with("EVENT entered_all") => {
-                entered = Some((Instant::now(), cpu_seconds(pid).unwrap_or(0.0)));
+                entered = Some(cpus());
             }
             Ok(line) if line.starts_with("EVENT stopped") => {
-                stopped = Some((Instant::now(), cpu_seconds(pid).unwrap_or(0.0)));
+                stopped = Some(cpus());
                 rss_sessions = rss_kib(pid).unwrap_or(0);
             }
             Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -579,7 +594,7 @@ fn run_once(
         sample(&mut rss_samples);
     }
     let rss_after = rss_kib(pid).unwrap_or(0);
-    let moving_until = stopped.map_or(f64::MAX, |(t, _)| t.duration_since(bots_started).as_secs_f64());
+    let moving_until = stopped.map_or(f64::MAX, |(t, ..)| t.duration_since(bots_started).as_secs_f64());
     let rss_slope = rss_slope_mib_per_h(&rss_samples, warm_up(plan.duration_s).as_secs_f64(), moving_until);
 
     // Stop the server as an operator would, and read its summary.
@@ -598,9 +613,12 @@ fn run_once(
         .ok_or("the bots wrote no report")?;
     let _ = std::fs::remove_dir_all(&dir);
 
-    let server_cpu_pct = match (entered, stopped) {
-        (Some((t0, c0)), Some((t1, c1))) if t1 > t0 => 100.0 * (c1 - c0) / t1.duration_since(t0).as_secs_f64(),
-        _ => f64::NAN,
+    let (server_cpu_pct, bots_cpu_pct) = match (entered, stopped) {
+        (Some((t0, s0, b0)), Some((t1, s1, b1))) if t1 > t0 => {
+            let seconds = t1.duration_since(t0).as_secs_f64();
+            (100.0 * (s1 - s0) / seconds, 100.0 * (b1 - b0) / seconds)
+        }
+        _ => (f64::NAN, f64::NAN),
     };
     let server_cpu_s = cpu_end - cpu_start;
     let packets_out = server_summary["packets_out"].as_f64().unwrap_or(0.0);
@@ -612,6 +630,7 @@ fn run_once(
         transport: args.transport,
         server_cpu_pct,
         server_cpu_s,
+        bots_cpu_pct,
         packets_per_cpu_s: packets_out / server_cpu_s.max(0.01),
         rss_before_kib: rss_before,
         rss_peak_kib: rss_peak,

@@ -151,6 +151,7 @@ fn the_scenario_runner_runs_a_small_scenario() {
     assert!(stdout.lines().any(|l| l.starts_with("S1 1 20 20 ") && l.ends_with("clean")), "{stdout}");
     let run = &runs[0];
     assert!(run["server_cpu_pct"].as_f64().is_some_and(|c| c >= 0.0), "{run}");
+    assert!(run["bots_cpu_pct"].as_f64().is_some_and(|c| c > 0.0), "the bots' own CPU: {run}");
     assert!(run["rss_before_kib"].as_u64().is_some_and(|k| k > 0));
     assert!(run["server"]["tick_ms"]["p99"].as_f64().is_some());
     assert_eq!(run["bots"]["entered"], 20);

@@ -50,9 +50,10 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<Acceptor, String> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A session's TLS state once the handshake is done.
+/// A session's TLS state once the handshake is done. Boxed: rustls's state is over a kilobyte,
+/// and every session, plain TCP included, holds an `Option<Tls>` (S4's memory per idle session).
 #[derive(Debug)]
-pub(crate) struct Tls(Mutex<Connection>);
+pub(crate) struct Tls(Box<Mutex<Connection>>);
 
 /// A session's TLS state, locked: to seal records for its queue.
 pub(crate) struct TlsGuard<'a>(MutexGuard<'a, Connection>);
@@ -65,7 +66,7 @@ impl Tls {
     pub fn new(connection: impl Into<Connection>) -> Self {
         let mut connection = connection.into();
         connection.set_buffer_limit(None);
-        Self(Mutex::new(connection))
+        Self(Box::new(Mutex::new(connection)))
     }
 
     /// Locks it. A panic while it was held may have left a record half sealed: the session is

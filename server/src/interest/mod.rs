@@ -301,9 +301,9 @@ pub struct MoveEchoes(pub Vec<(Entity, Position)>);
 type Moving<'w, 's> = Query<'w, 's, (Entity, Ref<'static, Position>, &'static InRoom), (With<Player>, With<GridCell>)>;
 
 /// Brings the views of everyone who moved this tick up to date, both ways, and notes what
-/// changed in [`ViewChanges`]. A mover is filed under its new cell first, so every block holds
-/// everyone where they are now; then it is compared with the players of its 3×3 block (who may
-/// come into view) and with those in its view (who may leave it, even from outside the block).
+/// changed in [`ViewChanges`]. A mover is filed under its new cell first, so every cell holds
+/// everyone where they are now; then it is compared with the players of the cells within the
+/// radius (who may come into view) and with those in its view (who may leave it, from anywhere).
 /// The rule depends on the two positions alone, so a pair of movers examined twice agrees.
 pub fn refresh_views(
     moving: Moving,
