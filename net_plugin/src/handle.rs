@@ -249,3 +249,17 @@ impl SessionRegistry {
         self.lock().values().cloned().collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every session, idle ones included, holds one of these: a `wss://` session's kilobyte of
+    /// TLS state, held inline, once made every plain TCP session pay for it (S4's memory per
+    /// idle session, `docs/benchmarks.md`).
+    #[test]
+    fn a_session_holds_no_transport_state_inline() {
+        assert!(size_of::<Option<Tls>>() <= 8, "{}", size_of::<Option<Tls>>());
+        assert!(size_of::<Session>() <= 512, "{}", size_of::<Session>());
+    }
+}
