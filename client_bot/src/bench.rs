@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-pub use crate::procfs::{cpu_seconds, rss_kib};
 use crate::light_load::LOAD_CPU_LIMIT_PCT;
+pub use crate::procfs::{cpu_seconds, rss_kib};
 use crate::{BotTransport, Report};
 
 /// The scenarios of `docs/benchmarks.md`.

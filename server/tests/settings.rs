@@ -501,24 +501,31 @@ impl Stepped {
     }
 }
 
+/// A stepped server, 100 ticks a second, R = 10 and the `[world]` settings `world` adds; an
+/// observer and a mover who see each other at the origin; the observer just answered (the echo
+/// of a move of its own: it is told now, and next when the delay is up). Returns the frame it
+/// was answered at too.
+fn observer_answered(world: &str) -> (Stepped, CourseClient, CourseClient, u64) {
+    let text = format!(
+        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\ntick_hz = 100\n[world]\nview_radius = 10.0\n{world}"
+    );
+    let (mut server, addr) = Stepped::new(load(&text).unwrap());
+    let mut observer = server.join(addr);
+    let mover = server.join(addr);
+    assert_eq!(observer.recv(WAIT), Some(Msg::Enter { id: mover.my_id(), x: 0.0, y: 0.0, z: 0.0 }));
+    assert_eq!(server.walk(&mut observer, 0.0, 1.0), vec![]);
+    let answered = server.frames;
+    (server, observer, mover, answered)
+}
+
 /// `view_delay`: a player that does not move is told when the delay is up, once, of the newest
 /// position of each player in its view, however many moves it made meanwhile. With game time
 /// stepped by hand, "the delay is up" is a count of ticks, not a race with the machine's load.
 #[test]
 fn a_still_observer_is_told_the_newest_position_once_when_the_delay_is_up() {
-    let config = load(
-        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\ntick_hz = 100\n[world]\nview_radius = 10.0\nview_delay = \"10s\"\n",
-    )
-    .unwrap();
     const DELAY_TICKS: u64 = 1000;
-    let (mut server, addr) = Stepped::new(config);
-    let mut observer = server.join(addr);
-    let mut mover = server.join(addr);
+    let (mut server, mut observer, mut mover, answered) = observer_answered("view_delay = \"10s\"\n");
     let them = mover.my_id();
-    assert_eq!(observer.recv(WAIT), Some(Msg::Enter { id: them, x: 0.0, y: 0.0, z: 0.0 }));
-    // The observer is answered (its own echo): it is told now, and next when the delay is up.
-    assert_eq!(server.walk(&mut observer, 0.0, 1.0), vec![]);
-    let answered = server.frames;
     // Three moves, a tick or so apart (the first answer tells the mover the observer's move).
     let me = observer.my_id();
     assert_eq!(server.walk(&mut mover, 1.0, 0.0), vec![Msg::Move { id: me, x: 0.0, y: 0.0, z: 1.0 }]);
@@ -551,19 +558,10 @@ fn a_still_observer_is_told_the_newest_position_once_when_the_delay_is_up() {
 /// each takes longer than the whole delay), and goes then although nothing in its view moved.
 #[test]
 fn a_held_leave_goes_at_the_observers_due_tick_whatever_the_wall_clock_says() {
-    let config = load(
-        "bind = \"127.0.0.1:0\"\nstats_interval = \"off\"\ntick_hz = 100\n[world]\nview_radius = 10.0\nview_delay = \"100ms\"\noverload_news_max = \"off\"\n",
-    )
-    .unwrap();
     const DELAY_TICKS: u64 = 10;
-    let (mut server, addr) = Stepped::new(config);
-    let mut observer = server.join(addr);
-    let mut mover = server.join(addr);
+    let (mut server, mut observer, mut mover, answered) =
+        observer_answered("view_delay = \"100ms\"\noverload_news_max = \"off\"\n");
     let them = mover.my_id();
-    assert_eq!(observer.recv(WAIT), Some(Msg::Enter { id: them, x: 0.0, y: 0.0, z: 0.0 }));
-    // The observer is answered (its own echo): told now, due again DELAY_TICKS later.
-    assert_eq!(server.walk(&mut observer, 0.0, 1.0), vec![]);
-    let answered = server.frames;
     // The mover walks out of view (beyond R + M = 11): the observer is owed a leave.
     server.walk(&mut mover, 50.0, 0.0);
     assert!(server.frames - answered < DELAY_TICKS - 2, "the premise: the walk took a few ticks");
