@@ -238,6 +238,7 @@ mod tests {
                 load_cpu_pct,
                 watched_cpu_pct,
             },
+            echoes: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod bench;
 mod bot;
 mod churn;
 mod config;
+pub mod echoes;
 pub mod floor;
 pub mod floor_bench;
 pub mod light_load;

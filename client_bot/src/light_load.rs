@@ -6,7 +6,8 @@
 //! ±`--half`, and that read and discard whatever comes back. It is the reference `walkers.c` of
 //! `../shared/bench/` in safe Rust, with the same rhythm, walk and syscalls (one write per
 //! move; reads until the socket would block): one thread over epoll (through `mio`), no
-//! runtime, no parsing.
+//! runtime, no parsing (unless `--echoes` asks for the echoes to be counted: see
+//! [`echoes`](crate::echoes)).
 //!
 //! The real server needs nothing before a move (a connection enters its room on connect), so
 //! the same load drives the real server and the floor (see [`floor`](crate::floor)).
@@ -31,6 +32,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use shared::C_Move;
 
+use crate::echoes::{EchoCounts, EchoReport, EchoTracker};
 use crate::procfs::cpu_seconds;
 
 /// At or above this share of its core (%), the load generator may have been what limited the
@@ -83,6 +85,11 @@ pub struct LightLoadArgs {
     /// Write the report here as JSON.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Also count each connection's echoes (its own moves coming back), the lost ones and the
+    /// round trip, for the moves sent in the window. It parses what comes back, which costs the
+    /// load CPU: not for comparisons with the floor.
+    #[arg(long)]
+    pub echoes: bool,
 }
 
 impl LightLoadArgs {
@@ -138,6 +145,9 @@ pub struct LoadReport {
     pub bytes_read: u64,
     /// The window's counts.
     pub window: Window,
+    /// With `--echoes`: the echoes of the moves sent in the window.
+    #[serde(default)]
+    pub echoes: Option<EchoReport>,
 }
 
 impl LoadReport {
@@ -166,11 +176,12 @@ impl LoadReport {
     }
 }
 
-/// One connection: its socket and where it stands.
+/// One connection: its socket, where it stands, and with `--echoes` its moves in flight.
 struct Walker {
     stream: Option<TcpStream>,
     x: f32,
     z: f32,
+    echoes: Option<EchoTracker>,
 }
 
 /// The counters at an instant: when, moves, bytes, own CPU, watched CPU.
@@ -192,7 +203,8 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
     for i in 0..args.connections {
         let x = rng.random_range(-1.0..=1.0) * args.half;
         let z = rng.random_range(-1.0..=1.0) * args.half;
-        walkers.push(Walker { stream: connect(&poll, args.addr, i).ok(), x, z });
+        let echoes = args.echoes.then(EchoTracker::default);
+        walkers.push(Walker { stream: connect(&poll, args.addr, i).ok(), x, z, echoes });
         if i % CONNECT_BATCH == CONNECT_BATCH - 1 {
             std::thread::sleep(CONNECT_PAUSE);
         }
@@ -214,7 +226,9 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
             load_cpu_pct: 0.0,
             watched_cpu_pct: None,
         },
+        echoes: None,
     };
+    let mut echoes = EchoCounts::default();
 
     let me = std::process::id();
     let mark = |report: &LoadReport| Mark {
@@ -244,7 +258,8 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
             break;
         }
         if now >= next_move && next_move < window_end {
-            move_all(&mut walkers, &mut rng, args, &mut report);
+            let counts = now >= window_start && now < window_end;
+            move_all(&mut walkers, &mut rng, args, &mut report, (&mut echoes, counts));
             next_move += args.interval;
         }
         let mut wake = end;
@@ -264,7 +279,7 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
         }
         for event in &events {
             let Some(walker) = walkers.get_mut(event.token().0) else { continue };
-            if !drain(walker, &mut buf, &mut report.bytes_read) {
+            if !drain(walker, &mut buf, &mut report.bytes_read, &mut echoes) {
                 report.closed_early += 1;
             }
         }
@@ -282,6 +297,10 @@ pub fn run(args: &LightLoadArgs) -> Result<LoadReport, String> {
         load_cpu_pct: 100.0 * (closed.cpu - opened.cpu) / seconds,
         watched_cpu_pct: opened.watched.zip(closed.watched).map(|(a, b)| 100.0 * (b - a) / seconds),
     };
+    if args.echoes {
+        walkers.iter_mut().filter_map(|w| w.echoes.as_mut()).for_each(|t| t.finish(&mut echoes));
+        report.echoes = Some(echoes.report());
+    }
     // Dropping the walkers closes every connection.
     drop(walkers);
     if let Some(path) = &args.json {
@@ -309,9 +328,17 @@ fn connect(poll: &Poll, addr: SocketAddr, i: u32) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// One step of every walker, each sent as one `C_Move` with one write.
-fn move_all(walkers: &mut [Walker], rng: &mut SmallRng, args: &LightLoadArgs, report: &mut LoadReport) {
+/// One step of every walker, each sent as one `C_Move` with one write; with `--echoes` each
+/// noted in flight (counted when `counts`: inside the window).
+fn move_all(
+    walkers: &mut [Walker],
+    rng: &mut SmallRng,
+    args: &LightLoadArgs,
+    report: &mut LoadReport,
+    (echoes, counts): (&mut EchoCounts, bool),
+) {
     let mut packet = [0u8; crate::floor::MOVE_BYTES];
+    let now = Instant::now();
     for walker in walkers {
         let Some(stream) = &mut walker.stream else { continue };
         walker.x = (walker.x + rng.random_range(-1.0..=1.0) * args.step).clamp(-args.half, args.half);
@@ -323,7 +350,12 @@ fn move_all(walkers: &mut [Walker], rng: &mut SmallRng, args: &LightLoadArgs, re
             continue;
         }
         match stream.write(&packet) {
-            Ok(n) if n == packet.len() => report.moves_sent += 1,
+            Ok(n) if n == packet.len() => {
+                report.moves_sent += 1;
+                if let Some(tracker) = &mut walker.echoes {
+                    tracker.sent(walker.x, walker.z, now, counts, echoes);
+                }
+            }
             // A part written would misframe the stream from here on; the server would drop
             // the connection, and the report says so.
             _ => report.moves_failed += 1,
@@ -331,14 +363,20 @@ fn move_all(walkers: &mut [Walker], rng: &mut SmallRng, args: &LightLoadArgs, re
     }
 }
 
-/// Reads a walker's socket until it would block, counting the bytes; `false` when the server
-/// closed it or it failed (the walker is then closed too, once).
-fn drain(walker: &mut Walker, buf: &mut [u8], bytes: &mut u64) -> bool {
+/// Reads a walker's socket until it would block, counting the bytes (and with `--echoes` the
+/// echoes in them); `false` when the server closed it or it failed (the walker is then closed
+/// too, once).
+fn drain(walker: &mut Walker, buf: &mut [u8], bytes: &mut u64, echoes: &mut EchoCounts) -> bool {
     let Some(stream) = &mut walker.stream else { return true };
     loop {
         match stream.read(buf) {
             Ok(0) => break,
-            Ok(n) => *bytes += n as u64,
+            Ok(n) => {
+                *bytes += n as u64;
+                if let Some(tracker) = &mut walker.echoes {
+                    tracker.received(&buf[..n], Instant::now(), echoes);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
@@ -369,6 +407,7 @@ mod tests {
                 load_cpu_pct,
                 watched_cpu_pct: Some(50.0),
             },
+            echoes: None,
         }
     }
 

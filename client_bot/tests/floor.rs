@@ -129,6 +129,7 @@ fn load(addr: SocketAddr, connections: u32, half: f32) -> LightLoadArgs {
         watch: Some(std::process::id()),
         seed: 7,
         json: None,
+        echoes: false,
     }
 }
 
@@ -184,8 +185,12 @@ fn the_real_server_takes_the_light_loads_moves_and_echoes_them() {
         app
     });
 
-    let report = light_load::run(&load(addr, 3, 1000.0)).unwrap();
+    let report = light_load::run(&LightLoadArgs { echoes: true, ..load(addr, 3, 1000.0) }).unwrap();
     assert_whole(&report, 3);
+    // Every move of the window came back to its mover, recognised among the others' moves.
+    let echoes = report.echoes.clone().expect("--echoes");
+    assert_eq!((echoes.echoed, echoes.lost), (report.window.moves_sent, 0), "{report:?}");
+    assert!(echoes.rtt_p50_ms > 0.0 && echoes.rtt_max_ms < 2000.0, "{echoes:?}");
     let sent = report.moves_sent;
     assert!(
         server.wait_until(PATIENCE, move |_| counted.load(Ordering::Relaxed) >= sent),
