@@ -436,6 +436,9 @@ impl<In: PacketSet> AcceptState<In> {
                         upgraded
                     };
                     let timeout = cx.config.websocket.handshake_timeout;
+                    // Boxed: inline, the handshake's state (rustls's among it, kilobytes) would
+                    // size this task for its whole life, and every plain TCP session's with it.
+                    let upgrade = Box::pin(upgrade);
                     let upgraded = tokio::select! {
                         () = shutdown.cancelled() => return,
                         upgraded = tokio::time::timeout(timeout, upgrade) => {

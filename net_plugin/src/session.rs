@@ -125,7 +125,8 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
     let mut rules = InboundRules::<In>::new(&cx.config, Instant::now());
     let limits = BacklogLimits::of(&cx.config);
     // The WebSocket layer between the socket and the rules, if this is a WebSocket session.
-    let mut ws = session.ws.map(|role| WsInbound::new(&cx.config.websocket, role, Instant::now()));
+    // Boxed: this future lives as long as the session, and a TCP session has no use for it.
+    let mut ws = session.ws.map(|role| Box::new(WsInbound::new(&cx.config.websocket, role, Instant::now())));
     // Frames the WebSocket layer sends back (pongs, pings).
     let mut replies = Vec::new();
     // The next packet's place in the connection's stream, for `Received::seq`.
@@ -137,7 +138,7 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
         // The inbound rules' timers, and the outbound ones while the writer waits on the socket.
         let outbound = session.outgoing().deadline(&limits);
         let deadline =
-            [rules.deadline(), outbound, ws.as_ref().and_then(WsInbound::deadline)].into_iter().flatten().min();
+            [rules.deadline(), outbound, ws.as_deref().and_then(WsInbound::deadline)].into_iter().flatten().min();
         if deadline != armed {
             armed = deadline;
             match (deadline, timer.as_mut()) {
@@ -190,7 +191,7 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
             }
             Wake::Readable => {
                 let mut packets = Vec::new();
-                let (read, ruled) = read_once(session, &mut rules, ws.as_mut(), &mut packets, &mut replies);
+                let (read, ruled) = read_once(session, &mut rules, ws.as_deref_mut(), &mut packets, &mut replies);
                 let ruled = ruled.and_then(|()| send_replies(session, cx, &mut replies, &limits));
                 match read {
                     Ok(0) => return Some(DisconnectReason::ClosedByPeer),

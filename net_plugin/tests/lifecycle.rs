@@ -282,6 +282,9 @@ fn stop_accepting_closes_the_listener_at_once_while_open_connections_go_on() {
     let deadline = std::time::Instant::now() + WAIT;
     let refused = loop {
         match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            // A connection that reached the listen queue as the listener closed is reset by the
+            // kernel (2 runs in 25 on this machine): the next one must be refused.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && std::time::Instant::now() < deadline => {}
             Err(e) => break e,
             Ok(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(_) => panic!("still accepting {WAIT:?} after stop_accepting"),
