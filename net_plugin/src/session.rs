@@ -214,6 +214,13 @@ async fn read_until_closed<In: PacketSet>(session: &Arc<Session>, cx: &SessionCo
     }
 }
 
+thread_local! {
+    /// Each I/O thread's read buffer, zeroed once rather than at every read (a read per move
+    /// made that `memset` of 16 KiB one of the I/O thread's larger items).
+    static READ_BUFFER: std::cell::RefCell<Box<[u8; READ_CHUNK]>> =
+        std::cell::RefCell::new(Box::new([0; READ_CHUNK]));
+}
+
 /// Reads what the socket holds (up to [`READ_CHUNK`]) and feeds it to the rules. `Ok(0)` is the
 /// end of the stream. A plain function, and its buffer the thread's own, so no buffer is kept in
 /// the session's future between wake-ups: an idle session stays small.
@@ -224,54 +231,37 @@ fn read_once<In: PacketSet>(
     packets: &mut Vec<In>,
     replies: &mut Vec<bytes::Bytes>,
 ) -> (std::io::Result<usize>, Result<(), DisconnectReason>) {
-    READ_BUFFER.with_borrow_mut(|chunk| read_into(chunk, session, rules, ws, packets, replies))
-}
-
-thread_local! {
-    /// Each I/O thread's read buffer, zeroed once rather than at every read (a read per move
-    /// made that `memset` of 16 KiB one of the I/O thread's larger items).
-    static READ_BUFFER: std::cell::RefCell<Box<[u8; READ_CHUNK]>> =
-        std::cell::RefCell::new(Box::new([0; READ_CHUNK]));
-}
-
-/// [`read_once`] into `chunk`.
-fn read_into<In: PacketSet>(
-    chunk: &mut [u8; READ_CHUNK],
-    session: &Session,
-    rules: &mut InboundRules<In>,
-    ws: Option<&mut WsInbound>,
-    packets: &mut Vec<In>,
-    replies: &mut Vec<bytes::Bytes>,
-) -> (std::io::Result<usize>, Result<(), DisconnectReason>) {
-    let stream = &session.stream;
-    let mut n = 0;
-    let read = stream.try_io(Interest::READABLE, || {
-        n = (&*socket2::SockRef::from(stream)).read(&mut chunk[..])?;
-        // A short read drained the socket. Saying so clears tokio's readiness now (with the
-        // readiness event it was read under, so data that arrived since is not missed) and
-        // spares a read that would only find nothing: tokio's own `poll_read` does the same.
-        if n > 0 && n < chunk.len() { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
-    });
-    // A `wss://` session's bytes are decrypted first. What TLS answers with (an alert, a key
-    // update) goes out with the next sealed bytes.
-    let mut plain = Vec::new();
-    let (received, opened) = match &session.tls {
-        Some(tls) => {
-            let opened = tls.open(&chunk[..n], &mut plain);
-            (&mut plain[..], opened)
-        }
-        None => (&mut chunk[..n], Ok(())),
-    };
-    let ruled = match ws {
-        Some(ws) => ws.receive(received, Instant::now(), rules, packets, replies),
-        None => rules.receive(received, Instant::now(), packets),
-    };
-    let ruled = opened.and(ruled);
-    let read = match read {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && n > 0 => Ok(n),
-        other => other,
-    };
-    (read, ruled)
+    READ_BUFFER.with_borrow_mut(|chunk| {
+        let stream = &session.stream;
+        let mut n = 0;
+        let read = stream.try_io(Interest::READABLE, || {
+            n = (&*socket2::SockRef::from(stream)).read(&mut chunk[..])?;
+            // A short read drained the socket. Saying so clears tokio's readiness now (with the
+            // readiness event it was read under, so data that arrived since is not missed) and
+            // spares a read that would only find nothing: tokio's own `poll_read` does the same.
+            if n > 0 && n < chunk.len() { Err(std::io::ErrorKind::WouldBlock.into()) } else { Ok(n) }
+        });
+        // A `wss://` session's bytes are decrypted first. What TLS answers with (an alert, a key
+        // update) goes out with the next sealed bytes.
+        let mut plain = Vec::new();
+        let (received, opened) = match &session.tls {
+            Some(tls) => {
+                let opened = tls.open(&chunk[..n], &mut plain);
+                (&mut plain[..], opened)
+            }
+            None => (&mut chunk[..n], Ok(())),
+        };
+        let ruled = match ws {
+            Some(ws) => ws.receive(received, Instant::now(), rules, packets, replies),
+            None => rules.receive(received, Instant::now(), packets),
+        };
+        let ruled = opened.and(ruled);
+        let read = match read {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && n > 0 => Ok(n),
+            other => other,
+        };
+        (read, ruled)
+    })
 }
 
 /// Queues the WebSocket layer's replies (pongs, pings) behind what is queued, and lists the

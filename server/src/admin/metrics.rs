@@ -17,9 +17,9 @@ use std::fmt::{self, Write};
 use net_plugin::DisconnectKind;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use shared::{Direction, PACKETS};
 
@@ -231,11 +231,7 @@ fn gauges<'a>(
     label: &str,
     values: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> fmt::Result {
-    let mut family = out.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (value, count) in values {
-        ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX)).encode(family.encode_family(&[(label, value)])?)?;
-    }
-    Ok(())
+    labelled(out, name, help, label, values, |count| ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX)))
 }
 
 /// A counter with one label, a series per value.
@@ -246,9 +242,21 @@ fn counters<'a>(
     label: &str,
     values: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> fmt::Result {
-    let mut family = out.encode_descriptor(name, help, None, MetricType::Counter)?;
+    labelled(out, name, help, label, values, ConstCounter::new)
+}
+
+/// A family of metrics `metric` makes, with one label, a series per value.
+fn labelled<'a, M: EncodeMetric + TypedMetric>(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'a str, u64)>,
+    metric: impl Fn(u64) -> M,
+) -> fmt::Result {
+    let mut family = out.encode_descriptor(name, help, None, M::TYPE)?;
     for (value, count) in values {
-        ConstCounter::new(count).encode(family.encode_family(&[(label, value)])?)?;
+        metric(count).encode(family.encode_family(&[(label, value)])?)?;
     }
     Ok(())
 }

@@ -58,16 +58,21 @@ pub type Filed = (Entity, f32, f32);
 /// need more keeps its occupied cells in a hash table instead.
 const DENSE_MAX_CELLS: i64 = 1 << 16;
 
+/// The table is made once the room holds a player for every this many of its cells, so it
+/// costs at most 8 cell headers (192 bytes) per player: many small rooms (a low room capacity,
+/// players spread over them) keep their few cells hashed instead of a table each.
+const CELLS_PER_PLAYER: usize = 8;
+
 /// Players bucketed by cell, kept up to date as they move: the candidates for a player's view
 /// are the players of the cells around it, not the whole room. Each cell holds its players with
 /// their positions, in a short vector, so scanning cells reads contiguous memory and asks
 /// nothing of the ECS.
 ///
-/// Inside the world's bounds ([`with_bounds`](Self::with_bounds)) the cells are a flat table
-/// indexed by coordinates, row by row: looking a cell up is arithmetic, not hashing, and the
-/// cells of a row of a block are neighbours in memory. Cells outside it (a grid without bounds,
-/// bounds too large for the table, positions beyond them) are kept in a hash table, holding
-/// only the occupied ones.
+/// Inside the world's bounds ([`with_bounds`](Self::with_bounds)), once the room is populated
+/// enough to pay for it, the cells are a flat table indexed by coordinates, row by row: looking
+/// a cell up is arithmetic, not hashing, and the cells of a row of a block are neighbours in
+/// memory. Other cells (a grid without bounds, bounds too large for the table, positions beyond
+/// them, a room too empty for a table) are kept in a hash table, holding only the occupied ones.
 #[derive(Debug, Default)]
 pub struct Grid {
     cell_size: f32,
@@ -77,8 +82,12 @@ pub struct Grid {
     origin: Cell,
     /// Cells per row of `dense`.
     columns: i32,
+    /// The cells `dense` will have once it is made (0: never).
+    planned: usize,
     /// Occupied cells outside `dense`.
     sparse: FxHashMap<Cell, Vec<Filed>>,
+    /// Players filed.
+    players: usize,
 }
 
 impl Grid {
@@ -88,16 +97,33 @@ impl Grid {
     }
 
     /// An empty grid of cells `cell_size` wide whose cells over the horizontal bounds `min` to
-    /// `max` (x and z) are a flat table, when that takes at most 65,536 cells.
+    /// `max` (x and z) become a flat table when that takes at most 65,536 cells, once it holds a
+    /// player for every 8 of them.
     pub fn with_bounds(cell_size: f32, min: (f32, f32), max: (f32, f32)) -> Self {
         let mut grid = Self::new(cell_size);
         let (lo, hi) = (grid.cell_of(min.0, min.1), grid.cell_of(max.0, max.1));
         let (columns, rows) = (i64::from(hi.0) - i64::from(lo.0) + 1, i64::from(hi.1) - i64::from(lo.1) + 1);
         if columns > 0 && rows > 0 && columns.saturating_mul(rows) <= DENSE_MAX_CELLS {
-            grid.dense = (0..columns * rows).map(|_| Vec::new()).collect();
-            (grid.origin, grid.columns) = (lo, columns as i32);
+            (grid.origin, grid.columns, grid.planned) = (lo, columns as i32, (columns * rows) as usize);
         }
         grid
+    }
+
+    /// Makes the table once there are players enough for it, moving the hashed cells it covers
+    /// into it.
+    fn make_table_when_due(&mut self) {
+        if !self.dense.is_empty() || self.planned == 0 || self.players * CELLS_PER_PLAYER < self.planned {
+            return;
+        }
+        self.dense = (0..self.planned).map(|_| Vec::new()).collect();
+        for (cell, members) in std::mem::take(&mut self.sparse) {
+            match self.slot(cell) {
+                Some(at) => self.dense[at] = members,
+                None => {
+                    self.sparse.insert(cell, members);
+                }
+            }
+        }
     }
 
     /// The cell holding horizontal position (x, z). Positions beyond `i32` cells (not finite,
@@ -131,6 +157,8 @@ impl Grid {
 
     /// Files `entity` at (x, z); returns its cell.
     pub fn insert(&mut self, entity: Entity, x: f32, z: f32) -> Cell {
+        self.players += 1;
+        self.make_table_when_due();
         let cell = self.cell_of(x, z);
         self.members_mut(cell).push((entity, x, z));
         cell
@@ -139,7 +167,8 @@ impl Grid {
     /// Takes `entity` out of `cell`; empty hashed cells are dropped, so the grid holds only
     /// occupied cells however large the world.
     pub fn remove(&mut self, entity: Entity, cell: Cell) {
-        let members = match self.slot(cell) {
+        let slot = self.slot(cell);
+        let members = match slot {
             Some(at) => &mut self.dense[at],
             None => match self.sparse.get_mut(&cell) {
                 Some(members) => members,
@@ -148,8 +177,9 @@ impl Grid {
         };
         if let Some(i) = members.iter().position(|m| m.0 == entity) {
             members.swap_remove(i);
+            self.players -= 1;
         }
-        if members.is_empty() && self.slot(cell).is_none() {
+        if members.is_empty() && slot.is_none() {
             self.sparse.remove(&cell);
         }
     }
@@ -165,6 +195,7 @@ impl Grid {
             return to;
         }
         self.remove(entity, from);
+        self.players += 1;
         self.members_mut(to).push((entity, x, z));
         to
     }
@@ -197,7 +228,7 @@ impl Grid {
 
     /// Players in the grid.
     pub fn len(&self) -> usize {
-        self.dense.iter().chain(self.sparse.values()).map(Vec::len).sum()
+        self.players
     }
 
     /// Whether the grid is empty.
@@ -289,13 +320,20 @@ mod tests {
 
     #[test]
     fn a_grid_with_bounds_keeps_its_cells_in_a_table_and_hashes_only_those_outside() {
+        // Cells -10 to 10 in x and z: 441, a table once there are 56 players.
         let mut grid = Grid::with_bounds(10.0, (-100.0, -100.0), (100.0, 100.0));
-        assert_eq!(grid.dense.len(), 21 * 21, "cells -10 to 10 in x and z");
         let inside = [(e(1), -100.0, -100.0), (e(2), 99.0, 100.0), (e(3), 0.0, 0.0)];
         for (who, x, z) in inside {
             grid.insert(who, x, z);
         }
         let outside = grid.insert(e(4), 250.0, 0.0);
+        assert!(grid.dense.is_empty() && grid.sparse.len() == 4, "a room of 4 pays for no table");
+        // Players enough (filed far from the others, in two cells): the table, and only the one
+        // outside hashed.
+        for i in 5..57 {
+            grid.insert(e(i), -55.0 + (i % 2) as f32 * 10.0, -55.0);
+        }
+        assert_eq!(grid.dense.len(), 21 * 21);
         assert!(grid.sparse.contains_key(&outside) && grid.sparse.len() == 1, "only the one outside is hashed");
         assert_eq!(near(&grid, 0.0, 0.0, 5.0), FxHashSet::from_iter([e(3)]));
         assert_eq!(near(&grid, 255.0, 0.0, 10.0), FxHashSet::from_iter([e(4)]));
@@ -304,10 +342,10 @@ mod tests {
         assert!(grid.sparse.is_empty());
         assert_eq!(near(&grid, 99.0, 99.0, 5.0), FxHashSet::from_iter([e(2), e(4)]));
         grid.update(e(4), to, -300.0, 5.0);
-        assert_eq!((grid.len(), grid.sparse.len()), (4, 1));
+        assert_eq!((grid.len(), grid.sparse.len()), (56, 1));
         // Bounds that would need too many cells, or more than i64 can count: all hashed.
-        assert!(Grid::with_bounds(1.0, (-1e6, -1e6), (1e6, 1e6)).dense.is_empty());
-        assert!(Grid::with_bounds(1.0, (f32::MIN, f32::MIN), (f32::MAX, f32::MAX)).dense.is_empty());
+        assert_eq!(Grid::with_bounds(1.0, (-1e6, -1e6), (1e6, 1e6)).planned, 0);
+        assert_eq!(Grid::with_bounds(1.0, (f32::MIN, f32::MIN), (f32::MAX, f32::MAX)).planned, 0);
     }
 
     #[test]

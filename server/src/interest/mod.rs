@@ -10,7 +10,7 @@
 //!
 //! The hot path is flat: views are sorted vectors, what the passes need of each player (its
 //! position, id, last move) is one table by entity index, who is already in a mover's view is a
-//! mark in another, and inside the world's bounds the grid's cells are a table too. Nothing
+//! mark in another, and inside the world's bounds a populated room's grid cells are a table too. Nothing
 //! is hashed per move.
 //!
 //! The rule ([`ViewRule`]), in the horizontal plane (x, z): a player comes into view within the
